@@ -1,0 +1,144 @@
+"""Replay buffer for n parallel games, in the row convention `DreamerAgent.update` reads.
+
+Row t of a game holds obs_t, the reward_t and is_terminal_t that came with it, is_first_t,
+and action_t, the action taken after seeing obs_t. Each game has its own ring buffer
+(capacity // n rows), because a game that ends writes one extra row (its final
+observation) and the games therefore fill at different rates. Sequences never cross
+from one game's buffer into another and never wrap over the write position, so every
+sampled sequence is a run of consecutive rows of one game.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+OBS_DIM = 18
+ACT_DIM = 4
+_FIELDS = ("obs", "action", "reward", "is_first", "is_terminal")
+
+
+class Replay:
+    """Uniform sequence replay; owns its numpy Generator so a resume samples the same batches."""
+
+    def __init__(self, capacity: int, n_envs: int, seed: int = 0) -> None:
+        if n_envs < 1:
+            raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+        if capacity < n_envs:
+            raise ValueError(f"capacity ({capacity}) must be at least n_envs ({n_envs})")
+        self.n_envs = n_envs
+        self.capacity = capacity // n_envs  # rows per game
+        c = self.capacity
+        self.obs = np.zeros((n_envs, c, OBS_DIM), np.float32)
+        self.action = np.zeros((n_envs, c, ACT_DIM), np.float32)
+        self.reward = np.zeros((n_envs, c), np.float32)
+        self.is_first = np.zeros((n_envs, c), bool)
+        self.is_terminal = np.zeros((n_envs, c), bool)
+        self.ptr = np.zeros(n_envs, np.int64)  # next write position per game
+        self.size = np.zeros(n_envs, np.int64)  # filled rows per game
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return int(self.size.sum())
+
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        is_first: np.ndarray,
+        is_terminal: np.ndarray,
+        envs: np.ndarray | None = None,
+    ) -> None:
+        """Append one row to each game in `envs` (all games when None), in the given order."""
+        idx = np.arange(self.n_envs) if envs is None else np.asarray(envs, np.int64)
+        if idx.size == 0:
+            return
+        if np.unique(idx).size != idx.size:
+            raise ValueError("add() got the same game twice in one call")
+        pos = self.ptr[idx]
+        self.obs[idx, pos] = obs
+        self.action[idx, pos] = action
+        self.reward[idx, pos] = reward
+        self.is_first[idx, pos] = is_first
+        self.is_terminal[idx, pos] = is_terminal
+        self.ptr[idx] = (pos + 1) % self.capacity
+        self.size[idx] = np.minimum(self.size[idx] + 1, self.capacity)
+
+    def num_starts(self, seq_len: int) -> np.ndarray:
+        """Number of valid sequence starts per game (0 while a game has fewer than seq_len rows)."""
+        return np.maximum(self.size - seq_len + 1, 0)
+
+    def can_sample(self, seq_len: int) -> bool:
+        return bool(self.num_starts(seq_len).sum() > 0)
+
+    def sample(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
+        """Draw batch_size sequences uniformly over all valid (game, start) pairs.
+
+        is_first is set on the first row of each sequence: the model starts every
+        sequence from its initial state, so that row is a start for it.
+        """
+        if seq_len > self.capacity:
+            raise ValueError(f"seq_len {seq_len} exceeds the per-game capacity {self.capacity}")
+        starts = self.num_starts(seq_len)
+        total = int(starts.sum())
+        if total == 0:
+            raise ValueError(f"replay holds no sequence of {seq_len} rows yet (sizes {self.size.tolist()})")
+        k = self.rng.integers(0, total, size=batch_size)
+        bounds = np.cumsum(starts)
+        env = np.searchsorted(bounds, k, side="right")
+        offset = k - (bounds[env] - starts[env])  # chronological start within that game
+        oldest = (self.ptr[env] - self.size[env]) % self.capacity
+        rows = (oldest[:, None] + offset[:, None] + np.arange(seq_len)[None, :]) % self.capacity
+        envs = env[:, None]
+        batch = {
+            "obs": self.obs[envs, rows],
+            "action": self.action[envs, rows],
+            "reward": self.reward[envs, rows],
+            "is_first": self.is_first[envs, rows].copy(),
+            "is_terminal": self.is_terminal[envs, rows],
+        }
+        batch["is_first"][:, 0] = True
+        return batch
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {name: getattr(self, name) for name in _FIELDS}
+        state.update(ptr=self.ptr, size=self.size, capacity=np.int64(self.capacity))
+        state["rng"] = np.array(json.dumps(self.rng.bit_generator.state))
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        if int(state["capacity"]) != self.capacity or state["obs"].shape[0] != self.n_envs:
+            raise ValueError(
+                f"replay file holds {state['obs'].shape[0]} games x {int(state['capacity'])} rows, "
+                f"this run expects {self.n_envs} x {self.capacity}"
+            )
+        for name in _FIELDS:
+            getattr(self, name)[...] = state[name]
+        self.ptr[...] = state["ptr"]
+        self.size[...] = state["size"]
+        self.rng.bit_generator.state = json.loads(str(state["rng"]))
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (tmp file, then os.replace) so a kill never leaves half a file."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" suffix
+            np.savez(f, **self.state_dict())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                state = {k: data[k] for k in data.files}
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"cannot read replay file {path}: {exc}") from exc
+        missing = [k for k in (*_FIELDS, "ptr", "size", "capacity", "rng") if k not in state]
+        if missing:
+            raise ValueError(f"replay file {path} lacks {missing}")
+        self.load_state_dict(state)

@@ -1,0 +1,89 @@
+"""Replay: sequences stay inside one game's stored rows, starts are uniform, is_first is set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.replay import Replay
+
+
+def _fill(replay: Replay, written: np.ndarray, rows: int, envs: np.ndarray | None = None) -> None:
+    """Write rows whose obs[0] is a per-game counter (`written`) and obs[1] the game index."""
+    idx = np.arange(replay.n_envs) if envs is None else envs
+    for _ in range(rows):
+        obs = np.zeros((idx.size, 18), np.float32)
+        obs[:, 0] = written[idx]
+        obs[:, 1] = idx
+        replay.add(obs, np.zeros((idx.size, 4)), np.zeros(idx.size), np.zeros(idx.size, bool),
+                   np.zeros(idx.size, bool), envs=idx)
+        written[idx] += 1
+
+
+def test_sequences_are_consecutive_rows_of_one_game_after_wrap() -> None:
+    r, w = Replay(40, 2), np.zeros(2, np.int64)  # 20 rows per game
+    _fill(r, w, 33)  # game buffers wrapped: rows 13..32 remain
+    _fill(r, w, 4, envs=np.array([1]))  # game 1 ahead: rows 17..36
+    b = r.sample(500, 8)
+    counter, game = b["obs"][..., 0], b["obs"][..., 1]
+    assert np.all(np.diff(counter, axis=1) == 1)
+    assert np.all(game == game[:, :1])
+    low = np.where(game[:, 0] == 0, 13, 17)
+    high = np.where(game[:, 0] == 0, 32, 36)
+    assert np.all(counter[:, 0] >= low) and np.all(counter[:, -1] <= high)
+
+
+def test_starts_are_uniform_over_valid_starts() -> None:
+    r = Replay(30, 3)  # 10 rows per game
+    _fill(r, np.zeros(3, np.int64), 10)
+    starts = r.sample(60000, 4)["obs"][:, 0, :2]  # 3 games x 7 starts
+    keys = starts[:, 1] * 100 + starts[:, 0]
+    _, counts = np.unique(keys, return_counts=True)
+    assert counts.size == 21
+    expected = 60000 / 21
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+
+
+def test_is_first_forced_on_first_row_and_kept_elsewhere() -> None:
+    r = Replay(100, 1)
+    for t in range(50):
+        r.add(np.full((1, 18), t), np.zeros((1, 4)), np.zeros(1), np.array([t % 10 == 0]), np.zeros(1, bool))
+    b = r.sample(200, 12)
+    assert b["is_first"][:, 0].all()
+    t = b["obs"][:, :, 0]
+    assert np.array_equal(b["is_first"][:, 1:], (t[:, 1:] % 10) == 0)
+    # the buffer itself is not modified by sampling
+    assert r.is_first.sum() == 5
+
+
+def test_not_enough_rows_and_bad_args() -> None:
+    r = Replay(20, 2)
+    with pytest.raises(ValueError, match="no sequence"):
+        r.sample(1, 4)
+    with pytest.raises(ValueError, match="exceeds"):
+        r.sample(1, 11)
+    with pytest.raises(ValueError, match="capacity"):
+        Replay(1, 2)
+
+
+def test_state_dict_round_trip_resumes_sampling(tmp_path) -> None:
+    r = Replay(64, 2, seed=3)
+    _fill(r, np.zeros(2, np.int64), 40)
+    r.sample(4, 5)
+    r.save(tmp_path / "replay.npz")
+    expected = r.sample(8, 5)
+    other = Replay(64, 2, seed=99)
+    other.load(tmp_path / "replay.npz")
+    got = other.sample(8, 5)
+    for k in expected:
+        assert np.array_equal(expected[k], got[k]), k
+
+
+def test_load_rejects_other_shape_and_corrupt_file(tmp_path) -> None:
+    r = Replay(64, 2)
+    r.save(tmp_path / "a.npz")
+    with pytest.raises(ValueError, match="games"):
+        Replay(64, 4).load(tmp_path / "a.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot read"):
+        Replay(64, 2).load(tmp_path / "bad.npz")
