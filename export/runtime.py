@@ -1,0 +1,331 @@
+"""The torch-free runtime: play with an exported ONNX agent (numpy + onnxruntime only).
+
+The tournament client, the league and evaluation all act through `OnnxAgent`, so this
+module must import without torch, onnx or the training code. The graph contract (input
+and output names, sizes, metadata) is the one in docs/ARCHITECTURE.md ("The exported
+agent"); a file that breaks it is refused at load time with `AgentFileError`, while bad
+observations at acting time are repaired and logged, because a tournament game must
+never crash mid-round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+logger = logging.getLogger(__name__)
+
+OBS_SIZE = 18
+ACTION_SIZE = 4
+SUPPORTED_FORMATS = ("1",)
+REQUIRED_METADATA = (
+    "hockey_agent.format",
+    "exporter_version",
+    "preset",
+    "train_step",
+    "obs_layout",
+    "action_layout",
+    "state_size",
+    "deter_size",
+    "stoch_size",
+    "initial_state",
+)
+# Game observations stay within a few tens (positions +-5, speeds ~25, counters <= 15);
+# anything beyond this is corrupt input, clipped so float32 and symlog stay finite.
+OBS_LIMIT = 1.0e4
+
+
+class AgentFileError(ValueError):
+    """The file is not an exported hockey agent that follows the graph contract."""
+
+
+def _session_options(threads: int) -> ort.SessionOptions:
+    """Options for a session that keeps to `threads` cores and never busy-waits.
+
+    Spinning threads would burn the core the game (or the other player) needs between
+    steps; sequential execution avoids a second thread pool for this small graph.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def _positive_int(metadata: dict[str, str], key: str) -> int:
+    try:
+        value = int(metadata[key])
+    except ValueError:
+        raise AgentFileError(f"metadata {key}={metadata[key]!r} is not an integer") from None
+    if value <= 0:
+        raise AgentFileError(f"metadata {key}={value} must be positive")
+    return value
+
+
+def _json_list(metadata: dict[str, str], key: str, length: int) -> list[str]:
+    try:
+        value = json.loads(metadata[key])
+    except json.JSONDecodeError:
+        raise AgentFileError(f"metadata {key} is not JSON: {metadata[key]!r}") from None
+    if not isinstance(value, list) or len(value) != length:
+        raise AgentFileError(f"metadata {key} must be a JSON list of {length} names, got {value!r}")
+    return [str(name) for name in value]
+
+
+def _initial_state(metadata: dict[str, str], state_size: int) -> np.ndarray:
+    """Decode `initial_state` ({"kind": "zeros"} or {"kind": "vector", "values": [...]})."""
+    try:
+        spec = json.loads(metadata["initial_state"])
+    except json.JSONDecodeError:
+        raise AgentFileError(f"metadata initial_state is not JSON: {metadata['initial_state']!r}") from None
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if kind == "zeros":
+        return np.zeros(state_size, dtype=np.float32)
+    if kind == "vector":
+        values = np.asarray(spec.get("values", []), dtype=np.float32)
+        if values.shape != (state_size,) or not np.all(np.isfinite(values)):
+            raise AgentFileError(
+                f"metadata initial_state holds {values.size} values, expected {state_size} finite ones"
+            )
+        return values
+    raise AgentFileError(f"metadata initial_state kind {kind!r} unknown; choices: 'zeros', 'vector'")
+
+
+def _check_io(
+    kind: str, nodes: list[Any], expected: dict[str, int], dynamic_batch: bool
+) -> None:
+    """Check names, float32 type, rank 2 and feature sizes of the graph's inputs or outputs."""
+    names = [node.name for node in nodes]
+    if sorted(names) != sorted(expected):
+        raise AgentFileError(f"graph {kind}s are {names}, expected {sorted(expected)}")
+    for node in nodes:
+        if node.type != "tensor(float)":
+            raise AgentFileError(f"{kind} '{node.name}' has type {node.type}, expected tensor(float)")
+        shape = node.shape
+        if not shape:  # unknown shape (outputs only): the probe run checks it
+            continue
+        if len(shape) != 2:
+            raise AgentFileError(f"{kind} '{node.name}' has rank {len(shape)}, expected 2 ([batch, size])")
+        size = shape[1]
+        if isinstance(size, int) and size != expected[node.name]:
+            raise AgentFileError(
+                f"{kind} '{node.name}' has size {size}, expected {expected[node.name]}"
+            )
+        if dynamic_batch and isinstance(shape[0], int):
+            raise AgentFileError(
+                f"{kind} '{node.name}' has a fixed batch dimension {shape[0]}; the contract needs a dynamic one"
+            )
+
+
+class OnnxAgent:
+    """A learned player running one exported ONNX acting step per call.
+
+    Implements the `Policy` protocol (`reset`, `act`) for one game, and `act_batch`
+    with per-row recurrent states for many games at once (`reset_batch`, `reset_rows`).
+    The single-game state and the batch state are independent.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"no agent file at {self.path}")
+        try:
+            self._session = ort.InferenceSession(
+                self.path, _session_options(threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own classes for unreadable files
+            raise AgentFileError(f"{self.path} is not a loadable ONNX model: {exc}") from None
+
+        metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        missing = [key for key in REQUIRED_METADATA if key not in metadata]
+        if missing:
+            raise AgentFileError(f"{self.path}: metadata missing {missing} (not an exported hockey agent?)")
+        if metadata["hockey_agent.format"] not in SUPPORTED_FORMATS:
+            raise AgentFileError(
+                f"hockey_agent.format {metadata['hockey_agent.format']!r} unsupported; "
+                f"choices: {list(SUPPORTED_FORMATS)}"
+            )
+        self._metadata = metadata
+        self.state_size = _positive_int(metadata, "state_size")
+        self.deter_size = _positive_int(metadata, "deter_size")
+        self.stoch_size = _positive_int(metadata, "stoch_size")
+        if self.deter_size + self.stoch_size != self.state_size:
+            raise AgentFileError(
+                f"deter_size {self.deter_size} + stoch_size {self.stoch_size} != state_size {self.state_size}"
+            )
+        try:
+            self.train_step = int(metadata["train_step"])
+        except ValueError:
+            raise AgentFileError(f"metadata train_step={metadata['train_step']!r} is not an integer") from None
+        self.preset = metadata["preset"]
+        self.exporter_version = metadata["exporter_version"]
+        self.obs_layout = _json_list(metadata, "obs_layout", OBS_SIZE)
+        self.action_layout = _json_list(metadata, "action_layout", ACTION_SIZE)
+        self._initial = _initial_state(metadata, self.state_size)
+
+        inputs = {"obs": OBS_SIZE, "prev_action": ACTION_SIZE, "state": self.state_size}
+        outputs = {"action": ACTION_SIZE, "next_state": self.state_size}
+        _check_io("input", self._session.get_inputs(), inputs, dynamic_batch=True)
+        _check_io("output", self._session.get_outputs(), outputs, dynamic_batch=False)
+        self._probe()
+
+        self.reset()
+        self.reset_batch(1)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """All metadata strings stored in the file."""
+        return dict(self._metadata)
+
+    @property
+    def initial_state(self) -> np.ndarray:
+        """The packed recurrent state after a reset, float32 [S]."""
+        return self._initial.copy()
+
+    @property
+    def state(self) -> np.ndarray:
+        """The single-game packed state the next `act` starts from, float32 [S]."""
+        return self._state[0].copy()
+
+    def _probe(self) -> None:
+        """Run the graph once at batch 2 so a broken file fails at load, not mid-game."""
+        obs = np.zeros((2, OBS_SIZE), dtype=np.float32)
+        prev = np.zeros((2, ACTION_SIZE), dtype=np.float32)
+        state = np.tile(self._initial, (2, 1))
+        try:
+            action, next_state = self.run_graph(obs, prev, state)
+        except Exception as exc:
+            raise AgentFileError(f"{self.path}: a probe step at batch 2 failed: {exc}") from None
+        if action.shape != (2, ACTION_SIZE) or next_state.shape != (2, self.state_size):
+            raise AgentFileError(
+                f"{self.path}: probe step returned action {action.shape} and next_state "
+                f"{next_state.shape}, expected (2, {ACTION_SIZE}) and (2, {self.state_size})"
+            )
+
+    def run_graph(
+        self, obs: np.ndarray, prev_action: np.ndarray, state: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One raw graph call on float32 batches, no checks: (action [B,4], next_state [B,S])."""
+        action, next_state = self._session.run(
+            ["action", "next_state"],
+            {
+                "obs": np.ascontiguousarray(obs, dtype=np.float32),
+                "prev_action": np.ascontiguousarray(prev_action, dtype=np.float32),
+                "state": np.ascontiguousarray(state, dtype=np.float32),
+            },
+        )
+        return action, next_state
+
+    def _warn(self, message: str) -> None:
+        """Warn once per reset, then log at debug level, so a broken feed cannot flood the log."""
+        if self._warned:
+            logger.debug(message)
+        else:
+            logger.warning(message)
+            self._warned = True
+
+    def _sanitize(self, obs: Any) -> np.ndarray:
+        """Observations [B,18] as float32, with non-finite or huge values repaired (and warned)."""
+        try:
+            values = np.array(obs, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"observation is not numeric: {exc}") from None
+        bad = ~np.isfinite(values)
+        if bad.any():
+            self._warn(f"observation holds {int(bad.sum())} non-finite values; replaced (nan->0, inf->+-{OBS_LIMIT:g})")
+            values = np.nan_to_num(values, nan=0.0, posinf=OBS_LIMIT, neginf=-OBS_LIMIT)
+        huge = np.abs(values) > OBS_LIMIT
+        if huge.any():
+            self._warn(f"observation holds {int(huge.sum())} values beyond +-{OBS_LIMIT:g}; clipped")
+            values = np.clip(values, -OBS_LIMIT, OBS_LIMIT)
+        return values.astype(np.float32)
+
+    def _step(
+        self, obs: np.ndarray, prev: np.ndarray, state: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Graph step for [B] rows; rows with a non-finite output act zeros and restart."""
+        action, next_state = self.run_graph(obs, prev, state)
+        broken = ~(np.isfinite(action).all(axis=1) & np.isfinite(next_state).all(axis=1))
+        if broken.any():
+            self._warn(f"graph output non-finite in {int(broken.sum())} rows; acting zeros and resetting their state")
+            action = action.copy()
+            next_state = next_state.copy()
+            action[broken] = 0.0
+            next_state[broken] = self._initial
+        action = np.clip(action, -1.0, 1.0)
+        return action, next_state, action.astype(np.float64)
+
+    def reset(self) -> None:
+        """Start a round: initial state from the metadata, previous action zeros."""
+        self._state = self._initial[None, :].copy()
+        self._prev = np.zeros((1, ACTION_SIZE), dtype=np.float32)
+        self._warned = False
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """One step for the single game: 18 observation values -> 4 actions (float64, in [-1, 1])."""
+        values = self._sanitize(obs)
+        if values.shape != (OBS_SIZE,):
+            raise ValueError(f"observation must hold {OBS_SIZE} values, got shape {values.shape}")
+        action, self._state, result = self._step(values[None, :], self._prev, self._state)
+        self._prev = action
+        return result[0]
+
+    def reset_batch(self, batch: int) -> None:
+        """Start `batch` independent games for `act_batch`, all at the initial state."""
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        self._batch_state = np.tile(self._initial, (batch, 1))
+        self._batch_prev = np.zeros((batch, ACTION_SIZE), dtype=np.float32)
+        self._warned = False
+
+    def reset_rows(self, rows: Any) -> None:
+        """Restart some of the batch games (indices or a boolean mask of length B)."""
+        index = np.asarray(rows)
+        batch = self._batch_state.shape[0]
+        if index.dtype == bool:
+            if index.shape != (batch,):
+                raise ValueError(f"row mask must have length {batch}, got shape {index.shape}")
+        elif index.size and (not np.issubdtype(index.dtype, np.integer) or index.min() < -batch or index.max() >= batch):
+            raise ValueError(f"rows must be integer indices in [0, {batch}), got {rows!r}")
+        self._batch_state[index] = self._initial
+        self._batch_prev[index] = 0.0
+
+    def act_batch(self, obs: np.ndarray) -> np.ndarray:
+        """One step for every batch game: obs [B,18] -> actions [B,4] (float64, in [-1, 1])."""
+        values = self._sanitize(obs)
+        batch = self._batch_state.shape[0]
+        if values.shape != (batch, OBS_SIZE):
+            raise ValueError(
+                f"batch observations must have shape ({batch}, {OBS_SIZE}), got {values.shape}; "
+                "call reset_batch(B) to change the batch size"
+            )
+        action, self._batch_state, result = self._step(values, self._batch_prev, self._batch_state)
+        self._batch_prev = action
+        return result
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxAgent({self.path!r}, preset={self.preset!r}, train_step={self.train_step}, "
+            f"state_size={self.state_size})"
+        )
+
+
+def describe(agent: OnnxAgent) -> str:
+    """A one-line human summary of an agent file (for CLI messages)."""
+    size_kib = math.ceil(os.path.getsize(agent.path) / 1024)
+    return (
+        f"{os.path.basename(agent.path)}: preset {agent.preset}, train step {agent.train_step}, "
+        f"state {agent.deter_size}+{agent.stoch_size}, {size_kib} KiB, exporter {agent.exporter_version}"
+    )

@@ -1,0 +1,253 @@
+"""The torch-free ONNX runtime against small hand-built graphs (no trained agent needed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from agent.policy import Policy
+from export.runtime import AgentFileError, OnnxAgent
+
+STATE = 6
+RNG = np.random.default_rng(0)
+WEIGHTS = {
+    "w_obs": RNG.normal(size=(18, 4)).astype(np.float32) * 0.3,
+    "w_prev": RNG.normal(size=(4, 4)).astype(np.float32),
+    "w_state": RNG.normal(size=(STATE, 4)).astype(np.float32),
+    "s_state": RNG.normal(size=(STATE, STATE)).astype(np.float32) * 0.5,
+    "s_obs": RNG.normal(size=(18, STATE)).astype(np.float32) * 0.3,
+}
+
+
+def metadata(**changes: str | None) -> dict[str, str]:
+    """Contract metadata for the test graph; keyword changes replace (None removes) a key."""
+    meta = {
+        "hockey_agent.format": "1",
+        "exporter_version": "test",
+        "preset": "tiny",
+        "train_step": "1234",
+        "obs_layout": json.dumps([f"o{i}" for i in range(18)]),
+        "action_layout": json.dumps(["x", "y", "torque", "shoot"]),
+        "state_size": str(STATE),
+        "deter_size": "4",
+        "stoch_size": str(STATE - 4),
+        "initial_state": json.dumps({"kind": "zeros"}),
+    }
+    for key, value in changes.items():
+        key = key.replace("__", ".")
+        if value is None:
+            meta.pop(key)
+        else:
+            meta[key] = value
+    return meta
+
+
+def reference(obs: np.ndarray, prev: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the test graph computes, in numpy."""
+    w = WEIGHTS
+    action = np.clip(np.tanh(obs @ w["w_obs"] + prev @ w["w_prev"] + state @ w["w_state"]) * 1.5, -1, 1)
+    return action, np.tanh(state @ w["s_state"] + obs @ w["s_obs"])
+
+
+def build(
+    path: Path,
+    *,
+    meta: dict[str, str] | None = None,
+    names: tuple[str, str, str] = ("obs", "prev_action", "state"),
+    obs_size: int = 18,
+    batch: str | int = "batch",
+    action_scale: float = 1.5,
+) -> Path:
+    """Write a small recurrent graph following (or, by the arguments, breaking) the contract."""
+    obs_name, prev_name, state_name = names
+    inits = [numpy_helper.from_array(v, k) for k, v in WEIGHTS.items()]
+    inits += [
+        numpy_helper.from_array(np.array(action_scale, dtype=np.float32), "scale"),
+        numpy_helper.from_array(np.array(-1.0, dtype=np.float32), "lo"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "hi"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", [obs_name, "w_obs"], ["a1"]),
+        helper.make_node("MatMul", [prev_name, "w_prev"], ["a2"]),
+        helper.make_node("MatMul", [state_name, "w_state"], ["a3"]),
+        helper.make_node("Sum", ["a1", "a2", "a3"], ["a4"]),
+        helper.make_node("Tanh", ["a4"], ["a5"]),
+        helper.make_node("Mul", ["a5", "scale"], ["a6"]),
+        helper.make_node("Clip", ["a6", "lo", "hi"], ["action"]),
+        helper.make_node("MatMul", [state_name, "s_state"], ["s1"]),
+        helper.make_node("MatMul", [obs_name, "s_obs"], ["s2"]),
+        helper.make_node("Add", ["s1", "s2"], ["s3"]),
+        helper.make_node("Tanh", ["s3"], ["next_state"]),
+    ]
+    if obs_size != 18:  # a graph reading fewer observation values
+        inits[0] = numpy_helper.from_array(WEIGHTS["w_obs"][:obs_size], "w_obs")
+        inits[4] = numpy_helper.from_array(WEIGHTS["s_obs"][:obs_size], "s_obs")
+    graph = helper.make_graph(
+        nodes,
+        "test_agent",
+        [
+            helper.make_tensor_value_info(obs_name, TensorProto.FLOAT, [batch, obs_size]),
+            helper.make_tensor_value_info(prev_name, TensorProto.FLOAT, [batch, 4]),
+            helper.make_tensor_value_info(state_name, TensorProto.FLOAT, [batch, STATE]),
+        ],
+        [
+            helper.make_tensor_value_info("action", TensorProto.FLOAT, [batch, 4]),
+            helper.make_tensor_value_info("next_state", TensorProto.FLOAT, [batch, STATE]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, metadata() if meta is None else meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture
+def agent_file(tmp_path: Path) -> Path:
+    return build(tmp_path / "agent.onnx")
+
+
+def test_act_matches_reference_with_state_fed_back(agent_file: Path) -> None:
+    agent = OnnxAgent(agent_file)
+    assert isinstance(agent, Policy)
+    assert (agent.preset, agent.train_step, agent.state_size) == ("tiny", 1234, STATE)
+    assert agent.action_layout == ["x", "y", "torque", "shoot"]
+    obs_seq = np.random.default_rng(1).normal(size=(30, 18))
+    prev = np.zeros((1, 4), np.float32)
+    state = np.zeros((1, STATE), np.float32)
+    for obs in obs_seq:
+        action = agent.act(obs)
+        expected, state = reference(obs[None].astype(np.float32), prev, state)
+        prev = expected.astype(np.float32)
+        assert action.dtype == np.float64 and action.shape == (4,)
+        np.testing.assert_allclose(action, expected[0], atol=1e-5)
+        np.testing.assert_allclose(agent.state, state[0], atol=1e-5)
+    agent.reset()
+    np.testing.assert_array_equal(agent.state, np.zeros(STATE))
+    first = reference(obs_seq[:1].astype(np.float32), np.zeros((1, 4), np.float32), np.zeros((1, STATE), np.float32))
+    np.testing.assert_allclose(agent.act(obs_seq[0]), first[0][0], atol=1e-5)
+
+
+def test_act_batch_rows_are_independent(agent_file: Path) -> None:
+    agent = OnnxAgent(agent_file)
+    obs = np.random.default_rng(2).normal(size=(10, 3, 18))
+    agent.reset_batch(3)
+    for t in range(10):
+        if t == 5:
+            agent.reset_rows([1])
+        batch_actions = agent.act_batch(obs[t])
+        assert batch_actions.shape == (3, 4)
+    # replay row 1 alone from its reset at t=5, and row 0 from the start
+    agent.reset()
+    for t in range(5, 10):
+        single = agent.act(obs[t, 1])
+    np.testing.assert_allclose(batch_actions[1], single, atol=1e-6)
+    agent.reset()
+    for t in range(10):
+        single = agent.act(obs[t, 0])
+    np.testing.assert_allclose(batch_actions[0], single, atol=1e-6)
+    with pytest.raises(ValueError, match="reset_batch"):
+        agent.act_batch(obs[0, :2])
+    with pytest.raises(ValueError, match="row mask"):
+        agent.reset_rows(np.array([True, False]))
+    with pytest.raises(ValueError, match="indices"):
+        agent.reset_rows([3])
+
+
+def test_vector_initial_state(tmp_path: Path) -> None:
+    values = [0.5, -0.25, 0.0, 1.0, 0.0, 1.0]
+    path = build(tmp_path / "a.onnx", meta=metadata(initial_state=json.dumps({"kind": "vector", "values": values})))
+    agent = OnnxAgent(path)
+    np.testing.assert_allclose(agent.state, values)
+    agent.act(np.zeros(18))
+    agent.reset()
+    np.testing.assert_allclose(agent.state, values)
+
+
+def test_bad_observations(agent_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    agent = OnnxAgent(agent_file)
+    with pytest.raises(ValueError, match="18 values"):
+        agent.act(np.zeros(17))
+    with pytest.raises(ValueError, match="not numeric"):
+        agent.act(["a"] * 18)
+    obs = np.zeros(18)
+    obs[[0, 3, 7]] = [np.nan, np.inf, -np.inf]
+    with caplog.at_level(logging.WARNING, logger="export.runtime"):
+        action = agent.act(obs)
+    assert np.all(np.isfinite(action)) and np.all(np.abs(action) <= 1)
+    assert np.all(np.isfinite(agent.state))
+    assert "non-finite" in caplog.text
+    huge = np.full(18, 1e300)
+    assert np.all(np.isfinite(agent.act(huge)))
+
+
+def test_non_finite_graph_output_acts_zeros(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    agent = OnnxAgent(build(tmp_path / "nan.onnx", action_scale=float("nan")))
+    agent.act(np.ones(18))
+    with caplog.at_level(logging.WARNING, logger="export.runtime"):
+        action = agent.act(np.ones(18))
+    np.testing.assert_array_equal(action, np.zeros(4))
+    np.testing.assert_array_equal(agent.state, np.zeros(STATE))
+    assert "non-finite" in caplog.text
+    agent.reset_batch(2)
+    np.testing.assert_array_equal(agent.act_batch(np.ones((2, 18))), np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"meta": metadata(hockey_agent__format=None)}, "hockey_agent.format"),
+        ({"meta": metadata(hockey_agent__format="9")}, "unsupported"),
+        ({"meta": metadata(state_size="7", stoch_size="3")}, "size 6, expected 7"),
+        ({"meta": metadata(deter_size="5")}, "deter_size"),
+        ({"meta": metadata(obs_layout="[1, 2]")}, "obs_layout"),
+        ({"meta": metadata(initial_state='{"kind": "random"}')}, "zeros"),
+        ({"names": ("observation", "prev_action", "state")}, "expected"),
+        ({"obs_size": 17}, "size 17, expected 18"),
+        ({"batch": 1}, "fixed batch"),
+    ],
+)
+def test_contract_violations_refused_at_load(tmp_path: Path, kwargs: dict, message: str) -> None:
+    path = build(tmp_path / "bad.onnx", **kwargs)
+    with pytest.raises(AgentFileError, match=message):
+        OnnxAgent(path)
+
+
+def test_non_onnx_and_missing_files(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a model")
+    with pytest.raises(AgentFileError, match="not a loadable ONNX model"):
+        OnnxAgent(junk)
+    assert issubclass(AgentFileError, ValueError)
+    with pytest.raises(FileNotFoundError):
+        OnnxAgent(tmp_path / "absent.onnx")
+    with pytest.raises(ValueError, match="threads"):
+        OnnxAgent(junk, threads=0)
+
+
+def test_runtime_imports_and_acts_without_torch(agent_file: Path) -> None:
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'onnx', 'agent.dreamer', 'gymnasium', 'Box2D'):\n"
+        "    sys.modules[name] = None\n"
+        "import numpy as np\n"
+        "from export.runtime import OnnxAgent\n"
+        f"agent = OnnxAgent({str(agent_file)!r})\n"
+        "a = agent.act(np.zeros(18))\n"
+        "assert a.shape == (4,)\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
