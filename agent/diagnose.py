@@ -1,0 +1,321 @@
+"""Read a run's metrics and name its entropy / exploration red flags, with evidence.
+
+The numbers refer to the bounded_normal actor of DreamerV3 (std in [0.1, 1], 4 action
+dimensions): per-dimension Gaussian entropy 0.5 ln(2 pi e std^2) lies in
+[-0.884, +1.419] nats, the 4-dimensional sum in [-3.54, +5.68]. Negative values are
+normal. `actor/rand` maps that range onto [0, 1] and is the number to watch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.metrics import read_rows
+
+ACT_DIM = 4
+STD_MIN, STD_MAX = 0.1, 1.0
+H_DIM_MIN = 0.5 * math.log(2 * math.pi * math.e * STD_MIN**2)
+H_DIM_MAX = 0.5 * math.log(2 * math.pi * math.e * STD_MAX**2)
+H_MIN, H_MAX = ACT_DIM * H_DIM_MIN, ACT_DIM * H_DIM_MAX
+# Saturation a centred policy at the widest std already shows: P(|N(0,1)| > 0.99) in any of 4 dims.
+SATURATION_AT_MAX_STD = 1 - math.erf(0.99 / math.sqrt(2)) ** ACT_DIM
+
+# Thresholds of the red flags (documented in the report's evidence lines).
+COLLAPSE_RAND = 0.05
+COLLAPSE_STD = 0.11
+STUCK_RAND = 0.95
+TINY_ADV = 0.05
+FLOOR_SHARE = 0.9
+PINNED_SHARE = 0.8
+SATURATION = 0.85
+GROWTH = 3.0
+PHASES = ("early", "mid", "late")
+
+
+@dataclass
+class Flag:
+    name: str
+    title: str
+    evidence: str
+    advice: str
+
+
+def update_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("kind", "update") == "update"]
+
+
+def series(rows: list[dict[str, Any]], key: str) -> np.ndarray:
+    """Scalar values of `key` over the rows that have it (NaN kept)."""
+    return np.array([float(r[key]) for r in rows if key in r and not isinstance(r[key], list)], np.float64)
+
+
+def phases(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Split update rows into thirds by order: early, mid, late."""
+    n = len(rows)
+    cuts = [0, n // 3, 2 * n // 3, n]
+    return {p: rows[cuts[i]:cuts[i + 1]] for i, p in enumerate(PHASES)}
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float:
+    v = series(rows, key)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "-" if not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def phase_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per phase: env-step range and means of the exploration metrics (and win rate when logged)."""
+    upd = update_rows(rows)
+    table = []
+    for name, part in phases(upd).items():
+        if not part:
+            continue
+        lo, hi = part[0]["step"], part[-1]["step"]
+        episodes = [r for r in rows if r.get("kind") == "episode" and lo <= r["step"] <= hi]
+        table.append({
+            "phase": name, "steps": f"{lo}-{hi}",
+            "entropy": _mean(part, "actor/entropy"), "rand": _mean(part, "actor/rand"),
+            "std_q50": _mean(part, "actor/std_q50"), "at_floor": _mean(part, "ret/at_floor"),
+            "adv_abs": _mean(part, "actor/adv_abs"), "saturation": _mean(part, "actor/saturation"),
+            "win_rate": _mean(episodes, "train/win_rate"),
+        })
+    return table
+
+
+def _growing(values: np.ndarray) -> tuple[bool, str]:
+    """True when the last tenth's median exceeds GROWTH x the smallest earlier tenth's median."""
+    values = values[np.isfinite(values)]
+    if values.size < 20 or values.min() <= 0:
+        return False, ""
+    medians = [float(np.median(w)) for w in np.array_split(values, 10)]
+    best = min(medians[:-1])
+    if medians[-1] > GROWTH * best and medians[-1] > medians[-2]:
+        return True, f"median of the last tenth {medians[-1]:.4g} vs {best:.4g} earlier (x{medians[-1] / best:.1f})"
+    return False, ""
+
+
+def find_flags(rows: list[dict[str, Any]]) -> list[Flag]:
+    """Every red flag the update rows show (an empty list for a healthy run)."""
+    upd = update_rows(rows)
+    if not upd:
+        return []
+    flags: list[Flag] = []
+    parts = phases(upd)
+    late_half = upd[len(upd) // 2:]
+
+    for phase in ("early", "mid"):
+        part = parts[phase]
+        rand, std50 = _mean(part, "actor/rand"), _mean(part, "actor/std_q50")
+        if part and (rand < COLLAPSE_RAND or std50 <= COLLAPSE_STD):
+            flags.append(Flag(
+                "entropy_collapse", "Entropy collapse",
+                f"{phase} phase (steps {part[0]['step']}-{part[-1]['step']}): mean rand {_fmt(rand)} "
+                f"(flag below {COLLAPSE_RAND}), median std {_fmt(std50)} (floor {STD_MIN}), "
+                f"entropy {_fmt(_mean(part, 'actor/entropy'))} nats (min {H_MIN:.2f})",
+                "The policy became near-deterministic before it learned to win. Raise eta (try 1e-3, "
+                "3e-3 with `hockey-agent ablate`), check that S is not tiny (floor must be max(1, S)), "
+                "and check the advantages are not huge (actor/adv_abs).",
+            ))
+            break
+
+    late = parts["late"]
+    rand, adv = _mean(late, "actor/rand"), _mean(late, "actor/adv_abs")
+    if late and rand > STUCK_RAND and adv < TINY_ADV:
+        flags.append(Flag(
+            "entropy_stuck_max", "Entropy stuck at its maximum with no learning signal",
+            f"late phase: mean rand {_fmt(rand)} (flag above {STUCK_RAND}) while mean |advantage| is "
+            f"{_fmt(adv)} (flag below {TINY_ADV})",
+            "The actor sees no advantage, so only the entropy bonus moves it. The reward is too "
+            "sparse for the horizon: use a shaped reward or an easier mode (shooting, curriculum), "
+            "check the reward head learns (wm/rew falling), or lower eta.",
+        ))
+
+    floor = series(late_half, "ret/at_floor")
+    floor = floor[np.isfinite(floor)]
+    if floor.size and floor.mean() >= FLOOR_SHARE:
+        flags.append(Flag(
+            "s_at_floor", "Return scale S pinned at its floor",
+            f"S < 1 in {floor.mean():.0%} of the second half's updates (flag at {FLOOR_SHARE:.0%}); "
+            f"median S {_fmt(float(np.nanmedian(series(late_half, 'ret/scale'))))}",
+            "Returns span less than 1, so advantages are not rescaled and stay small next to the "
+            "entropy term. Normal before the first goals; if it lasts, the agent rarely scores: use "
+            "an easier mode or opponent. Do not lower the floor (1 is the official value).",
+        ))
+
+    q05, q95 = series(late_half, "actor/std_q05"), series(late_half, "actor/std_q95")
+    if q95.size and np.mean(q95 <= COLLAPSE_STD) >= PINNED_SHARE:
+        flags.append(Flag(
+            "std_at_min", "Action std pinned at its lower bound",
+            f"std_q95 <= {COLLAPSE_STD} in {np.mean(q95 <= COLLAPSE_STD):.0%} of the second half's updates",
+            "All dimensions sit at std 0.1: exploration in the real game is gone. Raise eta or "
+            "check the advantage scale.",
+        ))
+    if q05.size and np.mean(q05 >= 0.99 * STD_MAX) >= PINNED_SHARE:
+        flags.append(Flag(
+            "std_at_max", "Action std pinned at its upper bound",
+            f"std_q05 >= {0.99 * STD_MAX:.2f} in {np.mean(q05 >= 0.99 * STD_MAX):.0%} of the second half's updates",
+            "Every dimension is as random as it can be: the actor ignores the advantages. Look at "
+            "actor/adv_abs and ret/at_floor; lower eta if the advantage is healthy.",
+        ))
+
+    sat = _mean(late_half, "actor/saturation")
+    if sat > SATURATION:
+        flags.append(Flag(
+            "saturation", "Actions saturated",
+            f"{sat:.0%} of imagined actions have |a| > 0.99 in some dimension in the second half "
+            f"(flag above {SATURATION:.0%}; a centred policy at std 1 gives {SATURATION_AT_MAX_STD:.0%})",
+            "Bang-bang control: the means sit at +-1 or the std is too wide. This is what a "
+            "TanhNormal with a wide pre-tanh std does; use bounded_normal.",
+        ))
+
+    for key in sorted({k for r in upd for k in r if k.endswith("loss") or k.endswith("grad_norm")}):
+        values = series(upd, key)
+        bad = int(np.sum(~np.isfinite(values)))
+        if bad:
+            first = next(r["update"] for r in upd if key in r and not math.isfinite(float(r[key])))
+            flags.append(Flag(
+                "nonfinite_loss", f"Non-finite {key}",
+                f"{bad} rows with NaN/inf, first at update {first}",
+                "Lower the learning rate, check gradient clipping and the inputs (symlog), and "
+                "resume from the last finite checkpoint.",
+            ))
+        elif key.endswith("loss") and key in ("wm/loss", "wm/rec", "critic/loss"):
+            grew, evidence = _growing(values)
+            if grew:
+                flags.append(Flag(
+                    "growing_loss", f"Growing {key}", evidence,
+                    "A loss that should fall is rising: lower the learning rate, check the replay "
+                    "(train ratio too high overfits), and look at the grad norms.",
+                ))
+    return flags
+
+
+def healthy_ranges() -> list[tuple[str, str]]:
+    return [
+        ("actor/entropy", f"[{H_MIN:.2f}, {H_MAX:.2f}] nats for 4 dims, std in [0.1, 1] "
+         f"(per dim [{H_DIM_MIN:.3f}, {H_DIM_MAX:.3f}]). NEGATIVE ENTROPY IS NORMAL: differential "
+         "entropy has no floor at 0; it is negative for std < 0.242 and the bonus still pushes std up."),
+        ("actor/rand", "[0, 1]; near 1 early, falling as the agent learns; near 0 before it wins is collapse"),
+        ("actor/std_q05..q95", "inside [0.1, 1]; all at 0.1 or all at 1 is pinned"),
+        ("ret/at_floor", "share of updates with S < 1: high before the first goals, falling after"),
+        ("actor/adv_abs", "mean |normalised advantage|; tiny (< 0.05) with rand ~1 means no signal"),
+        ("actor/saturation", f"{SATURATION_AT_MAX_STD:.0%} at std 1 with centred means; above {SATURATION:.0%} is bang-bang"),
+    ]
+
+
+def report(run_dir: str | Path) -> list[Flag]:
+    """Print the rich report for a run and return its flags."""
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    rows = read_rows(run_dir)
+    upd = update_rows(rows)
+    console = Console()
+    if not upd:
+        raise ValueError(f"{run_dir} has no update rows in its metrics yet")
+    console.print(f"[bold]{run_dir}[/]: {len(upd)} update rows, up to env step {upd[-1]['step']}, "
+                  f"update {upd[-1]['update']}")
+    ranges = Table(title="Healthy ranges (bounded_normal, 4 action dims)", show_lines=False)
+    ranges.add_column("metric")
+    ranges.add_column("healthy")
+    for k, v in healthy_ranges():
+        ranges.add_row(k, v)
+    console.print(ranges)
+
+    table = Table(title="Per phase (thirds of the logged updates)")
+    cols = ["phase", "steps", "entropy", "rand", "std_q50", "at_floor", "adv_abs", "saturation", "win_rate"]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for row in phase_table(rows):
+        table.add_row(*[row[c] if isinstance(row[c], str) else _fmt(row[c]) for c in cols])
+    console.print(table)
+
+    flags = find_flags(rows)
+    if not flags:
+        console.print("[green]No red flags found.[/]")
+    for f in flags:
+        console.print(Panel(f"[bold]Evidence:[/] {f.evidence}\n[bold]Try:[/] {f.advice}",
+                            title=f"[red]{f.title}[/]", title_align="left"))
+    return flags
+
+
+def _episode_x_y(rows: list[dict[str, Any]], kind: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    picked = [r for r in rows if r.get("kind") == kind and key in r]
+    return np.array([r["step"] for r in picked]), np.array([float(r[key]) for r in picked])
+
+
+def plot(run_dir: str | Path, out: str | Path) -> Path:
+    """Draw the key curves of a run into one PNG (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_rows(run_dir)
+    upd = update_rows(rows)
+    if not upd:
+        raise ValueError(f"{run_dir} has no update rows in its metrics yet")
+    x = np.array([r["step"] for r in upd])
+    fig, axes = plt.subplots(3, 3, figsize=(15, 11))
+    ax = axes.ravel()
+
+    def line(a: Any, key: str, label: str | None = None) -> None:
+        a.plot(x, [float(r.get(key, np.nan)) for r in upd], label=label or key, lw=1)
+
+    line(ax[0], "actor/entropy")
+    ax[0].axhline(H_MIN, color="grey", ls="--", lw=0.8)
+    ax[0].axhline(H_MAX, color="grey", ls="--", lw=0.8)
+    ax[0].axhline(0, color="black", lw=0.5)
+    ax[0].set_title("entropy (nats; dashed = bounds, negative is normal)")
+    line(ax[1], "actor/rand")
+    ax[1].set_ylim(-0.02, 1.02)
+    ax[1].set_title("rand (normalised entropy)")
+    for q in ("q05", "q50", "q95"):
+        line(ax[2], f"actor/std_{q}", q)
+    ax[2].set_ylim(0, 1.05)
+    ax[2].set_title("action std quantiles")
+    line(ax[3], "ret/scale", "S")
+    ax[3].set_yscale("symlog", linthresh=1)
+    ax[3].axhline(1, color="grey", ls="--", lw=0.8)
+    twin = ax[3].twinx()
+    twin.plot(x, [float(r.get("ret/at_floor", np.nan)) for r in upd], color="tab:red", lw=0.8, alpha=0.6)
+    twin.set_ylim(-0.02, 1.02)
+    ax[3].set_title("S (blue) and floor share (red)")
+    line(ax[4], "actor/adv_abs")
+    ax[4].set_title("mean |normalised advantage|")
+    for k in ("wm/loss", "wm/rec", "wm/rew", "wm/kl"):
+        line(ax[5], k)
+    ax[5].set_yscale("log")
+    ax[5].set_title("world model losses")
+    for k in ("actor/loss", "critic/loss"):
+        line(ax[6], k)
+    ax[6].set_title("actor and critic losses")
+    line(ax[7], "actor/saturation")
+    ax[7].set_ylim(-0.02, 1.02)
+    ax[7].set_title("saturated action share")
+    sx, sy = _episode_x_y(rows, "episode", "train/win_rate")
+    if sx.size:
+        ax[8].plot(sx, sy, label="train (recent)", lw=1)
+    for key in sorted({k for r in rows if r.get("kind") == "eval" for k in r if k.endswith("/win")}):
+        ex, ey = _episode_x_y(rows, "eval", key)
+        ax[8].plot(ex, ey, marker="o", label=key)
+    ax[8].set_ylim(-0.02, 1.02)
+    ax[8].set_title("win rate")
+    for a in ax:
+        a.set_xlabel("env steps")
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

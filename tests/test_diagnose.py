@@ -1,0 +1,138 @@
+"""diagnose: each red flag fires on a crafted series and none fires on a healthy one."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from agent import diagnose as diag
+from agent.metrics import MetricsLogger, read_rows
+
+N = 90
+
+
+def _healthy(i: int) -> dict[str, float]:
+    """A run that learns: rand falls from 0.9 to 0.5, S leaves its floor, losses fall."""
+    f = i / (N - 1)
+    rand = 0.9 - 0.4 * f
+    std = 0.1 + 0.9 * rand
+    return {
+        "actor/entropy": diag.H_MIN + rand * (diag.H_MAX - diag.H_MIN), "actor/rand": rand,
+        "actor/std_q05": std * 0.8, "actor/std_q50": std, "actor/std_q95": min(1.0, std * 1.1),
+        "actor/saturation": 0.3, "actor/adv_abs": 0.4, "ret/scale": 0.5 + 10 * f,
+        "ret/at_floor": float(f < 0.2), "wm/loss": 5.0 / (1 + 5 * f), "wm/rec": 2.0 / (1 + 5 * f),
+        "critic/loss": 3.0 + 0.5 * math.sin(i), "actor/loss": -0.1 * f, "wm/grad_norm": 10.0,
+        "actor/entropy_step": [0.5] * 15,
+    }
+
+
+def _rows(change: dict[str, object] | None = None, late_only: bool = False) -> list[dict]:
+    rows = []
+    for i in range(N):
+        row = {"kind": "update", "step": 100 * i, "update": 10 * i, "time": float(i), **_healthy(i)}
+        if change and (not late_only or i >= N // 2):
+            row.update({k: (v(i) if callable(v) else v) for k, v in change.items()})
+        rows.append(row)
+    return rows
+
+
+def _names(rows: list[dict]) -> set[str]:
+    return {f.name for f in diag.find_flags(rows)}
+
+
+def test_healthy_run_has_no_flags() -> None:
+    assert _names(_rows()) == set()
+
+
+@pytest.mark.parametrize("change,late_only,name", [
+    ({"actor/rand": 0.01, "actor/std_q50": 0.1}, False, "entropy_collapse"),
+    ({"actor/rand": 0.99, "actor/adv_abs": 0.001}, True, "entropy_stuck_max"),
+    ({"ret/at_floor": 1.0, "ret/scale": 0.2}, False, "s_at_floor"),
+    ({"actor/std_q95": 0.1, "actor/std_q50": 0.1, "actor/std_q05": 0.1}, True, "std_at_min"),
+    ({"actor/std_q05": 1.0, "actor/std_q50": 1.0, "actor/std_q95": 1.0}, True, "std_at_max"),
+    ({"actor/saturation": 0.97}, True, "saturation"),
+    ({"wm/loss": lambda i: 1.0 + 0.01 * i ** 2}, False, "growing_loss"),
+    ({"critic/loss": lambda i: float("nan") if i == 70 else 3.0}, False, "nonfinite_loss"),
+])
+def test_each_flag_fires_on_its_series(change: dict, late_only: bool, name: str) -> None:
+    assert name in _names(_rows(change, late_only))
+
+
+def test_collapse_needs_early_or_mid_phase() -> None:
+    # a policy that becomes sharp only in the last third (after learning) is not a collapse
+    late = _rows()
+    for r in late[2 * N // 3:]:
+        r["actor/rand"] = 0.01
+    assert "entropy_collapse" not in _names(late)
+
+
+def test_phase_table_splits_in_thirds() -> None:
+    table = diag.phase_table(_rows())
+    assert [t["phase"] for t in table] == ["early", "mid", "late"]
+    assert table[0]["rand"] > table[1]["rand"] > table[2]["rand"]
+    assert table[0]["steps"] == "0-2900"
+
+
+def test_healthy_ranges_say_negative_entropy_is_normal() -> None:
+    text = " ".join(v for _, v in diag.healthy_ranges())
+    assert "NEGATIVE ENTROPY IS NORMAL" in text
+    assert f"{diag.H_MIN:.2f}" == "-3.53" and f"{diag.H_MAX:.2f}" == "5.68"
+
+
+def _write_run(tmp_path: Path, rows: list[dict]) -> Path:
+    run = tmp_path / "run"
+    log = MetricsLogger(run, log_every=1, tensorboard=False)
+    for r in rows:
+        log.log_update(r["step"], r["update"], r["time"],
+                       {k: v for k, v in r.items() if k not in ("kind", "step", "update", "time")})
+    log.log_row("episode", rows[-1]["step"], rows[-1]["update"], 1.0, {"train/win_rate": 0.25})
+    log.close()
+    return run
+
+
+def test_logger_round_trip_and_nan(tmp_path: Path) -> None:
+    rows = _rows({"critic/loss": lambda i: float("nan") if i == 70 else 3.0})
+    back = read_rows(_write_run(tmp_path, rows))
+    upd = diag.update_rows(back)
+    assert len(upd) == N and math.isnan(upd[70]["critic/loss"])
+    assert upd[3]["actor/entropy_step"] == [0.5] * 15
+    assert back[-1]["kind"] == "episode"
+
+
+def test_logger_means_over_log_every(tmp_path: Path) -> None:
+    log = MetricsLogger(tmp_path, log_every=4, tensorboard=False)
+    for u in range(10):
+        log.log_update(u, u, 0.0, {"a": float(u), "l": [u, 2 * u]})
+    log.flush_updates(10, 10, 0.0)
+    log.close()
+    rows = read_rows(tmp_path)
+    assert [r["a"] for r in rows] == [1.5, 5.5, 8.5]
+    assert [r["n_updates"] for r in rows] == [4, 4, 2]
+    assert rows[0]["l"] == [1.5, 3.0]
+
+
+def test_logger_resume_drops_rows_after_checkpoint(tmp_path: Path) -> None:
+    log = MetricsLogger(tmp_path, tensorboard=False)
+    for u in range(6):
+        log.log_update(10 * u, u, 0.0, {"a": 1.0})
+    log.close()
+    MetricsLogger(tmp_path, resume_step=20, tensorboard=False).close()
+    assert [r["step"] for r in read_rows(tmp_path)] == [0, 10, 20]
+
+
+def test_cli_report_and_plot(tmp_path: Path) -> None:
+    from agent.commands.diagnose import diagnose
+
+    run = _write_run(tmp_path, _rows({"ret/at_floor": 1.0}))
+    out = tmp_path / "d.png"
+    res = CliRunner().invoke(diagnose, [str(run), "--plot", str(out)], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "pinned at its floor" in res.output and "NEGATIVE ENTROPY IS NORMAL" in res.output
+    assert out.stat().st_size > 10_000
+    res = CliRunner().invoke(diagnose, [str(tmp_path)])
+    assert res.exit_code != 0 and "no metrics.jsonl" in res.output
