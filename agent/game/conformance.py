@@ -1,0 +1,168 @@
+"""Replay the recorded reference vectors on the bundled game and measure agreement.
+
+`python -m agent.game.conformance [vectors.npz]` prints, per criterion of the
+conformance README, the achieved share of episodes and the largest error. The
+tests in tests/test_game_conformance.py assert the same criteria from `replay()`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agent.game.hockey import HockeyEnv
+from agent.game.opponent import scripted_action
+
+DEFAULT_VECTORS = Path(__file__).resolve().parents[2] / "tests" / "data" / "vectors.npz"
+OBS_TOL = 1e-5
+RESET_TOL = 1e-9
+VALUE_TOL = 1e-6
+OPPONENT_TOL = 1e-9
+EARLY_STEPS = 10
+
+
+@dataclass
+class EpisodeResult:
+    """How one replayed episode compares with its recording."""
+
+    name: str
+    mode: int
+    keep_mode: bool
+    reset_err: float
+    early_err: float
+    obs_err: float
+    obs2_err: float
+    same_outcome: bool
+    first_bad_step: int | None
+    value_err: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def obs_ok(self) -> bool:
+        return self.obs_err <= OBS_TOL and self.obs2_err <= OBS_TOL
+
+
+def _max(a: np.ndarray) -> float:
+    return float(np.max(a)) if a.size else 0.0
+
+
+def replay(path: Path | str = DEFAULT_VECTORS) -> list[EpisodeResult]:
+    """Replay every episode; episodes with the same (mode, keep_mode) share one game object."""
+    data = np.load(path, allow_pickle=False)
+    games: dict[tuple[int, bool], HockeyEnv] = {}
+    results = []
+    for i in range(int(data["n_episodes"])):
+        key = f"ep{i:03d}"
+        mode = int(data[f"{key}/mode"])
+        keep = bool(data[f"{key}/keep_mode"])
+        if (mode, keep) not in games:
+            games[(mode, keep)] = HockeyEnv(mode=mode, keep_mode=keep)
+        env = games[(mode, keep)]
+        one = int(data[f"{key}/one_starting"])
+        actions = data[f"{key}/actions"]
+        rec = {name: data[f"{key}/{name}"] for name in ("obs", "obs2", "reward", "reward2", "terminated", "info", "info2")}
+
+        obs, _ = env.reset(one_starting=None if one == -1 else bool(one), seed=int(data[f"{key}/seed"]))
+        obs_list, obs2_list = [obs], [env.obs_agent_two()]
+        rewards, rewards2, terms, infos, infos2 = [], [], [], [], []
+        for action in actions:
+            obs, reward, done, _, info = env.step(action)
+            info2 = env.get_info_agent_two()
+            obs_list.append(obs)
+            obs2_list.append(env.obs_agent_two())
+            rewards.append(reward)
+            rewards2.append(env.get_reward_agent_two(info2))
+            terms.append(done)
+            order = ("winner", "reward_closeness_to_puck", "reward_touch_puck", "reward_puck_direction")
+            infos.append([info[k] for k in order])
+            infos2.append([info2[k] for k in order])
+
+        obs_err = np.max(np.abs(np.array(obs_list) - rec["obs"]), axis=1)
+        obs2_err = np.max(np.abs(np.array(obs2_list) - rec["obs2"]), axis=1)
+        step_err = np.maximum(obs_err, obs2_err)
+        bad = np.flatnonzero(step_err > OBS_TOL)
+        # A step's values are compared where the observation after it agrees.
+        agree = step_err[1:] <= OBS_TOL
+        value_err = {
+            "reward": _max(np.abs(np.array(rewards) - rec["reward"])[agree]),
+            "reward2": _max(np.abs(np.array(rewards2) - rec["reward2"])[agree]),
+            "terminated": _max((np.array(terms) != rec["terminated"])[agree].astype(float)),
+            "info": _max(np.abs(np.array(infos) - rec["info"])[agree]),
+            "info2": _max(np.abs(np.array(infos2) - rec["info2"])[agree]),
+        }
+        # Episode length is where the recording stopped: its last step is the first done.
+        rec_done = np.flatnonzero(rec["terminated"])
+        own_done = np.flatnonzero(terms)
+        same_outcome = (
+            len(rec_done) > 0
+            and len(own_done) > 0
+            and rec_done[0] == own_done[0]
+            and infos[own_done[0]][0] == rec["info"][rec_done[0]][0]
+        ) or (len(rec_done) == 0 and len(own_done) == 0)
+        results.append(
+            EpisodeResult(
+                name=key,
+                mode=mode,
+                keep_mode=keep,
+                reset_err=max(float(obs_err[0]), float(obs2_err[0])),
+                early_err=float(np.max(step_err[: EARLY_STEPS + 1])),
+                obs_err=float(np.max(obs_err)),
+                obs2_err=float(np.max(obs2_err)),
+                same_outcome=bool(same_outcome),
+                first_bad_step=int(bad[0]) if bad.size else None,
+                value_err=value_err,
+            )
+        )
+    return results
+
+
+def opponent_errors(path: Path | str = DEFAULT_VECTORS) -> np.ndarray:
+    """Per recorded opponent decision, the largest error of the scripted action."""
+    data = np.load(path, allow_pickle=False)
+    obs, phase, weak, action = (data[f"opponent/{k}"] for k in ("obs", "phase", "weak", "action"))
+    keep = action.shape[1] == 4
+    ours = np.array([scripted_action(o, p, bool(w), keep) for o, p, w in zip(obs, phase, weak)])
+    return np.max(np.abs(ours - action), axis=1)
+
+
+def summary(results: list[EpisodeResult], opp_err: np.ndarray) -> list[tuple[str, str, float, float]]:
+    """Rows (criterion, required, achieved share, max error) for the table."""
+    n = len(results)
+    ok = [r for r in results if r.obs_ok]
+    rows = [
+        ("reset obs within 1e-9", "100%", sum(r.reset_err <= RESET_TOL for r in results) / n, max(r.reset_err for r in results)),
+        ("first 10 steps within 1e-5", "100%", sum(r.early_err <= OBS_TOL for r in results) / n, max(r.early_err for r in results)),
+        ("winner and length identical", ">=95%", sum(r.same_outcome for r in results) / n, float("nan")),
+        ("all obs and obs2 within 1e-5", ">=90%", len(ok) / n, max(max(r.obs_err, r.obs2_err) for r in results)),
+    ]
+    for name in ("reward", "reward2", "terminated", "info", "info2"):
+        errs = [r.value_err[name] for r in results]
+        rows.append((f"{name} within 1e-6 where obs agree", "100%", sum(e <= VALUE_TOL for e in errs) / n, max(errs)))
+    rows.append(("opponent actions within 1e-9", "100%", float(np.mean(opp_err <= OPPONENT_TOL)), float(np.max(opp_err))))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the conformance table; exit status 1 when a criterion is missed."""
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0]) if args else DEFAULT_VECTORS
+    if not path.exists():
+        print(f"vectors file not found: {path}", file=sys.stderr)
+        return 2
+    results = replay(path)
+    rows = summary(results, opponent_errors(path))
+    print(f"{'criterion':40s} {'required':>8s} {'achieved':>9s} {'max error':>10s}")
+    failed = False
+    for name, required, share, err in rows:
+        need = float(required.strip(">=%")) / 100
+        failed |= share < need
+        print(f"{name:40s} {required:>8s} {share:9.1%} {err:10.2e}")
+    drift = [f"{r.name}@{r.first_bad_step}" for r in results if r.first_bad_step is not None]
+    print(f"episodes drifting apart (first step beyond 1e-5): {', '.join(drift) or 'none'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
