@@ -1,0 +1,231 @@
+"""DreamerAgent: the world model, actor and critic, one training update, and acting.
+
+The update is the whole DreamerV3 step: the world-model loss on replayed sequences
+(world_model.py) and one Adam step, then imagination from every posterior state and
+the actor and critic losses (behavior.py), one Adam step each, then the slow critic's
+EMA. Optimiser: Adam as in the 2023 paper (world model lr 1e-4 eps 1e-8, actor and
+critic 3e-5 eps 1e-5, global-norm clipping 1000 / 100 / 100), no warm-up.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from agent.config import Config
+from agent.dreamer.behavior import behavior_losses, eta_at, imagine
+from agent.dreamer.maths import ReturnNormalizer
+from agent.dreamer.nets import Actor, TwoHotHead
+from agent.dreamer.world_model import WorldModel
+
+BATCH_KEYS = ("obs", "action", "reward", "is_first", "is_terminal")
+
+
+class ActingStep(nn.Module):
+    """One deterministic acting step on the packed state, for ONNX export.
+
+    forward(obs [B, 18], prev_action [B, 4], state [B, S]) -> (action [B, 4],
+    next_state [B, S]), the graph of docs/ARCHITECTURE.md: the state is deter first,
+    then the flattened one-hot stochastic part; the initial state is zeros.
+    """
+
+    def __init__(self, agent: DreamerAgent):
+        super().__init__()
+        self.agent = agent
+        self.deter_size = agent.wm.deter_size
+        self.stoch_size = agent.wm.stoch_size
+        self.state_size = self.deter_size + self.stoch_size
+
+    def forward(self, obs: Tensor, prev_action: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        deter, stoch = state[:, :self.deter_size], state[:, self.deter_size:]
+        action, deter, stoch = self.agent.acting_step(obs, prev_action, deter, stoch)
+        return action, torch.cat([deter, stoch], -1)
+
+
+class DreamerAgent(nn.Module):
+    """A DreamerV3 agent for an 18-value observation and a 4-value action.
+
+    Training: `update(batch)` with batch tensors obs [B, T, 18], action [B, T, 4],
+    reward [B, T], is_first [B, T] bool, is_terminal [B, T] bool, where reward_t and
+    is_terminal_t came with obs_t and action_t was taken after seeing obs_t. Returns
+    the metrics of docs/ARCHITECTURE.md ("Metrics", without step/update/time/train/eval).
+
+    Acting: `initial_state(B)` and `policy_step(obs, prev_action, state, is_first,
+    deterministic)`; the state is {'deter': [B, D], 'stoch': [B, L*C]}.
+
+    Export: `export_modules()` returns an `ActingStep` module, pure tensor-in
+    tensor-out (categorical mode, actor mean clipped to [-1, 1]) and traceable with
+    `torch.onnx.export(step, (obs, prev_action, state), ..., dynamo=False)`; it also
+    carries deter_size, stoch_size and state_size. `acting_step(obs, prev_action,
+    deter, stoch)` is the same step on the unpacked state.
+
+    Resume: `state_dict()` holds the networks, the slow critic, the return
+    normaliser's EMAs and the update counter (for the eta schedule);
+    `optimizer_state()` holds the three Adam states and the agent's own random
+    generator, so a resumed agent continues bit for bit.
+    """
+
+    updates: Tensor
+
+    def __init__(self, cfg: Config, obs_dim: int = 18, act_dim: int = 4):
+        super().__init__()
+        self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
+        m, a = cfg.model, cfg.actor
+        self.wm = WorldModel(m, obs_dim, act_dim)
+        feat = self.wm.feat_size
+        self.actor = Actor(feat, act_dim, m.units, m.layers, a.dist, a.min_std, a.max_std)
+        self.critic = TwoHotHead(feat, m.units, m.layers, m.bins)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.retnorm = ReturnNormalizer(a.retnorm_decay, a.retnorm_limit, a.retnorm_low, a.retnorm_high)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
+        o = cfg.optim
+        self.wm_opt = torch.optim.Adam(self.wm.parameters(), lr=o.wm_lr, eps=o.wm_eps)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=o.actor_lr, eps=o.ac_eps)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=o.critic_lr, eps=o.ac_eps)
+        self._generator: torch.Generator | None = None
+
+    # ---- randomness ----------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.updates.device
+
+    def generator(self) -> torch.Generator:
+        """The agent's own random stream, on the agent's device, seeded by train.seed."""
+        if self._generator is None or self._generator.device != self.device:
+            self._generator = torch.Generator(self.device)
+            self._generator.manual_seed(self.cfg.train.seed)
+        return self._generator
+
+    # ---- acting --------------------------------------------------------------------
+
+    def initial_state(self, batch: int) -> dict[str, Tensor]:
+        return {"deter": torch.zeros(batch, self.wm.deter_size, device=self.device),
+                "stoch": torch.zeros(batch, self.wm.stoch_size, device=self.device)}
+
+    @torch.no_grad()
+    def policy_step(self, obs: Tensor, prev_action: Tensor, state: dict[str, Tensor], is_first: Tensor,
+                    deterministic: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+        """One acting step for B games; rows with is_first start from the initial state.
+
+        Deterministic: posterior mode and the actor's mean; otherwise samples.
+        Returns the action [B, 4] in [-1, 1] and the new state.
+        """
+        dev = self.device
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=dev)
+        keep = (~torch.as_tensor(is_first, dtype=torch.bool, device=dev)).float().unsqueeze(-1)
+        prev_action = torch.as_tensor(prev_action, dtype=torch.float32, device=dev) * keep
+        deter, stoch = state["deter"].to(dev) * keep, state["stoch"].to(dev) * keep
+        gen = None if deterministic else self.generator()
+        deter, stoch = self.wm.obs_step(deter, stoch, prev_action, obs, gen)
+        dist = self.actor(torch.cat([deter, stoch], -1))
+        action = dist.mode() if deterministic else dist.to_action(dist.sample(self.generator()))
+        return action, {"deter": deter, "stoch": stoch}
+
+    def acting_step(self, obs: Tensor, prev_action: Tensor, deter: Tensor, stoch: Tensor
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One deterministic step, tensor in and out (what the ONNX graph contains)."""
+        deter, stoch = self.wm.obs_step(deter, stoch, prev_action, obs, None)
+        action = self.actor(torch.cat([deter, stoch], -1)).mode()
+        return action, deter, stoch
+
+    def export_modules(self) -> ActingStep:
+        return ActingStep(self).eval()
+
+    # ---- training ------------------------------------------------------------------
+
+    def update(self, batch: dict[str, Tensor]) -> dict[str, float | list[float]]:
+        """One DreamerV3 update: world model, then actor and critic in imagination."""
+        missing = [k for k in BATCH_KEYS if k not in batch]
+        if missing:
+            raise ValueError(f"update batch lacks {missing}; it needs {', '.join(BATCH_KEYS)}")
+        dev, cfg, gen = self.device, self.cfg, self.generator()
+        obs = batch["obs"].to(dev, torch.float32)
+        action = batch["action"].to(dev, torch.float32)
+        reward = batch["reward"].to(dev, torch.float32)
+        is_first = batch["is_first"].to(dev, torch.bool)
+        is_terminal = batch["is_terminal"].to(dev, torch.bool)
+        if obs.ndim != 3 or action.shape[:2] != obs.shape[:2] or reward.shape != obs.shape[:2]:
+            raise ValueError(f"update batch shapes disagree: obs {tuple(obs.shape)}, "
+                             f"action {tuple(action.shape)}, reward {tuple(reward.shape)}")
+        self.train()
+
+        # world model: action_{t-1} is the previous action, zero where the episode starts
+        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        prev_action = prev_action * (~is_first).unsqueeze(-1).float()
+        wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen)
+        self.wm_opt.zero_grad(set_to_none=True)
+        wm_out.loss.backward()
+        wm_grad = nn.utils.clip_grad_norm_(self.wm.parameters(), cfg.optim.wm_clip)
+        self.wm_opt.step()
+
+        # actor and critic in imagination from every posterior state
+        start_deter = wm_out.deter.flatten(0, 1)
+        start_stoch = wm_out.stoch.flatten(0, 1)
+        start_cont = (~is_terminal).flatten().float()
+        imag = imagine(self.wm, self.actor, start_deter, start_stoch, cfg.actor.horizon, gen)
+        eta = eta_at(cfg.actor, int(self.updates))
+        beh = behavior_losses(self.wm, self.actor, self.critic, self.slow_critic, self.retnorm, imag,
+                              start_cont, cfg.actor, cfg.critic, eta, gen)
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        (beh.actor_loss + beh.critic_loss).backward()  # disjoint parameters
+        actor_grad = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.optim.actor_clip)
+        critic_grad = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.optim.critic_clip)
+        self.actor_opt.step()
+        self.critic_opt.step()
+        with torch.no_grad():
+            for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+                slow.lerp_(fast, cfg.critic.slow_rate)
+        self.updates += 1
+
+        scalars: dict[str, Tensor] = {"wm/loss": wm_out.loss.detach()}
+        scalars.update({f"wm/{k}": v for k, v in wm_out.parts.items()})
+        scalars.update({"wm/grad_norm": wm_grad, "actor/loss": beh.actor_loss.detach(),
+                        "actor/grad_norm": actor_grad, "critic/loss": beh.critic_loss.detach(),
+                        "critic/grad_norm": critic_grad})
+        per_step = {k: beh.metrics.pop(k) for k in ("actor/entropy_step", "actor/weight_step")}
+        scalars.update(beh.metrics)
+        values = torch.stack([v.float() for v in scalars.values()]).tolist()
+        out: dict[str, float | list[float]] = dict(zip(scalars, values))
+        out["actor/eta"] = eta
+        out.update({k: v.tolist() for k, v in per_step.items()})
+        return out
+
+    # ---- resume --------------------------------------------------------------------
+
+    def optimizer_state(self) -> dict[str, Any]:
+        return {"wm": self.wm_opt.state_dict(), "actor": self.actor_opt.state_dict(),
+                "critic": self.critic_opt.state_dict(),
+                "rng": self.generator().get_state(), "rng_device": self.device.type}
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Restore the optimisers and the random stream (when saved on this device type)."""
+        self.wm_opt.load_state_dict(state["wm"])
+        self.actor_opt.load_state_dict(state["actor"])
+        self.critic_opt.load_state_dict(state["critic"])
+        if state.get("rng_device") == self.device.type:
+            self.generator().set_state(state["rng"].cpu())
+
+
+class ActingPolicy:
+    """A DreamerAgent as a `Policy` (agent/policy.py), one game, deterministic by default."""
+
+    def __init__(self, agent: DreamerAgent, deterministic: bool = True):
+        self.agent, self.deterministic = agent, deterministic
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.agent.initial_state(1)
+        self.prev_action = torch.zeros(1, self.agent.act_dim, device=self.agent.device)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1), device=self.agent.device)
+        first = torch.zeros(1, dtype=torch.bool, device=self.agent.device)
+        action, self.state = self.agent.policy_step(obs_t, self.prev_action, self.state, first, self.deterministic)
+        self.prev_action = action
+        return action[0].cpu().numpy().astype(np.float64)

@@ -1,0 +1,139 @@
+"""Actor-critic learning in imagination (DreamerV3).
+
+From every replayed posterior state the world model imagines `horizon` steps with
+the actor's sampled actions. The actor is trained with REINFORCE, so no gradient
+flows through the dynamics: imagination runs under `torch.no_grad`, and the actor and
+critic are then evaluated on the detached features in one batched pass.
+
+Per imagined state t (0..H-1), with weight w_t = prod_{k<=t} (gamma c_k) / gamma:
+- lambda-return R_t from predicted rewards, continues and critic values,
+- advantage A_t = (R_t - v_t) / max(1, S), S the EMA of P95(R) - P5(R),
+- actor loss  w_t * -(sg(A_t) log pi(a_t | s_t) + eta H[pi(. | s_t)]),
+- critic loss w_t * (twohot_ce(v(s_t), sg(R_t)) + slow_reg twohot_ce(v(s_t), sg(v_slow(s_t)))).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from agent.config import ActorConfig, CriticConfig
+from agent.dreamer.maths import ReturnNormalizer, lambda_return, twohot_loss, twohot_mean
+from agent.dreamer.nets import Actor, TwoHotHead
+from agent.dreamer.world_model import WorldModel
+
+
+@dataclass
+class Imagined:
+    """An imagined batch, time first: feat [H+1, N, F], raw / action [H, N, A]."""
+
+    feat: Tensor
+    raw: Tensor  # the distribution's own sample (pre-clip / pre-tanh), for log pi
+    action: Tensor  # what the dynamics saw, in [-1, 1]
+
+
+@torch.no_grad()
+def imagine(wm: WorldModel, actor: Actor, deter: Tensor, stoch: Tensor, horizon: int,
+            generator: torch.Generator) -> Imagined:
+    """Roll the prior forward `horizon` steps from start states deter [N, D], stoch [N, S]."""
+    n, d = deter.shape
+    feat = deter.new_empty(horizon + 1, n, wm.feat_size)
+    raw = deter.new_empty(horizon, n, actor.out.out_features // 2)
+    action = torch.empty_like(raw)
+    feat[0, :, :d], feat[0, :, d:] = deter, stoch
+    for t in range(horizon):
+        dist = actor(feat[t])
+        raw[t] = dist.sample(generator)
+        action[t] = dist.to_action(raw[t])
+        deter, stoch = wm.img_step(deter, stoch, action[t], generator)
+        feat[t + 1, :, :d], feat[t + 1, :, d:] = deter, stoch
+    return Imagined(feat, raw, action)
+
+
+def entropy_bounds(act_dim: int, min_std: float, max_std: float) -> tuple[float, float]:
+    """Entropy of a diagonal Normal with every std at min_std, and at max_std."""
+    half = 0.5 * math.log(2.0 * math.pi * math.e)
+    return act_dim * (half + math.log(min_std)), act_dim * (half + math.log(max_std))
+
+
+def eta_at(cfg: ActorConfig, update: int) -> float:
+    """The entropy scale after `update` updates under the configured schedule."""
+    if cfg.eta_schedule == "constant":
+        return cfg.eta
+    frac = min(1.0, update / max(1, cfg.eta_decay_steps))
+    if cfg.eta_schedule == "linear":
+        return cfg.eta + frac * (cfg.eta_final - cfg.eta)
+    if cfg.eta_schedule == "exp":
+        return cfg.eta * (cfg.eta_final / cfg.eta) ** frac
+    raise ValueError(f"unknown eta_schedule {cfg.eta_schedule!r}; choices: constant, linear, exp")
+
+
+@dataclass
+class BehaviorOutput:
+    actor_loss: Tensor
+    critic_loss: Tensor
+    metrics: dict[str, Tensor]  # detached scalars and two [H] vectors
+
+
+def behavior_losses(wm: WorldModel, actor: Actor, critic: TwoHotHead, slow_critic: TwoHotHead,
+                    retnorm: ReturnNormalizer, imag: Imagined, start_cont: Tensor,
+                    acfg: ActorConfig, ccfg: CriticConfig, eta: float,
+                    generator: torch.Generator) -> BehaviorOutput:
+    """Actor and critic losses on an imagined batch; updates the return normaliser.
+
+    start_cont [N] is 1 - is_terminal of the replayed start states: a terminal start
+    state gets weight 0.
+    """
+    bins = wm.bins
+    gamma = 1.0 - 1.0 / acfg.discount_horizon
+    feat = imag.feat
+    with torch.no_grad():
+        reward = twohot_mean(torch.softmax(wm.reward(feat), -1), bins)
+        cont = torch.sigmoid(wm.cont(feat).squeeze(-1))
+        cont = torch.cat([start_cont.unsqueeze(0), cont[1:]], 0)
+        weight = torch.cumprod(gamma * cont, 0) / gamma  # [H+1, N]
+        slow_value = twohot_mean(torch.softmax(slow_critic(feat[:-1]), -1), bins)
+
+    value_logits = critic(feat)
+    value = twohot_mean(torch.softmax(value_logits.detach(), -1), bins)
+    ret = lambda_return(reward, cont, value, gamma, acfg.lam)  # [H, N]
+    retnorm.update(ret)
+    adv = (ret - value[:-1]) / retnorm.divisor()
+
+    dist = actor(feat[:-1])
+    logpi = dist.log_prob(imag.raw)
+    ent = dist.entropy(generator)
+    w = weight[:-1]
+    pg = w * adv * logpi
+    ent_bonus = w * eta * ent
+    actor_loss = -(acfg.pg_scale * pg + ent_bonus).mean()
+
+    logits = value_logits[:-1]
+    critic_loss = (w * (twohot_loss(logits, ret, bins)
+                        + ccfg.slow_reg * twohot_loss(logits, slow_value, bins))).mean() * ccfg.scale
+
+    with torch.no_grad():
+        std = dist.std.flatten()
+        q = torch.quantile(std, torch.tensor([0.05, 0.5, 0.95], device=std.device))
+        h_min, h_max = entropy_bounds(imag.raw.shape[-1], actor.min_std, actor.max_std)
+        mean_ent = ent.mean()
+        metrics = {
+            "actor/entropy": mean_ent,
+            "actor/rand": (mean_ent - h_min) / (h_max - h_min),
+            "actor/std_q05": q[0], "actor/std_q50": q[1], "actor/std_q95": q[2],
+            "actor/saturation": (imag.action.abs() > 0.99).any(-1).float().mean(),
+            "actor/pg_term": pg.mean(),
+            "actor/ent_term": ent_bonus.mean(),
+            "actor/adv_abs": adv.abs().mean(),
+            "actor/entropy_step": ent.mean(1),
+            "actor/weight_step": w.mean(1),
+            "ret/scale": retnorm.scale(),
+            "ret/at_floor": (retnorm.scale() < retnorm.limit).float(),
+            "ret/p05": retnorm.low.clone(),
+            "ret/p95": retnorm.high.clone(),
+            "critic/value_mean": value[:-1].mean(),
+        }
+    return BehaviorOutput(actor_loss, critic_loss, metrics)

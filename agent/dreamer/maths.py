@@ -1,0 +1,119 @@
+"""The small pieces of DreamerV3 maths, written as in the paper.
+
+symlog / symexp squash observations and targets of any scale; two-hot encodes a
+scalar over bins spaced evenly in symlog space; the lambda-return is the critic's and
+actor's target; the return normaliser divides advantages by max(1, S), S an EMA of
+the P95 - P5 range of the returns.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def symlog(x: Tensor) -> Tensor:
+    """sign(x) ln(|x| + 1)."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: Tensor) -> Tensor:
+    """sign(x) (exp(|x|) - 1), the inverse of symlog."""
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+def symexp_bins(n: int = 255, low: float = -20.0, high: float = 20.0) -> Tensor:
+    """symexp(linspace(low, high, n)), built exactly symmetric around zero.
+
+    The outer bins reach ~5e8, so a float32 linspace that is off by one ulp between
+    the positive and negative side would make a uniform distribution decode to a
+    value far from zero; mirroring one half avoids that.
+    """
+    if n % 2 != 1 or low != -high:
+        raise ValueError("two-hot bins need an odd count and a range symmetric around 0")
+    half = symexp(torch.linspace(0.0, high, n // 2 + 1, dtype=torch.float64))
+    return torch.cat([-half.flip(0)[:-1], half]).float()
+
+
+def twohot(x: Tensor, bins: Tensor) -> Tensor:
+    """Encode x [...] as weights [..., K] on the two bins around it (sum 1).
+
+    Values beyond the outer bins put all weight on the outer bin.
+    """
+    x = x.clamp(bins[0], bins[-1])
+    below = (torch.searchsorted(bins, x.contiguous(), right=True) - 1).clamp(0, len(bins) - 2)
+    lo, hi = bins[below], bins[below + 1]
+    w_hi = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+    out = torch.zeros(*x.shape, len(bins), dtype=x.dtype, device=x.device)
+    out.scatter_(-1, below.unsqueeze(-1), (1.0 - w_hi).unsqueeze(-1))
+    out.scatter_add_(-1, (below + 1).unsqueeze(-1), w_hi.unsqueeze(-1))
+    return out
+
+
+def twohot_mean(probs: Tensor, bins: Tensor) -> Tensor:
+    """Expected value sum_k p_k b_k of a distribution over symmetric bins.
+
+    Summed as sum_k (p_{+k} - p_{-k}) b_k so that mirrored probabilities cancel
+    exactly (a uniform distribution decodes to exactly 0).
+    """
+    mid = len(bins) // 2
+    pos, neg = probs[..., mid + 1:], probs[..., :mid].flip(-1)
+    return ((pos - neg) * bins[mid + 1:]).sum(-1)
+
+
+def twohot_loss(logits: Tensor, target: Tensor, bins: Tensor) -> Tensor:
+    """Cross-entropy of the two-hot encoding of target under softmax(logits)."""
+    return -(twohot(target, bins) * torch.log_softmax(logits, -1)).sum(-1)
+
+
+def lambda_return(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam: float) -> Tensor:
+    """TD(lambda) returns over imagined states 0..H (time first).
+
+    reward[t], cont[t], value[t] [H + 1, ...] are predicted from state t, so the
+    return of state t uses reward[t + 1] and cont[t + 1]:
+        R_t = r_{t+1} + gamma c_{t+1} ((1 - lam) v_{t+1} + lam R_{t+1}),  R_H = v_H.
+    Returns [H, ...] for t = 0..H-1.
+    """
+    horizon = reward.shape[0] - 1
+    disc = gamma * cont[1:]
+    mixed = reward[1:] + disc * (1.0 - lam) * value[1:]
+    out = torch.empty_like(value[:-1])
+    ret = value[-1]
+    for t in reversed(range(horizon)):
+        ret = mixed[t] + disc[t] * lam * ret
+        out[t] = ret
+    return out
+
+
+class ReturnNormalizer(torch.nn.Module):
+    """S = EMA(P_high(R) - P_low(R)); advantages are divided by max(limit, S).
+
+    The low and high percentiles are tracked as separate EMAs (their difference is
+    the EMA of the range), starting at zero without debiasing as the official code
+    does; the state lives in buffers so it is saved with the model.
+    """
+
+    low: Tensor
+    high: Tensor
+
+    def __init__(self, decay: float = 0.99, limit: float = 1.0, perc_low: float = 5.0, perc_high: float = 95.0):
+        super().__init__()
+        self.decay, self.limit = decay, limit
+        self.perc_low, self.perc_high = perc_low / 100.0, perc_high / 100.0
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, returns: Tensor) -> None:
+        flat = returns.detach().float().flatten()
+        q = torch.quantile(flat, torch.tensor([self.perc_low, self.perc_high], device=flat.device))
+        self.low.mul_(self.decay).add_((1.0 - self.decay) * q[0])
+        self.high.mul_(self.decay).add_((1.0 - self.decay) * q[1])
+
+    def scale(self) -> Tensor:
+        """S, before the floor."""
+        return self.high - self.low
+
+    def divisor(self) -> Tensor:
+        """max(limit, S), what advantages are divided by."""
+        return torch.clamp(self.scale(), min=self.limit)
