@@ -1,0 +1,68 @@
+"""The comprl wire protocol: Twisted AMP commands shared by the client and the local server.
+
+The tournament server (GAME.md, "The tournament") is the caller: it asks the client for
+its token, whether it is ready, tells it when a game starts and ends, and asks for one
+action per step. The command class names are the wire names, so they must stay exactly
+these. AMP `String` values are bytes on both sides.
+"""
+
+from __future__ import annotations
+
+from twisted.protocols import amp
+
+PROTOCOL_VERSION = 1
+DEFAULT_PORT = 65335
+OBS_SIZE = 18
+ACTION_SIZE = 4
+ROUNDS_PER_GAME = 4
+# The course's server configuration: every call the server makes times out after this.
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class Auth(amp.Command):
+    """Server -> client: who are you? The client answers its access token and version."""
+
+    arguments: list = []
+    response = [(b"token", amp.String()), (b"version", amp.Integer())]
+
+
+class Ready(amp.Command):
+    """Server -> client: may a game start now?"""
+
+    arguments: list = []
+    response = [(b"ready", amp.Boolean())]
+
+
+class StartGame(amp.Command):
+    """Server -> client: a game starts; `game_id` is the 16 raw bytes of a UUID."""
+
+    arguments = [(b"game_id", amp.String())]
+    response: list = []
+
+
+class Step(amp.Command):
+    """Server -> client: the player's own observation; the client answers 4 action values."""
+
+    arguments = [(b"obv", amp.ListOf(amp.Float()))]
+    response = [(b"action", amp.ListOf(amp.Float()))]
+
+
+class EndGame(amp.Command):
+    """Server -> client: the game is over; `result` is True for a win, stats = (own, other) score."""
+
+    arguments = [(b"result", amp.Boolean()), (b"stats", amp.ListOf(amp.Float()))]
+    response: list = []
+
+
+class Error(amp.Command):
+    """Server -> client: something went wrong (UTF-8 text), e.g. a refused token."""
+
+    arguments = [(b"msg", amp.String())]
+    response: list = []
+
+
+class Message(amp.Command):
+    """Server -> client: information for the user (UTF-8 text)."""
+
+    arguments = [(b"msg", amp.String())]
+    response: list = []

@@ -1,0 +1,390 @@
+"""A small local tournament server speaking the comprl protocol (`hockey-agent serve`).
+
+It plays the server's side of GAME.md "The tournament": authenticate clients by token,
+pair ready clients, play games of 4 rounds of the bundled game in NORMAL mode (player 2
+sees the mirrored observation), score = rounds won, and report each game. Every call it
+makes times out after `timeout` seconds, like the course's server. It exists to test the
+client end to end and to let two local agents meet over the real protocol; it needs the
+game (the `train` extra), which it imports only when a game starts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from twisted.internet import defer, protocol
+from twisted.internet.error import ConnectionDone
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from export.protocol import (
+    ACTION_SIZE,
+    DEFAULT_TIMEOUT_S,
+    PROTOCOL_VERSION,
+    ROUNDS_PER_GAME,
+    Auth,
+    EndGame,
+    Error,
+    Message,
+    Ready,
+    StartGame,
+    Step,
+)
+
+
+def read_tokens(path: str | Path) -> dict[str, str]:
+    """Tokens from a file: one per line, `NAME TOKEN` or just `TOKEN`; '#' starts a comment.
+
+    Returns token -> player name (a bare token is named userN by its line).
+    """
+    tokens: dict[str, str] = {}
+    for number, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) > 2:
+            raise ValueError(f"{path}:{number}: expected 'NAME TOKEN' or 'TOKEN', got {len(parts)} fields")
+        name, token = (parts[0], parts[1]) if len(parts) == 2 else (f"user{len(tokens) + 1}", parts[0])
+        if token in tokens:
+            raise ValueError(f"{path}:{number}: token listed twice")
+        tokens[token] = name
+    if not tokens:
+        raise ValueError(f"{path} holds no tokens")
+    return tokens
+
+
+class GameAborted(Exception):
+    """A game cannot go on (a player left, timed out or answered an invalid action)."""
+
+    def __init__(self, reason: str, culprit: ServerProtocol) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.culprit = culprit
+
+
+def valid_action(action: Any) -> bool:
+    """The server's rule: exactly 4 finite values within [-1, 1]."""
+    try:
+        values = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return values.shape == (ACTION_SIZE,) and bool(np.all(np.isfinite(values))) and bool(np.all(np.abs(values) <= 1.0))
+
+
+class ServerProtocol(amp.AMP):
+    """The server's end of one client connection: calls with a timeout, nothing to answer."""
+
+    def __init__(self, server: LocalServer) -> None:
+        super().__init__()
+        self.server = server
+        self.name = "?"
+        self.connected = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.connected = True
+        self.server.client_connected(self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.connected = False
+        super().connectionLost(reason)
+        self.server.client_left(self)
+
+    def call(self, command: type[amp.Command], **arguments: Any) -> defer.Deferred:
+        """callRemote with the server's per-call timeout (a TimeoutError on expiry)."""
+        return self.callRemote(command, **arguments).addTimeout(self.server.timeout, self.server.reactor)
+
+    def notify(self, command: type[amp.Command], text: str) -> None:
+        """Send an Error or Message, ignoring a peer that is already gone."""
+        if self.connected:
+            self.call(command, msg=text.encode("utf-8")).addErrback(lambda _: None)
+
+    def drop(self, reason: str) -> None:
+        """Tell the client why, then close the connection."""
+        self.notify(Error, reason)
+        if self.transport is not None:
+            self.server.reactor.callLater(0.2, self.transport.loseConnection)
+
+
+@dataclass
+class GameReport:
+    """One finished or aborted game, as logged."""
+
+    game_id: str
+    players: tuple[str, str]
+    scores: list[int] = field(default_factory=lambda: [0, 0])
+    round_winners: list[int] = field(default_factory=list)
+    steps: int = 0
+    reason: str = "finished"
+    duration_s: float = 0.0
+
+
+class LocalServer:
+    """Pairs ready clients and plays their games; stops after `games` games (0: never)."""
+
+    def __init__(
+        self,
+        *,
+        tokens: dict[str, str] | None,
+        games: int = 0,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        seed: int | None = None,
+        log_path: str | Path | None = None,
+        console: Console | None = None,
+        reactor: Any = None,
+    ) -> None:
+        if games < 0:
+            raise ValueError(f"games must be >= 0 (0 = no limit), got {games}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.tokens = tokens
+        self.games_limit = games
+        self.timeout = timeout
+        self.seed = seed
+        self.console = console or Console()
+        self.reactor = reactor
+        self.reports: list[GameReport] = []
+        self._log = open(log_path, "a", encoding="utf-8") if log_path is not None else None
+        self._waiting: list[ServerProtocol] = []
+        self._playing: set[ServerProtocol] = set()
+        self._anonymous = 0
+        self._started = 0
+        self._flip = False
+        self._stopping = False
+
+    def factory(self) -> protocol.ServerFactory:
+        """A Twisted factory that gives each connection a ServerProtocol bound to this server."""
+        factory = protocol.ServerFactory()
+        factory.buildProtocol = lambda addr: ServerProtocol(self)  # type: ignore[method-assign]
+        return factory
+
+    def _write(self, event: str, **fields: Any) -> None:
+        if self._log is not None:
+            self._log.write(json.dumps({"time": time.time(), "event": event, **fields}) + "\n")
+            self._log.flush()
+
+    # -- clients ----------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def client_connected(self, conn: ServerProtocol) -> Any:
+        """Authenticate, then ask Ready and queue the client for a game."""
+        try:
+            answer = yield conn.call(Auth)
+        except Exception:
+            conn.drop("authentication failed: no answer to Auth")
+            return
+        if answer["version"] != PROTOCOL_VERSION:
+            conn.drop(f"wrong protocol version {answer['version']}, expected {PROTOCOL_VERSION}")
+            return
+        token = answer["token"].decode("utf-8", errors="replace")
+        if self.tokens is None:
+            self._anonymous += 1
+            conn.name = f"player{self._anonymous}"
+        elif token in self.tokens:
+            conn.name = self.tokens[token]
+        else:
+            self.console.print("refused a client: unknown token", style="red")
+            self._write("refused", reason="unknown token")
+            conn.drop("authentication failed: unknown access token")
+            return
+        self.console.print(f"{conn.name} connected", style="green")
+        self._write("connected", player=conn.name)
+        yield self._ask_ready(conn)
+
+    @defer.inlineCallbacks
+    def _ask_ready(self, conn: ServerProtocol) -> Any:
+        if self._stopping or not conn.connected:
+            return
+        try:
+            answer = yield conn.call(Ready)
+        except Exception:
+            conn.drop("no answer to Ready")
+            return
+        if answer["ready"] and conn.connected and not self._stopping:
+            self._waiting.append(conn)
+            self._pair()
+
+    def client_left(self, conn: ServerProtocol) -> None:
+        if conn in self._waiting:
+            self._waiting.remove(conn)
+        self._write("disconnected", player=conn.name)
+
+    def _pair(self) -> None:
+        while len(self._waiting) >= 2 and self._may_start():
+            first, second = self._waiting.pop(0), self._waiting.pop(0)
+            # alternate who plays player 1 so neither side is always the same client
+            pair = (second, first) if self._flip else (first, second)
+            self._flip = not self._flip
+            self._started += 1
+            self._run_game(*pair)
+
+    def _may_start(self) -> bool:
+        return not self._stopping and (self.games_limit == 0 or self._started < self.games_limit)
+
+    # -- games ---------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def _run_game(self, p1: ServerProtocol, p2: ServerProtocol) -> Any:
+        game_id = uuid.uuid4()
+        report = GameReport(game_id=str(game_id), players=(p1.name, p2.name))
+        self._playing.update((p1, p2))
+        start = time.monotonic()
+        game_index = self._started - 1
+        try:
+            yield self._gather([self._call(conn, StartGame, game_id=game_id.bytes) for conn in (p1, p2)])
+            yield self._play_rounds(p1, p2, report, game_index)
+        except GameAborted as abort:
+            report.reason = abort.reason
+            other = p2 if abort.culprit is p1 else p1
+            abort.culprit.drop(abort.reason)
+            other.notify(Message, f"game aborted: {abort.reason}")
+            # the culprit forfeits: the remaining player wins
+            winner = 0 if other is p1 else 1
+            report.scores[winner] = max(report.scores[winner], report.scores[1 - winner] + 1)
+        report.duration_s = round(time.monotonic() - start, 3)
+        self._playing.difference_update((p1, p2))
+        self._report(report)
+        ends = []
+        for index, conn in enumerate((p1, p2)):
+            if conn.connected:
+                own, other_score = report.scores[index], report.scores[1 - index]
+                ends.append(
+                    conn.call(EndGame, result=own > other_score, stats=[float(own), float(other_score)])
+                    .addErrback(lambda _: None)
+                )
+        yield defer.DeferredList(ends)
+        if self._may_start():
+            for conn in (p1, p2):
+                self._ask_ready(conn)
+        elif self.games_limit and len(self.reports) >= self.games_limit and not self._playing:
+            self.stop()
+
+    def _call(self, conn: ServerProtocol, command: type[amp.Command], **arguments: Any) -> defer.Deferred:
+        """One call; a failure becomes GameAborted naming the player at fault."""
+
+        def blame(failure: Failure) -> None:
+            if failure.check(defer.TimeoutError):
+                raise GameAborted(f"{conn.name} timed out ({self.timeout:g} s)", conn)
+            if failure.check(ConnectionDone) or not conn.connected:
+                raise GameAborted(f"{conn.name} disconnected", conn)
+            raise GameAborted(f"{conn.name} failed: {failure.getErrorMessage()}", conn)
+
+        return conn.call(command, **arguments).addErrback(blame)
+
+    @staticmethod
+    def _gather(calls: list[defer.Deferred]) -> defer.Deferred:
+        """Both answers, or the first GameAborted (the other call's failure is consumed)."""
+        return defer.gatherResults(calls, consumeErrors=True).addErrback(lambda f: f.value.subFailure)
+
+    @defer.inlineCallbacks
+    def _play_rounds(self, p1: ServerProtocol, p2: ServerProtocol, report: GameReport, game_index: int) -> Any:
+        from agent.game import HockeyEnv  # the game needs Box2D (the train extra)
+
+        env = HockeyEnv()
+        for round_index in range(ROUNDS_PER_GAME):
+            seed = None if self.seed is None else self.seed + ROUNDS_PER_GAME * game_index + round_index
+            obs, _ = env.reset(seed=seed)
+            while True:
+                views = (obs, env.obs_agent_two())
+                answers = yield self._gather(
+                    [self._call(conn, Step, obv=[float(v) for v in view]) for conn, view in zip((p1, p2), views)]
+                )
+                actions = []
+                for conn, answer in zip((p1, p2), answers):
+                    if not valid_action(answer["action"]):
+                        raise GameAborted(f"{conn.name} sent an invalid action {answer['action']!r}", conn)
+                    actions.append(np.asarray(answer["action"], dtype=np.float64))
+                obs, _, done, _, info = env.step(np.hstack(actions))
+                report.steps += 1
+                if done:
+                    winner = int(info["winner"])
+                    report.round_winners.append(winner)
+                    if winner == 1:
+                        report.scores[0] += 1
+                    elif winner == -1:
+                        report.scores[1] += 1
+                    break
+
+    def _report(self, report: GameReport) -> None:
+        self.reports.append(report)
+        s1, s2 = report.scores
+        verdict = "draw" if s1 == s2 else f"{report.players[0] if s1 > s2 else report.players[1]} wins"
+        style = "bold" if report.reason == "finished" else "bold yellow"
+        self.console.print(
+            f"game {len(self.reports)} {report.game_id[:8]}: {report.players[0]} {s1}:{s2} "
+            f"{report.players[1]} ({verdict}, {report.steps} steps, {report.duration_s:.1f} s"
+            f"{'' if report.reason == 'finished' else ', ' + report.reason})",
+            style=style,
+            markup=False,
+        )
+        self._write("game", **report.__dict__)
+
+    # -- stopping ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Close every connection and stop the reactor (the game limit was reached)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.console.print(f"played {len(self.reports)} games, stopping", style="green")
+        self._write("stopped", games=len(self.reports))
+        # give the last EndGame answers a moment to travel before the reactor goes
+        self.reactor.callLater(0.3, self._shutdown)
+
+    def _shutdown(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self.reactor.running:
+            self.reactor.stop()
+
+
+def serve(
+    host: str,
+    port: int,
+    *,
+    tokens: dict[str, str] | None,
+    games: int = 0,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    seed: int | None = None,
+    log_path: str | Path | None = None,
+    console: Console | None = None,
+) -> list[GameReport]:
+    """Listen on host:port (port 0: any free port, printed) and run until the game limit or Ctrl-C."""
+    from twisted.internet import reactor
+
+    console = console or Console()
+    server = LocalServer(
+        tokens=tokens, games=games, timeout=timeout, seed=seed, log_path=log_path, console=console, reactor=reactor
+    )
+    listener = reactor.listenTCP(port, server.factory(), interface=host)  # type: ignore[attr-defined]
+    actual = listener.getHost().port
+    console.print(f"listening on {host}:{actual}", markup=False, highlight=False)
+    if tokens is None:
+        console.print("no tokens given: any token is accepted", style="yellow")
+    reactor.run()  # type: ignore[attr-defined]
+    return server.reports
+
+
+def summary(reports: list[GameReport]) -> dict[str, dict[str, float]]:
+    """Per player: games, wins, draws, losses, rounds won and lost over `reports`."""
+    table: dict[str, dict[str, float]] = {}
+    for report in reports:
+        for index, name in enumerate(report.players):
+            row = table.setdefault(name, {"games": 0, "wins": 0, "draws": 0, "losses": 0, "rounds_won": 0, "rounds_lost": 0})
+            own, other = report.scores[index], report.scores[1 - index]
+            row["games"] += 1
+            row["wins" if own > other else "draws" if own == other else "losses"] += 1
+            row["rounds_won"] += own
+            row["rounds_lost"] += other
+    return table
+
