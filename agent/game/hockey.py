@@ -87,11 +87,6 @@ def parse_mode(mode: Mode | int | str) -> Mode:
     )
 
 
-def _f32(x: float) -> float:
-    """Round a Python float to the nearest float32 value (kept as a Python float)."""
-    return float(np.float32(x))
-
-
 class _ContactListener(Box2D.b2ContactListener):
     """Decides goals and puck catches at the start of a contact, like the reference."""
 
