@@ -388,10 +388,12 @@ class HockeyEnv(gym.Env):
             fx, fy = ax * FORCEMULTIPLIER, ay * FORCEMULTIPLIER
         else:
             fx, fy = -ax * FORCEMULTIPLIER, -ay * FORCEMULTIPLIER
-        # fx, fy are exact float32 products (24-bit value times a 9-bit constant) only
-        # once rounded; Box2D rounds them itself on use, so the rounding is explicit
-        # only where a value is reused in arithmetic.
+        # a * 6000 is exact in double (a 24-bit significand times a 9-bit constant), so
+        # rounding it to float32 like the reference's float32 array happens where Box2D
+        # takes the force, and explicitly below where a value feeds more arithmetic.
         if (one and x > CENTER_X - ZONE) or (not one and x < CENTER_X + ZONE):
+            # numpy semantics of `force[0] = ...; force[0] += ...` on a float32 array
+            # (NEP 50: the Python float is rounded to float32 before the float32 add).
             first = np.float32(0)
             if one:
                 if vx > 0:
@@ -405,12 +407,13 @@ class HockeyEnv(gym.Env):
             body.linearDamping = 20.0
             body.ApplyForceToCenter(self._check_boundaries(body, one, x, y, fx, fy), True)
             return
-        if math.sqrt(vx * vx + vy * vy) < MAX_PLAYER_SPEED:
+        speed = math.sqrt(vx * vx + vy * vy)
+        if speed < MAX_PLAYER_SPEED:
             body.linearDamping = 5.0
             body.ApplyForceToCenter(self._check_boundaries(body, one, x, y, fx, fy), True)
             return
+        # Above the speed limit a push is applied only if it slows the player down.
         body.linearDamping = 20.0
-        speed = math.sqrt(vx * vx + vy * vy)
         force = np.array([fx, fy], dtype=np.float32)
         delta = _DT * force / mass
         new_speed = float(np.sqrt(np.sum((np.array([vx, vy]) + delta) ** 2)))
