@@ -1,0 +1,112 @@
+"""Checkpoints: save and load a run's state, and load a trained agent as a Policy.
+
+A checkpoint is one torch file holding only tensors, dicts, lists, numbers and
+strings (configs as nested dicts, generator states as JSON strings), so it loads
+with `torch.load(weights_only=True)` and never runs pickled code. Keys:
+`format`, `preset`, `config` (config_to_dict), `model` (state_dict), `optimizer`,
+`counters` (env_steps, updates, episodes, time), `rng` (python, numpy, torch, cuda,
+trainer, envs), `trainer` (loop state), `replay` (file name of the replay .npz next
+to it, or "" when none). Files are written to a tmp name and moved with os.replace,
+so a kill never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.json"
+FORMAT = 1
+
+
+def resolve(path: str | Path) -> Path:
+    """The checkpoint file of a run directory, or the file itself."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (expected a run directory or a checkpoint file)")
+    return path
+
+
+def save(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write `payload` atomically to `path`."""
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, **payload}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: str | Path, device: str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint (run dir or file) safely; a corrupt or foreign file is a ValueError."""
+    import torch
+
+    file = resolve(path)
+    try:
+        data = torch.load(file, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        raise ValueError(f"{file} is not a readable checkpoint (corrupt or another format): {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{file} is not a hockey-agent checkpoint of format {FORMAT}")
+    missing = [k for k in ("config", "model", "counters") if k not in data]
+    if missing:
+        raise ValueError(f"{file} lacks {missing}: not a complete checkpoint")
+    return data
+
+
+def check_compatible(expected: dict[str, Any], found: dict[str, Any], what: str) -> None:
+    """Raise a ValueError naming every differing field of the model-defining config sections."""
+    diffs = []
+    for section in ("model", "actor"):
+        exp, got = expected.get(section, {}), found.get(section, {})
+        for key in sorted(set(exp) | set(got)):
+            if section == "actor" and key not in ("dist", "min_std", "max_std"):
+                continue  # other actor fields are training settings, not shapes
+            if exp.get(key) != got.get(key):
+                diffs.append(f"{section}.{key}: run {exp.get(key)!r} vs checkpoint {got.get(key)!r}")
+    if diffs:
+        raise ValueError(f"{what} was made with another model configuration (another preset?): " + "; ".join(diffs))
+
+
+def load_model_state(agent: Any, state: dict[str, Any], what: str) -> None:
+    """Load a state dict only when every name and shape matches (never a partial load)."""
+    own = agent.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(state)) if tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or extra or shapes:
+        raise ValueError(f"{what} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}, "
+                         f"shape mismatches {shapes[:5]}")
+    agent.load_state_dict(state, strict=True)
+
+
+def load_agent(path: str | Path, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
+    """Rebuild the DreamerAgent of a checkpoint: (agent in eval mode, Config, checkpoint dict)."""
+    from agent.config import config_from_dict
+    from agent.dreamer.agent import DreamerAgent
+
+    data = load(path, device)
+    cfg = config_from_dict(data["config"])
+    agent = DreamerAgent(cfg).to(device)
+    load_model_state(agent, data["model"], str(resolve(path)))
+    agent.eval()
+    return agent, cfg, data
+
+
+def load_policy(path: str | Path, device: str = "cpu") -> Any:
+    """A deterministic ActingPolicy (actor mean) from a run directory or checkpoint file."""
+    from agent.dreamer.agent import ActingPolicy
+
+    agent, _, _ = load_agent(path, device)
+    return ActingPolicy(agent, deterministic=True)

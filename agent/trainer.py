@@ -1,0 +1,502 @@
+"""The DreamerV3 training loop: collect games, fill the replay, update, evaluate, checkpoint.
+
+Collection: `cfg.train.envs` games are stepped together (VectorHockey); the learner
+acts with the stochastic policy (`DreamerAgent.policy_step(deterministic=False)`),
+except during the first `prefill` env steps, which use uniform random actions (the
+policy still runs, so its recurrent state follows the actions actually taken).
+
+Train ratio: replayed steps per env step. After prefill the loop owes
+(env_steps - prefill) * train_ratio / (batch_size * seq_len) updates and runs them
+after each batched env step, so prefill data is not replayed in one burst.
+
+Modes: 'normal', 'shooting', 'defense', or 'curriculum' = shooting for the first third
+of `steps`, defense for the second, normal for the last (scoring first, then
+defending, then the full game). The learner plays player 1 in the training modes
+(their start positions favour player 1) and a random side per round in normal.
+
+Opponents: a scripted name, or 'mix' (weak or strong drawn per round). An
+`opponent_sampler` (`sample(env_index) -> (name, Policy)`, `report(name, outcome)`
+with outcome +1 win / 0 draw / -1 loss from the learner's side; optional
+`state_dict()` / `load_state_dict()` saved in checkpoints) replaces that for
+self-play, and every callable in `on_env_step` is called as `fn(trainer)` after every
+batched env step (snapshots).
+
+Evaluation: every `eval_every` env steps and at the end, `eval_games` single rounds
+against each of `eval_opponents`, played all at once with the deterministic policy
+(actor mean) in the training mode (normal for curriculum), on the same fixed seeds
+every time so evaluations are comparable. Single rounds, not 4-round games: four
+times more independent outcomes for the same cost.
+
+Resume: a checkpoint holds the model, optimisers, replay (its .npz file), counters
+and every generator (python, numpy, torch, the trainer's, the games'). The games'
+physics cannot be saved, so a resumed run starts new rounds from the restored
+generators; the updates themselves continue bit-identically. Ctrl-C (SIGINT) or
+SIGTERM finishes the current step, saves a checkpoint and returns; a second Ctrl-C
+stops at once without saving.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+
+from agent import checkpoint as ckpt
+from agent.config import Config, config_from_dict, config_to_dict, save_config
+from agent.metrics import MetricsLogger
+from agent.opponents import SCRIPTED, make_scripted
+from agent.policy import Policy
+from agent.replay import Replay
+
+MODES = ("normal", "shooting", "defense", "curriculum")
+CURRICULUM = ("shooting", "defense", "normal")
+MIX = ("weak", "strong")
+OPPONENTS = (*SCRIPTED, "mix")
+DEVICES = ("auto", "cpu", "cuda")
+WIN_WINDOW = 100  # rounds in the recent win rate
+
+
+class OpponentSampler(Protocol):
+    def sample(self, env_index: int) -> tuple[str, Policy]: ...
+
+    def report(self, name: str, outcome: int) -> None: ...
+
+
+def check_train_config(cfg: Config) -> None:
+    """Reject names the trainer does not know, listing the choices."""
+    t = cfg.train
+    if t.mode not in MODES:
+        raise ValueError(f"unknown mode {t.mode!r}; choices: {', '.join(MODES)}")
+    if t.opponent not in OPPONENTS:
+        raise ValueError(f"unknown opponent {t.opponent!r}; choices: {', '.join(OPPONENTS)}")
+    for name in t.eval_opponents:
+        if name not in SCRIPTED:
+            raise ValueError(f"unknown eval opponent {name!r}; choices: {', '.join(SCRIPTED)}")
+    if t.device not in DEVICES:
+        raise ValueError(f"unknown device {t.device!r}; choices: {', '.join(DEVICES)}")
+    for name in ("envs", "batch_size", "seq_len", "log_every", "steps"):
+        if getattr(t, name) < 1:
+            raise ValueError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+    if t.train_ratio <= 0:
+        raise ValueError(f"train.train_ratio must be > 0, got {t.train_ratio}")
+    if t.replay_capacity // t.envs < t.seq_len:
+        raise ValueError(f"train.replay_capacity={t.replay_capacity} leaves fewer than seq_len={t.seq_len} "
+                         f"rows per game for {t.envs} games")
+
+
+def resolve_device(name: str) -> str:
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; choices: {', '.join(DEVICES)}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
+    return name
+
+
+def mode_at(mode: str, env_steps: int, total: int) -> str:
+    """The game mode at `env_steps` (curriculum: thirds of `total`)."""
+    if mode != "curriculum":
+        return mode
+    return CURRICULUM[min(2, 3 * env_steps // max(total, 1))]
+
+
+def _side(mode: str) -> str:
+    return "random" if mode == "normal" else "p1"
+
+
+class ScriptedSampler:
+    """The default opponents: one scripted player, or weak/strong drawn per round for 'mix'.
+
+    Keeps per-opponent outcome counts (shown in episode rows).
+    """
+
+    def __init__(self, opponent: str, seed: int) -> None:
+        if opponent not in OPPONENTS:
+            raise ValueError(f"unknown opponent {opponent!r}; choices: {', '.join(OPPONENTS)}")
+        self.names = MIX if opponent == "mix" else (opponent,)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.players: dict[tuple[int, str], Policy] = {}
+        self.outcomes: dict[str, list[int]] = {n: [0, 0, 0] for n in self.names}  # losses, draws, wins
+
+    def sample(self, env_index: int) -> tuple[str, Policy]:
+        name = self.names[int(self.rng.integers(len(self.names)))] if len(self.names) > 1 else self.names[0]
+        key = (env_index, name)
+        if key not in self.players:
+            self.players[key] = make_scripted(name, seed=self.seed + 7919 * (env_index + 1))
+        return name, self.players[key]
+
+    def report(self, name: str, outcome: int) -> None:
+        self.outcomes[name][int(outcome) + 1] += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": json.dumps(self.rng.bit_generator.state), "outcomes": {k: list(v) for k, v in self.outcomes.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.outcomes = {k: list(v) for k, v in state["outcomes"].items()}
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state(legacy=False)
+    np_state["state"]["key"] = np_state["state"]["key"].tolist()
+    state: dict[str, Any] = {
+        "python": json.dumps(random.getstate()),
+        "numpy": json.dumps(np_state),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = json.loads(state["python"])
+    random.setstate((version, tuple(internal), gauss))
+    np_state = json.loads(state["numpy"])
+    np_state["state"]["key"] = np.array(np_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(np_state)
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+class Trainer:
+    """Trains one DreamerAgent in `run_dir` (config.json, checkpoint.pt, replay-*.npz, metrics)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        opponent_sampler: OpponentSampler | None = None,
+        *,
+        resume: bool = False,
+        preset: str = "",
+        progress: bool = True,
+        tensorboard: bool = True,
+    ) -> None:
+        from agent.dreamer.agent import DreamerAgent
+
+        check_train_config(cfg)
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.preset = preset
+        self.progress = progress
+        self.device = resolve_device(cfg.train.device)
+        t = cfg.train
+        random.seed(t.seed)
+        np.random.seed(t.seed)
+        torch.manual_seed(t.seed)
+        self.agent = DreamerAgent(cfg).to(self.device)
+        self.replay = Replay(t.replay_capacity, t.envs, seed=t.seed)
+        self.sampler: OpponentSampler = opponent_sampler or ScriptedSampler(t.opponent, t.seed)
+        self.rng = np.random.default_rng(t.seed + 1)  # prefill actions
+        self.on_env_step: list[Callable[[Trainer], None]] = []
+        self.env_steps = 0
+        self.updates = 0
+        self.episodes = 0
+        self.recent: deque[int] = deque(maxlen=WIN_WINDOW)
+        self._time_offset = 0.0
+        self._start = time.perf_counter()
+        self._stop = False
+        self.envs: Any = None
+        self.mode = ""
+        self._env_builds = 0
+        self._env_rng_states: list[str] = []
+        self._opponent_names = [""] * t.envs
+        self.last_eval: dict[str, float] = {}
+        self.last_eval_step = -1
+
+        if resume:
+            self._load()
+        elif (self.run_dir / ckpt.CHECKPOINT_FILE).exists():
+            raise ValueError(f"{self.run_dir} already holds a checkpoint: pass --resume or choose another --run-dir")
+        save_config(cfg, self.run_dir / ckpt.CONFIG_FILE)
+        self.metrics = MetricsLogger(self.run_dir, t.log_every, resume_step=self.env_steps if resume else None,
+                                     tensorboard=tensorboard)
+
+    # ----- time and opponents -------------------------------------------------------
+    def elapsed(self) -> float:
+        """Seconds of training, summed over resumed sessions."""
+        return self._time_offset + time.perf_counter() - self._start
+
+    def _opponent_for(self, index: int) -> Policy:
+        name, policy = self.sampler.sample(index)
+        self._opponent_names[index] = name
+        return policy
+
+    # ----- collection ------------------------------------------------------------------
+    def _start_envs(self, mode: str) -> None:
+        """(Re)build the games for `mode` and start new rounds everywhere."""
+        from agent.envs import RewardConfig, VectorHockey
+
+        t = self.cfg.train
+        self.envs = VectorHockey(t.envs, self._opponent_for, mode=mode, reward=RewardConfig(kind=t.reward),
+                                 seed=t.seed + 1009 * (self._env_builds + 1), side=_side(mode))
+        self._env_builds += 1
+        if self._env_rng_states:  # restored from a checkpoint
+            for env, state in zip(self.envs.envs, self._env_rng_states):
+                env.np_random.bit_generator.state = json.loads(state)
+            self._env_rng_states = []
+        self.mode = mode
+        obs, _ = self.envs.reset()
+        n = t.envs
+        self._obs = obs.astype(np.float32)
+        self._is_first = np.ones(n, bool)
+        self._reward = np.zeros(n, np.float32)
+        self._returns = np.zeros(n)
+        self._state = self.agent.initial_state(n)
+        self._prev_action = torch.zeros(n, 4, device=self.device)
+
+    def collect(self) -> None:
+        """One batched env step: act, store the rows, handle finished rounds."""
+        t = self.cfg.train
+        want = mode_at(t.mode, self.env_steps, t.steps)
+        if self.envs is None or want != self.mode:
+            self._start_envs(want)
+        n = t.envs
+        with torch.no_grad():
+            action_t, self._state = self.agent.policy_step(
+                torch.as_tensor(self._obs, device=self.device), self._prev_action, self._state,
+                torch.as_tensor(self._is_first, device=self.device), deterministic=False)
+        if self.env_steps < t.prefill:
+            action = self.rng.uniform(-1.0, 1.0, (n, 4)).astype(np.float32)
+        else:
+            action = action_t.detach().cpu().numpy().astype(np.float32)
+        self._prev_action = torch.as_tensor(action, device=self.device)
+        self.replay.add(self._obs, action, self._reward, self._is_first, np.zeros(n, bool))
+        obs, reward, terminated, truncated, infos = self.envs.step(action)
+        self._returns += reward
+        done = terminated | truncated
+        if done.any():
+            idx = np.flatnonzero(done)
+            final = np.stack([infos[i]["final_obs"] for i in idx]).astype(np.float32)
+            self.replay.add(final, np.zeros((idx.size, 4), np.float32), reward[idx], np.zeros(idx.size, bool),
+                            terminated[idx], envs=idx)
+            for i in idx:
+                self._finish_round(int(i), int(infos[i]["final_info"]["winner"]))
+        self._obs = obs.astype(np.float32)
+        self._reward = np.where(done, 0.0, reward).astype(np.float32)
+        self._is_first = done
+        self.env_steps += n
+        for fn in self.on_env_step:
+            fn(self)
+
+    def _finish_round(self, index: int, outcome: int) -> None:
+        name = self._opponent_names[index]
+        self.sampler.report(name, outcome)
+        self.recent.append(outcome)
+        self.episodes += 1
+        self.metrics.log_row("episode", self.env_steps, self.updates, self.elapsed(), {
+            "train/win_rate": self.win_rate(), "train/episode_return": self._returns[index],
+            "train/outcome": outcome,
+        })
+        self._returns[index] = 0.0
+
+    def win_rate(self) -> float:
+        """Share of the last WIN_WINDOW rounds the learner won (NaN before the first)."""
+        return float(np.mean(np.array(self.recent) == 1)) if self.recent else float("nan")
+
+    # ----- updates -----------------------------------------------------------------------
+    def updates_due(self) -> int:
+        t = self.cfg.train
+        owed = max(0, self.env_steps - t.prefill) * t.train_ratio / (t.batch_size * t.seq_len)
+        return max(0, int(owed) - self.updates)
+
+    def update_once(self) -> dict[str, Any]:
+        """One DreamerV3 update on a batch from the replay; logs its metrics."""
+        t = self.cfg.train
+        batch = self.replay.sample(t.batch_size, t.seq_len)
+        tensors = {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
+        metrics = self.agent.update(tensors)
+        self.updates += 1
+        self.metrics.log_update(self.env_steps, self.updates, self.elapsed(), metrics)
+        return metrics
+
+    # ----- evaluation ----------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """eval_games single rounds per eval opponent, deterministic policy; logs an eval row."""
+        from agent.envs import RewardConfig, VectorHockey
+
+        t = self.cfg.train
+        mode = "normal" if t.mode == "curriculum" else t.mode
+        result: dict[str, float] = {}
+        with torch.no_grad():
+            for opp in t.eval_opponents:
+                n = t.eval_games
+                envs = VectorHockey(n, opp, mode=mode, reward=RewardConfig(kind="sparse"),
+                                    seed=t.seed + 1_000_003, side=_side(mode))
+                obs, _ = envs.reset()
+                state = self.agent.initial_state(n)
+                prev = torch.zeros(n, 4, device=self.device)
+                first = torch.ones(n, dtype=torch.bool, device=self.device)
+                outcome = np.zeros(n, np.int64)
+                live = np.ones(n, bool)
+                while live.any():
+                    action, state = self.agent.policy_step(
+                        torch.as_tensor(obs, dtype=torch.float32, device=self.device), prev, state, first,
+                        deterministic=True)
+                    prev = action
+                    first = torch.zeros(n, dtype=torch.bool, device=self.device)
+                    obs, _, term, trunc, infos = envs.step(action.cpu().numpy())
+                    ended = live & (term | trunc)
+                    for i in np.flatnonzero(ended):
+                        outcome[i] = int(infos[i]["final_info"]["winner"])
+                    live &= ~ended
+                for key, value in (("win", 1), ("draw", 0), ("loss", -1)):
+                    result[f"eval/{opp}/{key}"] = float(np.mean(outcome == value))
+        self.metrics.log_row("eval", self.env_steps, self.updates, self.elapsed(), result)
+        self.last_eval, self.last_eval_step = result, self.env_steps
+        return result
+
+    # ----- checkpoints ---------------------------------------------------------------------
+    def save(self) -> Path:
+        """Replay file first (named by step), then the checkpoint naming it, then old replays go."""
+        self.metrics.flush_updates(self.env_steps, self.updates, self.elapsed())
+        replay_name = f"replay-{self.env_steps}.npz"
+        self.replay.save(self.run_dir / replay_name)
+        envs = [json.dumps(e.np_random.bit_generator.state) for e in self.envs.envs] if self.envs else []
+        rng = _rng_state()
+        rng["trainer"] = json.dumps(self.rng.bit_generator.state)
+        rng["envs"] = envs
+        trainer_state: dict[str, Any] = {"recent": list(self.recent), "env_builds": self._env_builds}
+        if hasattr(self.sampler, "state_dict"):
+            trainer_state["sampler"] = self.sampler.state_dict()
+        path = ckpt.save(self.run_dir / ckpt.CHECKPOINT_FILE, {
+            "preset": self.preset,
+            "config": config_to_dict(self.cfg),
+            "model": self.agent.state_dict(),
+            "optimizer": self.agent.optimizer_state(),
+            "counters": {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
+                         "time": self.elapsed()},
+            "rng": rng,
+            "trainer": trainer_state,
+            "replay": replay_name,
+        })
+        for old in self.run_dir.glob("replay-*.npz"):
+            if old.name != replay_name:
+                old.unlink()
+        return path
+
+    def _load(self) -> None:
+        data = ckpt.load(self.run_dir, device="cpu")
+        saved = config_from_dict(data["config"])
+        ckpt.check_compatible(config_to_dict(self.cfg), config_to_dict(saved), str(self.run_dir))
+        if saved.train.envs != self.cfg.train.envs:
+            raise ValueError(f"the checkpoint ran {saved.train.envs} games; train.envs must stay the same on resume")
+        ckpt.load_model_state(self.agent, data["model"], str(self.run_dir))
+        self.agent.load_optimizer_state(data["optimizer"])
+        replay_file = self.run_dir / data["replay"]
+        if not replay_file.is_file():
+            raise ValueError(f"checkpoint names replay file {replay_file}, which is missing")
+        self.replay.load(replay_file)
+        c = data["counters"]
+        self.env_steps, self.updates, self.episodes = int(c["env_steps"]), int(c["updates"]), int(c["episodes"])
+        self._time_offset = float(c["time"])
+        rng = data["rng"]
+        _set_rng_state(rng)
+        self.rng.bit_generator.state = json.loads(rng["trainer"])
+        self._env_rng_states = list(rng["envs"])
+        tr = data["trainer"]
+        self.recent.extend(int(x) for x in tr["recent"])
+        self._env_builds = int(tr["env_builds"])
+        if "sampler" in tr and hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(tr["sampler"])
+        if not self.preset:
+            self.preset = str(data.get("preset", ""))
+
+    # ----- the loop ----------------------------------------------------------------------------
+    def _install_signals(self) -> list[tuple[int, Any]]:
+        """SIGINT/SIGTERM set a stop flag (a second SIGINT raises KeyboardInterrupt)."""
+        if threading.current_thread() is not threading.main_thread():
+            return []
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop = True
+
+        previous = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous.append((sig, signal.getsignal(sig)))
+            signal.signal(sig, handler)
+        return previous
+
+    def stop(self) -> None:
+        """Ask the loop to save and return after the current step."""
+        self._stop = True
+
+    def train(self) -> dict[str, Any]:
+        """Run until cfg.train.steps env steps (or a stop); returns the final counters."""
+        t = self.cfg.train
+        previous = self._install_signals()
+        next_eval = (self.env_steps // t.eval_every + 1) * t.eval_every if t.eval_every > 0 else None
+        next_ckpt = (self.env_steps // t.checkpoint_every + 1) * t.checkpoint_every if t.checkpoint_every > 0 else None
+        progress = self._progress() if self.progress else None
+        saved = False
+        try:
+            if progress is not None:
+                progress.start()
+                task = progress.add_task("train", total=t.steps, completed=self.env_steps, ups=0.0, win="-")
+            rate_t, rate_u = time.perf_counter(), self.updates
+            while self.env_steps < t.steps and not self._stop:
+                self.collect()
+                for _ in range(self.updates_due()):
+                    if not self.replay.can_sample(t.seq_len):
+                        break
+                    self.update_once()
+                if next_eval is not None and self.env_steps >= next_eval:
+                    self.evaluate()
+                    next_eval += t.eval_every
+                if next_ckpt is not None and self.env_steps >= next_ckpt:
+                    self.save()
+                    next_ckpt += t.checkpoint_every
+                if progress is not None:
+                    now = time.perf_counter()
+                    if now - rate_t > 2.0:
+                        ups = (self.updates - rate_u) / (now - rate_t)
+                        rate_t, rate_u = now, self.updates
+                        progress.update(task, ups=ups)
+                    wr = self.win_rate()
+                    progress.update(task, completed=self.env_steps, win="-" if np.isnan(wr) else f"{wr:.2f}")
+            if not self._stop and t.eval_every > 0 and self.last_eval_step != self.env_steps:
+                self.evaluate()
+            self.save()
+            saved = True
+        except KeyboardInterrupt:
+            if not previous:  # no handler installed: this is the first Ctrl-C, save
+                self.save()
+                saved = True
+            else:
+                raise
+        finally:
+            if progress is not None:
+                progress.stop()
+            for sig, handler in previous:
+                signal.signal(sig, handler)
+            self.metrics.flush_updates(self.env_steps, self.updates, self.elapsed())
+        return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
+                "interrupted": self._stop, "saved": saved, "time": self.elapsed()}
+
+    def close(self) -> None:
+        self.metrics.close()
+
+    @staticmethod
+    def _progress() -> Any:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        return Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("env steps"),
+            TextColumn("{task.fields[ups]:.1f} updates/s"), TextColumn("win {task.fields[win]}"),
+            TimeRemainingColumn(),
+        )
