@@ -171,7 +171,9 @@ class HockeyEnv(gym.Env):
         self.player1 = self.player2 = self.puck = None
         self.goal_player_1 = self.goal_player_2 = None
 
-    def _static(self, position: tuple[float, float], fixtures: list[Box2D.b2FixtureDef], tag: str) -> Box2D.b2Body:
+    def _static(
+        self, position: tuple[float, float], fixtures: list[Box2D.b2FixtureDef], tag: str
+    ) -> Box2D.b2Body:
         body = self.world.CreateStaticBody(position=position, angle=0.0, fixtures=fixtures)
         body.userData = tag
         return body
@@ -187,7 +189,9 @@ class HockeyEnv(gym.Env):
             return [Box2D.b2FixtureDef(shape=shape, categoryBits=0, maskBits=0)]
 
         return [
-            self._static((W / 2, H / 2), deco(Box2D.b2CircleShape(radius=100 / SCALE, pos=(0, 0))), "decoration"),
+            self._static(
+                (W / 2, H / 2), deco(Box2D.b2CircleShape(radius=100 / SCALE, pos=(0, 0))), "decoration"
+            ),
             self._static(
                 (W / 2 - 250 / SCALE, H / 2),
                 deco(Box2D.b2CircleShape(radius=GOAL_SIZE / SCALE, pos=(0, 0))),
@@ -232,7 +236,12 @@ class HockeyEnv(gym.Env):
     def _create_goal(self, position: tuple[float, float], tag: str) -> Box2D.b2Body:
         points = [(-10, GOAL_SIZE), (10, GOAL_SIZE), (10, -GOAL_SIZE), (-10, -GOAL_SIZE)]
         sensor = Box2D.b2FixtureDef(
-            shape=self._poly(points), density=0, friction=0.1, categoryBits=0x0010, maskBits=0x001, isSensor=True
+            shape=self._poly(points),
+            density=0,
+            friction=0.1,
+            categoryBits=0x0010,
+            maskBits=0x001,
+            isSensor=True,
         )
         solid = Box2D.b2FixtureDef(
             shape=self._poly(points), density=0, friction=0.1, categoryBits=0x010, maskBits=0x0010
@@ -335,13 +344,17 @@ class HockeyEnv(gym.Env):
         """Validate, clip to [-1, 1] and round to float32, as plain floats."""
         if isinstance(action, np.ndarray):
             if action.ndim != 1:
-                raise ValueError(f"action must be a flat vector of {self._n_act} values, got shape {action.shape}")
+                raise ValueError(
+                    f"action must be a flat vector of {self._n_act} values, got shape {action.shape}"
+                )
             values = action.tolist()
         else:
             try:
                 values = list(action)
             except TypeError as exc:
-                raise ValueError(f"action must be a sequence of {self._n_act} numbers, got {action!r}") from exc
+                raise ValueError(
+                    f"action must be a sequence of {self._n_act} numbers, got {action!r}"
+                ) from exc
         if len(values) != self._n_act:
             raise ValueError(
                 f"action must have {self._n_act} values (both players"
@@ -359,7 +372,10 @@ class HockeyEnv(gym.Env):
         pack = self._pack_action
         return list(pack.unpack(pack.pack(*clipped)))
 
-    def _check_boundaries(self, body: Box2D.b2Body, one: bool, x: float, y: float, fx: float, fy: float) -> tuple[float, float]:
+    @staticmethod
+    def _check_boundaries(
+        body: Box2D.b2Body, one: bool, x: float, y: float, fx: float, fy: float
+    ) -> tuple[float, float]:
         """Stop a player at the table's limits: zero the offending velocity and force component."""
         if (
             (one and x < _LEFT_LIMIT and fx < 0)
@@ -487,8 +503,11 @@ class HockeyEnv(gym.Env):
         """The 16 or 18 observation values of player 1 as Python floats."""
         p1, p2, puck = self.player1, self.player2, self.puck
         a, b, c = p1.position, p2.position, puck.position
+        # Box2D's b2Vec2 subtraction: each difference rounded to float32.
         rel = _F32x6.unpack(
-            _F32x6.pack(a.x - CENTER_X, a.y - CENTER_Y, b.x - CENTER_X, b.y - CENTER_Y, c.x - CENTER_X, c.y - CENTER_Y)
+            _F32x6.pack(
+                a.x - CENTER_X, a.y - CENTER_Y, b.x - CENTER_X, b.y - CENTER_Y, c.x - CENTER_X, c.y - CENTER_Y
+            )
         )
         v1, v2, vp = p1.linearVelocity, p2.linearVelocity, puck.linearVelocity
         values = [
@@ -583,8 +602,11 @@ class HockeyEnv(gym.Env):
     def discrete_to_continous_action(self, discrete_action: int) -> np.ndarray:
         """One player's continuous action for a discrete one (0 nothing, 1-6 axes, 7 shoot)."""
         choices = 8 if self.keep_mode else 7
-        if isinstance(discrete_action, (bool, np.bool_)) or not isinstance(discrete_action, (int, np.integer)):
-            raise ValueError(f"discrete action must be an integer in 0..{choices - 1}, got {discrete_action!r}")
+        is_int = isinstance(discrete_action, (int, np.integer))
+        if not is_int or isinstance(discrete_action, (bool, np.bool_)):
+            raise ValueError(
+                f"discrete action must be an integer in 0..{choices - 1}, got {discrete_action!r}"
+            )
         if not 0 <= discrete_action < choices:
             raise ValueError(f"discrete action must be in 0..{choices - 1}, got {discrete_action}")
         a = int(discrete_action)
@@ -605,7 +627,8 @@ class HockeyEnv(gym.Env):
 
         if self._renderer is None:
             self._renderer = Renderer(VIEWPORT_W, VIEWPORT_H, SCALE)
-        bodies = [*self.world_objects, self.goal_player_1, self.goal_player_2, self.player1, self.player2, self.puck]
+        bodies = [*self.world_objects, self.goal_player_1, self.goal_player_2]
+        bodies += [self.player1, self.player2, self.puck]
         return self._renderer.draw(bodies, mode, FPS)
 
     def close(self) -> None:
