@@ -185,6 +185,10 @@ class ClientProtocol(amp.AMP):
         super().connectionMade()
         self.client.connected(self)
 
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self.client.connection_ended(reason, failed=False)
+
     @Auth.responder
     def auth(self) -> dict[str, Any]:
         return self.client.on_auth()
@@ -219,7 +223,7 @@ class ClientProtocol(amp.AMP):
 
 
 class _Factory(protocol.ClientFactory):
-    """Builds the protocol and reports lost or failed connections to the client."""
+    """Builds the protocol and reports failed connection attempts to the client."""
 
     def __init__(self, client: TournamentClient) -> None:
         self.client = client
@@ -229,9 +233,6 @@ class _Factory(protocol.ClientFactory):
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
         self.client.connection_ended(reason, failed=True)
-
-    def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
-        self.client.connection_ended(reason, failed=False)
 
 
 class TournamentClient:
