@@ -204,7 +204,12 @@ class DreamerAgent(nn.Module):
                 "rng": self.generator().get_state(), "rng_device": self.device.type}
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
-        """Restore the optimisers and the random stream (when saved on this device type)."""
+        """Restore the optimisers and the random stream (when saved on this device type).
+
+        The state is deep-copied first: torch's optimisers keep the given tensors, so
+        two agents loaded from one in-memory state would otherwise share their moments.
+        """
+        state = copy.deepcopy(state)
         self.wm_opt.load_state_dict(state["wm"])
         self.actor_opt.load_state_dict(state["actor"])
         self.critic_opt.load_state_dict(state["critic"])

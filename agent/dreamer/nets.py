@@ -15,13 +15,26 @@ from torch import Tensor, nn
 NORM_EPS = 1e-4
 
 
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * scale, written out so the legacy ONNX exporter
+    handles it (torch's fused rms_norm needs opset 23)."""
+
+    def __init__(self, size: int, eps: float = NORM_EPS):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps) * self.weight
+
+
 class NormLinear(nn.Module):
     """Linear -> RMSNorm -> SiLU, the layer DreamerV3 uses everywhere."""
 
     def __init__(self, inp: int, out: int):
         super().__init__()
         self.linear = nn.Linear(inp, out)
-        self.norm = nn.RMSNorm(out, eps=NORM_EPS)
+        self.norm = RMSNorm(out)
 
     def forward(self, x: Tensor) -> Tensor:
         return nn.functional.silu(self.norm(self.linear(x)))

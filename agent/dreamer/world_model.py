@@ -27,12 +27,25 @@ from agent.dreamer.nets import (
     MLP,
     BlockLinear,
     NormLinear,
+    RMSNorm,
     TwoHotHead,
     categorical_kl,
     onehot_mode,
     onehot_sample,
     unimix_probs,
 )
+
+
+def kl_losses(post: Tensor, prior: Tensor, free_nats: float) -> tuple[Tensor, Tensor, Tensor]:
+    """KL balancing with free nats on probabilities [..., L, C].
+
+    dyn = max(free, KL(sg(post) || prior)) trains the prior toward the posterior,
+    rep = max(free, KL(post || sg(prior))) the posterior toward the prior; below
+    `free_nats` neither has a gradient. Also returns the unclipped KL (detached).
+    """
+    kl_dyn = categorical_kl(post.detach(), prior)
+    rep = torch.clamp(categorical_kl(post, prior.detach()), min=free_nats)
+    return torch.clamp(kl_dyn, min=free_nats), rep, kl_dyn.detach()
 
 
 @dataclass
@@ -64,13 +77,13 @@ class WorldModel(nn.Module):
         # hidden layer: block-diagonal on deter plus a dense map of the shared inputs
         self.hid_deter = BlockLinear(d, d, g)
         self.hid_inputs = nn.Linear(3 * h, d, bias=False)
-        self.hid_norm = nn.RMSNorm(d, eps=1e-4)
+        self.hid_norm = RMSNorm(d)
         self.gates = BlockLinear(d, 3 * d, g)  # per group: reset, candidate, update
         # prior and posterior
         self.prior_net = nn.Sequential(MLP(d, h, 2), nn.Linear(h, self.stoch_size))
         self.post_deter = nn.Linear(d, h)
         self.post_embed = nn.Linear(self.encoder.out_dim, h, bias=False)
-        self.post_norm = nn.RMSNorm(h, eps=1e-4)
+        self.post_norm = RMSNorm(h)
         self.post_out = nn.Linear(h, self.stoch_size)
         # heads on the features [deter, stoch]
         self.decoder = nn.Sequential(MLP(self.feat_size, cfg.units, cfg.layers), nn.Linear(cfg.units, obs_dim))
@@ -160,13 +173,10 @@ class WorldModel(nn.Module):
         rew = twohot_loss(self.reward(feat), reward, self.bins)
         con = nn.functional.binary_cross_entropy_with_logits(
             self.cont(feat).squeeze(-1), (~is_terminal).to(feat.dtype), reduction="none")
-        kl_dyn = categorical_kl(post.detach(), prior)
-        kl_rep = categorical_kl(post, prior.detach())
-        dyn = torch.clamp(kl_dyn, min=cfg.free_nats)
-        rep = torch.clamp(kl_rep, min=cfg.free_nats)
+        dyn, rep, kl = kl_losses(post, prior, cfg.free_nats)
         total = (cfg.rec_scale * rec + cfg.rew_scale * rew + cfg.con_scale * con
                  + cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()
         parts = {"rec": rec.mean(), "rew": rew.mean(), "con": con.mean(),
-                 "dyn": dyn.mean(), "rep": rep.mean(), "kl": kl_dyn.mean()}
+                 "dyn": dyn.mean(), "rep": rep.mean(), "kl": kl.mean()}
         return WorldModelOutput(total, {k: v.detach() for k, v in parts.items()},
                                 deter.detach(), stoch.detach())

@@ -1,0 +1,231 @@
+"""DreamerAgent: config, update metrics, acting, resume bit for bit, export step."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from agent.config import (
+    PRESETS,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    make_config,
+    save_config,
+)
+from agent.dreamer import ActingPolicy, DreamerAgent
+from agent.policy import Policy
+
+torch.set_num_threads(1)
+
+# docs/ARCHITECTURE.md, section "Metrics", without step/update/time and train/ eval/
+METRIC_KEYS = {
+    "wm/loss", "wm/rec", "wm/rew", "wm/con", "wm/dyn", "wm/rep", "wm/kl", "wm/grad_norm",
+    "actor/loss", "actor/entropy", "actor/rand", "actor/std_q05", "actor/std_q50", "actor/std_q95",
+    "actor/saturation", "actor/pg_term", "actor/ent_term", "actor/adv_abs", "actor/eta",
+    "actor/entropy_step", "actor/weight_step", "actor/grad_norm",
+    "ret/scale", "ret/at_floor", "ret/p05", "ret/p95",
+    "critic/loss", "critic/value_mean", "critic/grad_norm",
+}
+
+
+def tiny_config(*overrides: str):
+    return make_config("tiny", ["train.batch_size=4", "train.seq_len=12", "actor.horizon=5", *overrides])
+
+
+def random_batch(cfg, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    b, t = cfg.train.batch_size, cfg.train.seq_len
+    is_first = torch.rand(b, t, generator=g) < 0.1
+    is_first[:, 0] = True
+    return {
+        "obs": torch.randn(b, t, 18, generator=g) * 3,
+        "action": torch.rand(b, t, 4, generator=g) * 2 - 1,
+        "reward": torch.where(torch.rand(b, t, generator=g) < 0.05, 10.0, 0.0),
+        "is_first": is_first,
+        "is_terminal": torch.rand(b, t, generator=g) < 0.05,
+    }
+
+
+# ---- config ----------------------------------------------------------------------
+
+def test_presets_and_overrides_are_typed():
+    assert set(PRESETS) == {"tiny", "small", "medium"}
+    small = PRESETS["small"].model
+    assert (small.deter, small.hidden, small.stoch, small.classes, small.units) == (512, 64, 32, 4, 64)
+    assert PRESETS["medium"].model.deter == 2048 and PRESETS["medium"].model.classes == 16
+    cfg = make_config("small", ["actor.eta=1e-3", "train.selfplay=yes", "train.steps=2e6",
+                                "train.eval_opponents=weak, strong", "actor.eta_schedule=linear"])
+    assert cfg.actor.eta == 1e-3 and cfg.train.selfplay is True and cfg.train.steps == 2_000_000
+    assert cfg.train.eval_opponents == ("weak", "strong") and cfg.actor.eta_schedule == "linear"
+    assert PRESETS["small"].actor.eta == 3e-4  # the preset itself is untouched
+
+
+@pytest.mark.parametrize("preset, overrides, message", [
+    ("huge", [], "choices: tiny, small, medium"),
+    ("tiny", ["optimizer.lr=1"], "choices: model, actor"),
+    ("tiny", ["actor.temperature=1"], "choices: dist"),
+    ("tiny", ["actor.dist=gaussian"], "bounded_normal, tanh_normal"),
+    ("tiny", ["train.steps=ten"], "expected an int"),
+    ("tiny", ["train.selfplay=maybe"], "expected a bool"),
+    ("tiny", ["actor.eta"], "section.field=value"),
+    ("tiny", ["model.blocks=5"], "not divisible"),
+])
+def test_bad_overrides_name_the_problem(preset, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_config(preset, overrides)
+
+
+def test_config_json_round_trip_is_strict(tmp_path):
+    cfg = make_config("tiny", ["actor.dist=tanh_normal", "train.eval_opponents=weak"])
+    save_config(cfg, tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json") == cfg
+    data = config_to_dict(cfg)
+    data["actor"]["bogus"] = 1
+    with pytest.raises(ValueError, match="bogus"):
+        config_from_dict(data)
+    with pytest.raises(ValueError, match="extra"):
+        config_from_dict({**config_to_dict(cfg), "extra": {}})
+    data = config_to_dict(cfg)
+    data["model"]["deter"] = "64"
+    with pytest.raises(ValueError, match="model.deter"):
+        config_from_dict(data)
+
+
+# ---- update ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dist", ["bounded_normal", "tanh_normal"])
+def test_update_returns_every_metric_finite(dist):
+    torch.manual_seed(0)
+    cfg = tiny_config(f"actor.dist={dist}")
+    agent = DreamerAgent(cfg)
+    before = [p.detach().clone() for p in agent.parameters()]
+    metrics = agent.update(random_batch(cfg))
+    assert set(metrics) == METRIC_KEYS
+    for key, value in metrics.items():
+        values = value if isinstance(value, list) else [value]
+        assert all(isinstance(v, float) and math.isfinite(v) for v in values), key
+    assert len(metrics["actor/entropy_step"]) == len(metrics["actor/weight_step"]) == cfg.actor.horizon
+    assert metrics["wm/dyn"] >= 1.0 and metrics["wm/rep"] >= 1.0
+    assert metrics["actor/eta"] == 3e-4 and metrics["ret/at_floor"] in (0.0, 1.0)
+    assert 0.0 <= metrics["actor/saturation"] <= 1.0
+    assert metrics["actor/std_q05"] <= metrics["actor/std_q50"] <= metrics["actor/std_q95"] <= 1.0
+    assert metrics["actor/weight_step"][0] <= 1.0
+    if dist == "bounded_normal":  # rand is exact and inside [0, 1] for this distribution
+        assert 0.0 <= metrics["actor/rand"] <= 1.0
+    changed = [not torch.equal(b, p) for b, p in zip(before, agent.parameters())]
+    assert sum(changed) > len(changed) // 2
+    assert int(agent.updates) == 1
+
+
+def test_world_model_learns_a_fixed_batch():
+    torch.manual_seed(0)
+    cfg = tiny_config("optim.wm_lr=1e-3")
+    agent = DreamerAgent(cfg)
+    batch = random_batch(cfg)
+    # observations around a fixed vector: their mean alone is learnable in a few steps
+    batch["obs"] = torch.linspace(-4, 4, 18) + 0.1 * batch["obs"]
+    first = agent.update(batch)
+    for _ in range(15):
+        last = agent.update(batch)
+    assert last["wm/rec"] < 0.5 * first["wm/rec"]
+    assert last["wm/rew"] < first["wm/rew"]
+
+
+def test_eta_schedule_follows_the_update_counter():
+    cfg = tiny_config("actor.eta_schedule=linear", "actor.eta=1e-3", "actor.eta_final=0.0",
+                      "actor.eta_decay_steps=2")
+    agent = DreamerAgent(cfg)
+    batch = random_batch(cfg)
+    etas = [agent.update(batch)["actor/eta"] for _ in range(3)]
+    assert etas == pytest.approx([1e-3, 5e-4, 0.0])
+
+
+def test_resume_is_bit_identical():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    batch, batch2 = random_batch(cfg, 1), random_batch(cfg, 2)
+    a = DreamerAgent(cfg)
+    a.update(batch)
+    b = DreamerAgent(tiny_config("train.seed=123"))  # different init and random stream
+    b.load_state_dict(a.state_dict())
+    b.load_optimizer_state(a.optimizer_state())
+    assert "retnorm.low" in a.state_dict() and "updates" in a.state_dict()
+    assert any(k.startswith("slow_critic.") for k in a.state_dict())
+    ma, mb = a.update(batch2), b.update(batch2)
+    assert ma == mb
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+# ---- acting ----------------------------------------------------------------------
+
+def test_policy_step_shapes_reset_and_determinism():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    agent = DreamerAgent(cfg)
+    obs = torch.randn(3, 18)
+    state = agent.initial_state(3)
+    assert state["deter"].shape == (3, 64) and state["stoch"].shape == (3, 32)
+    assert not state["deter"].any() and not state["stoch"].any()
+    first = torch.ones(3, dtype=torch.bool)
+    a1, s1 = agent.policy_step(obs, torch.zeros(3, 4), state, first, deterministic=True)
+    assert a1.shape == (3, 4) and (a1.abs() <= 1).all()
+    assert torch.equal(s1["stoch"].reshape(3, 8, 4).sum(-1), torch.ones(3, 8))
+    # a row flagged is_first ignores whatever state and previous action it is given
+    noisy = {k: torch.randn_like(v) for k, v in s1.items()}
+    a2, s2 = agent.policy_step(obs, torch.ones(3, 4), noisy, first, deterministic=True)
+    assert torch.equal(a1, a2) and torch.equal(s1["deter"], s2["deter"])
+    mixed = torch.tensor([True, False, True])
+    a3, _ = agent.policy_step(obs, torch.ones(3, 4), noisy, mixed, deterministic=True)
+    assert torch.equal(a3[0], a1[0]) and not torch.equal(a3[1], a1[1])
+    # sampling: actions in [-1, 1], differ between calls
+    b1, _ = agent.policy_step(obs, torch.zeros(3, 4), state, first, deterministic=False)
+    b2, _ = agent.policy_step(obs, torch.zeros(3, 4), state, first, deterministic=False)
+    assert (b1.abs() <= 1).all() and not torch.equal(b1, b2)
+
+
+def test_acting_policy_matches_acting_step_and_is_a_policy():
+    torch.manual_seed(0)
+    agent = DreamerAgent(tiny_config())
+    policy = ActingPolicy(agent)
+    assert isinstance(policy, Policy)
+    step = agent.export_modules()
+    state = torch.zeros(1, step.state_size)
+    prev = torch.zeros(1, 4)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        policy.reset()
+        state, prev = torch.zeros(1, step.state_size), torch.zeros(1, 4)
+        for _ in range(4):
+            obs = rng.normal(size=18)
+            act = policy.act(obs)
+            assert act.shape == (4,) and act.dtype == np.float64
+            with torch.no_grad():
+                ref, state = step(torch.tensor(obs, dtype=torch.float32)[None], prev, state)
+            prev = ref
+            np.testing.assert_allclose(act, ref[0].numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy (TorchScript) exporter
+def test_acting_step_exports_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    agent = DreamerAgent(tiny_config())
+    step = agent.export_modules()
+    obs, prev = torch.randn(2, 18), torch.rand(2, 4) * 2 - 1
+    state = torch.cat([torch.randn(2, step.deter_size), torch.zeros(2, step.stoch_size)], -1)
+    path = tmp_path / "step.onnx"
+    torch.onnx.export(step, (obs, prev, state), str(path), input_names=["obs", "prev_action", "state"],
+                      output_names=["action", "next_state"], dynamo=False,
+                      dynamic_axes={k: {0: "batch"} for k in ("obs", "prev_action", "state", "action", "next_state")})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    action, next_state = sess.run(None, {"obs": obs.numpy(), "prev_action": prev.numpy(), "state": state.numpy()})
+    with torch.no_grad():
+        ref_action, ref_state = step(obs, prev, state)
+    np.testing.assert_allclose(action, ref_action.numpy(), atol=1e-5)
+    np.testing.assert_allclose(next_state, ref_state.numpy(), atol=1e-5)
