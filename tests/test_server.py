@@ -1,0 +1,246 @@
+"""End to end over loopback TCP: the local server and real client processes.
+
+Every process is a `hockey-agent` command run as `python -m agent.cli ...`, exactly as a
+user runs it; results are read from the JSON-lines logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from export.server import read_tokens, valid_action
+
+from test_client_protocol import TOKEN, write_agent_file
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+OTHER_TOKEN = "other-token-0815"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "agent.cli", *args]
+
+
+def start_server(port: int, log: Path, *args: str) -> subprocess.Popen:
+    """Start `hockey-agent serve` and wait until it listens."""
+    server = subprocess.Popen(
+        command("serve", "--port", str(port), "--log", str(log), *args),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    assert "listening on" in line, line + server.stdout.read()
+    return server
+
+
+def start_client(port: int, token: str, log: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        command("client", *args, "--server-url", "127.0.0.1", "--server-port", str(port),
+                "--token", token, "--log", str(log)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        raise AssertionError(f"process did not finish:\n{out}") from None
+    return process.returncode, out
+
+
+def events(path: Path, kind: str | None = None) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [row for row in rows if kind is None or row["event"] == kind]
+
+
+def wait_for(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def agent_file(tmp_path: Path) -> Path:
+    return write_agent_file(tmp_path / "agent.onnx")
+
+
+def test_onnx_and_scripted_clients_play_full_games(tmp_path: Path, agent_file: Path) -> None:
+    port = free_port()
+    server = start_server(port, tmp_path / "server.jsonl", "--games", "2", "--token", TOKEN, "--token", OTHER_TOKEN, "--seed", "3")
+    onnx_client = start_client(port, TOKEN, tmp_path / "onnx.jsonl", str(agent_file), "--games", "2")
+    scripted = start_client(port, OTHER_TOKEN, tmp_path / "scripted.jsonl", "--scripted", "keeper", "--games", "2")
+    for process in (onnx_client, scripted, server):
+        code, out = finish(process)
+        assert code == 0, out
+        assert TOKEN not in out and OTHER_TOKEN not in out
+
+    games = events(tmp_path / "server.jsonl", "game")
+    assert len(games) == 2
+    for game in games:
+        assert game["reason"] == "finished" and len(game["round_winners"]) == 4
+        assert game["scores"] == [game["round_winners"].count(1), game["round_winners"].count(-1)]
+    # player 1 alternates between the two clients
+    assert {tuple(g["players"]) for g in games} == {("user1", "user2"), ("user2", "user1")}
+    for log, name in ((tmp_path / "onnx.jsonl", "user1"), (tmp_path / "scripted.jsonl", "user2")):
+        seen = events(log, "game")
+        assert len(seen) == 2
+        for client_game, server_game in zip(seen, games):
+            me = server_game["players"].index(name)
+            assert client_game["game_id"] == server_game["game_id"]
+            assert [client_game["own_score"], client_game["other_score"]] == [
+                server_game["scores"][me], server_game["scores"][1 - me]
+            ]
+            assert client_game["rounds_seen"] == 4  # every server reset detected, no false one
+            assert client_game["steps"] == server_game["steps"]
+            assert client_game["warnings"] == 0
+        assert TOKEN not in log.read_text() and OTHER_TOKEN not in log.read_text()
+
+
+def test_wrong_token_exits_non_zero_without_retrying(tmp_path: Path, agent_file: Path) -> None:
+    port = free_port()
+    server = start_server(port, tmp_path / "server.jsonl", "--token", TOKEN)
+    try:
+        client = start_client(port, "not-the-token", tmp_path / "client.jsonl", str(agent_file), "--retry-delay", "0.05")
+        code, out = finish(client, timeout=30)
+    finally:
+        server.terminate()
+        finish(server)
+    assert code == 2, out
+    assert "authentication failed: unknown access token" in out
+    assert "not-the-token" not in out
+    assert events(tmp_path / "client.jsonl", "retry") == []
+    assert len(events(tmp_path / "server.jsonl", "refused")) == 1
+
+
+def test_unreachable_server_gives_up_with_a_clear_message(tmp_path: Path, agent_file: Path) -> None:
+    client = start_client(free_port(), TOKEN, tmp_path / "client.jsonl", str(agent_file), "--max-retries", "3", "--retry-delay", "0.05")
+    code, out = finish(client, timeout=30)
+    assert code == 1, out
+    assert "giving up after 3 retries" in out
+    assert [row["delay_s"] for row in events(tmp_path / "client.jsonl", "retry")] == [0.05, 0.1, 0.2]
+
+
+def test_invalid_agent_file_refused_before_connecting(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    client = start_client(free_port(), TOKEN, tmp_path / "client.jsonl", str(bad))
+    code, out = finish(client, timeout=30)
+    assert code != 0
+    assert "cannot use agent file" in out
+    assert not (tmp_path / "client.jsonl").exists()
+
+
+def test_clients_reconnect_after_server_restart(tmp_path: Path, agent_file: Path) -> None:
+    port = free_port()
+    logs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    first = start_server(port, tmp_path / "first.jsonl", "--token", TOKEN, "--token", OTHER_TOKEN)
+    clients = [
+        start_client(port, TOKEN, logs[0], str(agent_file), "--games", "1", "--retry-delay", "0.2", "--max-retries", "20"),
+        start_client(port, OTHER_TOKEN, logs[1], "--scripted", "shooter", "--games", "1", "--retry-delay", "0.2", "--max-retries", "20"),
+    ]
+    try:
+        # kill the first server in the middle of a game
+        wait_for(lambda: all(events(log, "game_started") for log in logs))
+        first.terminate()
+        finish(first)
+        wait_for(lambda: all(events(log, "retry") for log in logs))
+        second = start_server(port, tmp_path / "second.jsonl", "--games", "1", "--token", TOKEN, "--token", OTHER_TOKEN)
+        results = [finish(client) for client in clients]
+        code, out = finish(second)
+        assert code == 0, out
+    finally:
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+    for (code, out), log in zip(results, logs):
+        assert code == 0, out
+        assert len(events(log, "game_interrupted")) == 1
+        assert len(events(log, "game")) == 1
+        assert len(events(log, "connected")) == 2
+    assert len(events(tmp_path / "second.jsonl", "game")) == 1
+
+
+MALFORMED_SERVER = r"""
+import json, math, sys
+from twisted.internet import defer, protocol, reactor
+from twisted.protocols import amp
+from export.protocol import Auth, EndGame, Ready, StartGame, Step
+
+observations = [[], [0.5] * 17, [0.5] * 19, [math.nan] * 18, [math.inf] * 18,
+                [-math.inf] * 18, [1e308] * 18, [0.0] * 18]
+answers = []
+
+class Caller(amp.AMP):
+    def connectionMade(self):
+        super().connectionMade()
+        self.play()
+
+    @defer.inlineCallbacks
+    def play(self):
+        yield self.callRemote(Auth)
+        yield self.callRemote(Ready)
+        yield self.callRemote(StartGame, game_id=b"0123456789abcdef")
+        for obs in observations:
+            answer = yield self.callRemote(Step, obv=obs)
+            answers.append(answer["action"])
+        yield self.callRemote(EndGame, result=False, stats=[0.0, 0.0])
+        with open(sys.argv[2], "w") as f:
+            json.dump(answers, f)
+        reactor.stop()
+
+factory = protocol.ServerFactory.forProtocol(Caller)
+port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+with open(sys.argv[1], "w") as f:
+    f.write(str(port.getHost().port))
+reactor.callLater(60, reactor.stop)
+reactor.run()
+"""
+
+
+def test_malformed_steps_over_tcp(tmp_path: Path, agent_file: Path) -> None:
+    port_file, answers_file = tmp_path / "port", tmp_path / "answers.json"
+    server = subprocess.Popen(
+        [sys.executable, "-c", MALFORMED_SERVER, str(port_file), str(answers_file)], env=ENV,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    wait_for(lambda: port_file.exists() and port_file.read_text().strip() != "")
+    client = start_client(int(port_file.read_text()), TOKEN, tmp_path / "client.jsonl", str(agent_file), "--games", "1")
+    code, out = finish(client)
+    assert finish(server)[0] == 0
+    assert code == 0, out
+    answers = json.loads(answers_file.read_text())
+    assert len(answers) == 8 and all(valid_action(a) for a in answers)
+    assert len(events(tmp_path / "client.jsonl", "warning")) == 3  # repeated problems are not flooded
+    assert "warning" in out
+
+
+def test_read_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.txt"
+    path.write_text("# the league\nalice aaa\nbbb  # anonymous\n\n")
+    assert read_tokens(path) == {"aaa": "alice", "bbb": "user2"}
+    path.write_text("a b c\n")
+    with pytest.raises(ValueError, match="expected 'NAME TOKEN'"):
+        read_tokens(path)
+    path.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no tokens"):
+        read_tokens(path)
