@@ -1,0 +1,140 @@
+"""`hockey-agent play A B`: tournament games between two players, tabulated from A's side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+MODE_CHOICES = ("normal", "shooting", "defense")
+GAME_CHOICES = ("bundled", "reference")
+RENDER_SUFFIXES = (".gif", ".mp4")
+
+
+class _FrameWriter:
+    """Streams every `stride`-th frame to a GIF or MP4, so a game never sits in memory."""
+
+    def __init__(self, path: Path, stride: int) -> None:
+        import imageio.v2 as imageio
+
+        self.stride = stride
+        self.count = 0
+        fps = 50 / stride
+        try:
+            if path.suffix.lower() == ".gif":
+                self._writer = imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)
+            else:
+                self._writer = imageio.get_writer(path, fps=fps)
+        except (ImportError, ValueError, RuntimeError) as exc:
+            raise click.ClickException(
+                f"cannot write {path}: {exc}. MP4 needs an ffmpeg backend: pip install imageio-ffmpeg"
+            ) from exc
+
+    def append(self, frame: Any) -> None:
+        if self.count % self.stride == 0:
+            self._writer.append_data(frame)
+        self.count += 1
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _load(spec: str, param: str, seed: int | None) -> Any:
+    from agent.players import load_player
+
+    try:
+        return load_player(spec, seed=seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=param) from exc
+
+
+def _check_render(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.suffix.lower() not in RENDER_SUFFIXES:
+        raise click.BadParameter(f"{value!r} must end in one of: {', '.join(RENDER_SUFFIXES)}")
+    return path
+
+
+@click.command()
+@click.argument("player_a", metavar="A")
+@click.argument("player_b", metavar="B")
+@click.option("--games", "-n", default=10, show_default=True, type=click.IntRange(min=1), help="Games to play.")
+@click.option("--mode", type=click.Choice(MODE_CHOICES), default="normal", show_default=True, help="Game mode.")
+@click.option("--seed", type=int, default=None, help="Seed for the games and the scripted players.")
+@click.option("--swap-sides", is_flag=True, help="Alternate sides: A is player 2 in every second game.")
+@click.option(
+    "--render", type=str, default=None, callback=_check_render, help="Write the first game to out.gif or out.mp4."
+)
+@click.option("--render-stride", default=2, show_default=True, type=click.IntRange(min=1), help="Keep every k-th frame.")
+@click.option("--game", type=click.Choice(GAME_CHOICES), default="bundled", show_default=True, help="Game implementation.")
+def play(
+    player_a: str,
+    player_b: str,
+    games: int,
+    mode: str,
+    seed: int | None,
+    swap_sides: bool,
+    render: Path | None,
+    render_stride: int,
+    game: str,
+) -> None:
+    """Play GAMES tournament games (4 rounds each) between A and B; A is player 1.
+
+    A and B are scripted names (still, random, weak, strong, shooter, keeper), an
+    exported .onnx file, or a run directory / checkpoint.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from agent.match import play_game
+
+    a = _load(player_a, "A", None if seed is None else seed)
+    b = _load(player_b, "B", None if seed is None else seed + 1)
+    wins = draws = losses = rounds_a = rounds_b = steps = 0
+    console = Console()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"{player_a} vs {player_b}", total=games)
+        for index in range(games):
+            a_second = swap_sides and index % 2 == 1
+            first, second = (b, a) if a_second else (a, b)
+            writer = _FrameWriter(render, render_stride) if render is not None and index == 0 else None
+            try:
+                result = play_game(
+                    first,
+                    second,
+                    seed=None if seed is None else seed + index,
+                    mode=mode,
+                    game=game,
+                    frames=writer,
+                )
+            finally:
+                if writer is not None:
+                    writer.close()
+            own, other = (result.score2, result.score1) if a_second else (result.score1, result.score2)
+            outcome = -result.winner if a_second else result.winner
+            wins += outcome == 1
+            draws += outcome == 0
+            losses += outcome == -1
+            rounds_a += own
+            rounds_b += other
+            steps += result.steps
+            progress.advance(task)
+    table = Table(title=f"{player_a} (A) vs {player_b} (B), mode {mode}, game {game}")
+    for column in ("games", "A wins", "draws", "A losses", "rounds A:B", "mean score A:B", "steps"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(games),
+        str(wins),
+        str(draws),
+        str(losses),
+        f"{rounds_a}:{rounds_b}",
+        f"{rounds_a / games:.2f}:{rounds_b / games:.2f}",
+        str(steps),
+    )
+    console.print(table)
+    if render is not None:
+        console.print(f"first game written to {render}")

@@ -1,0 +1,216 @@
+"""Scripted players: fixed opponents for training, evaluation and the league.
+
+Every player here is a small `Policy` (agent/policy.py) reading its own player-1-frame
+observation (GAME.md, "Observation"): own block o[0:6] = x, y, angle, vx, vy, angular
+velocity relative to the centre; the other player's block o[6:12]; the puck o[12:16]
+(x, y, vx, vy); the keep counters o[16] (own) and o[17] (other's). The own goal is at
+x = -GOAL_X, the goal to attack at x = +GOAL_X.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from agent.policy import Policy
+
+SCRIPTED: tuple[str, ...] = ("still", "random", "weak", "strong", "shooter", "keeper")
+
+SCALE = 60.0
+GOAL_X = 255.0 / SCALE  # goal centres relative to the centre of the rink
+GOAL_HALF = 75.0 / SCALE  # half the goal's opening
+MAX_ANGLE = math.pi / 3
+REACH_X = -0.6  # a player cannot push past CENTER_X - ZONE; stay just behind it
+PUCK_CAUGHT = 15.0  # keep counter value on the step the puck is caught
+
+
+def _pd(target: np.ndarray, pos: np.ndarray, vel: np.ndarray, kp: float, kd: float) -> np.ndarray:
+    """A proportional-derivative push towards `target`, clipped to the action range."""
+    return np.clip(kp * (target - pos) - kd * vel, -1.0, 1.0)
+
+
+def _angle_to(src_x: float, src_y: float, dst_x: float, dst_y: float) -> float:
+    """The racket angle that points from src to dst, limited to what the game allows."""
+    return float(np.clip(math.atan2(dst_y - src_y, dst_x - src_x), -MAX_ANGLE, MAX_ANGLE))
+
+
+class Still:
+    """Does nothing: the floor every learner must beat, and a clean test partner."""
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.zeros(4)
+
+
+class RandomPlayer:
+    """Uniform random actions from its own generator: an exploration-like baseline.
+
+    Without keep mode the shoot value is always 0 (it would mean nothing).
+    """
+
+    def __init__(self, seed: int | None = None, keep_mode: bool = True) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._keep_mode = keep_mode
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        action = self._rng.uniform(-1.0, 1.0, 4)
+        if not self._keep_mode:
+            action[3] = 0.0
+        return action
+
+
+class Basic:
+    """The game's own BasicOpponent (weak or strong), the reference's scripted player.
+
+    BasicOpponent draws its phase from numpy's global generator (GAME.md), which is
+    kept for fidelity. With a seed, the player owns a private copy of that generator's
+    state and swaps it in around each call, so its draws are reproducible and nobody
+    else's global random stream is disturbed.
+    """
+
+    def __init__(self, weak: bool, seed: int | None = None, keep_mode: bool = True) -> None:
+        from agent.game import BasicOpponent
+
+        self._state: dict | None = None
+        if seed is None:
+            self._opponent = BasicOpponent(weak=weak, keep_mode=keep_mode)
+        else:
+            self._state = np.random.RandomState(seed).get_state(legacy=False)
+            self._opponent = self._with_own_state(lambda: BasicOpponent(weak=weak, keep_mode=keep_mode))
+
+    def _with_own_state(self, call: Callable):
+        saved = np.random.get_state(legacy=False)
+        np.random.set_state(self._state)
+        try:
+            return call()
+        finally:
+            self._state = np.random.get_state(legacy=False)
+            np.random.set_state(saved)
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if self._state is None:
+            action = self._opponent.act(obs)
+        else:
+            action = self._with_own_state(lambda: self._opponent.act(obs))
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape[0] == 3:  # BasicOpponent without keep mode answers 3 values
+            action = np.append(action, 0.0)
+        return action
+
+
+def _shot_angle(obs: np.ndarray) -> float:
+    """Aim at the part of the other goal farther from the other player's racket."""
+    other_y = obs[7]
+    aim_y = -math.copysign(0.6 * GOAL_HALF, other_y) if abs(other_y) > 0.1 else 0.0
+    return _angle_to(obs[0], obs[1], GOAL_X, aim_y)
+
+
+def _chase(obs: np.ndarray) -> np.ndarray:
+    """Run to where the puck will be in a moment, from its own-goal side, racket aimed."""
+    pos, vel = obs[0:3], obs[3:6]
+    lead = 0.12  # seconds of puck travel to anticipate
+    fx, fy = obs[12] + obs[14] * lead, obs[13] + obs[15] * lead
+    if pos[0] > fx - 0.1:  # in front of the puck: go round it rather than push it back
+        fy += math.copysign(0.5, pos[1] - fy)
+        fx -= 0.2
+    target = np.array([fx - 0.25, fy, _angle_to(pos[0], pos[1], GOAL_X, 0.0)])
+    return np.append(_pd(target, pos, vel, np.array([6.0, 6.0, 3.0]), np.array([0.5, 0.5, 0.3])), 0.0)
+
+
+def _carry_and_shoot(obs: np.ndarray, patience: float) -> np.ndarray:
+    """Holding the puck: turn towards the shot angle, shoot once aimed or when patience runs out.
+
+    The counter counts down from 15; `patience` is the counter value at which it shoots
+    anyway, so a high value means a quick shot.
+    """
+    pos, vel = obs[0:3], obs[3:6]
+    aim = _shot_angle(obs)
+    target = np.array([REACH_X, pos[1] * 0.8, aim])
+    move = _pd(target, pos, vel, np.array([4.0, 2.0, 4.0]), np.array([0.4, 0.4, 0.3]))
+    shoot = 1.0 if abs(pos[2] - aim) < 0.08 or obs[16] <= patience else 0.0
+    return np.append(move, shoot)
+
+
+class Shooter:
+    """Attacker: catch the puck, carry it towards the centre line, aim away from the keeper, shoot.
+
+    It uses the keep mechanic: touching a slow puck catches it for up to 15 steps, and
+    the shot goes along the racket's angle. While holding, it turns the racket towards
+    the part of the goal farther from the other player and shoots once aimed (or just
+    before the counter runs out). Without the puck it runs to where the puck will be,
+    coming from behind it; when the puck is out of reach in the other half it waits
+    mid-way on the puck's line.
+    """
+
+    def __init__(self, keep_mode: bool = True) -> None:
+        self._keep_mode = keep_mode
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if self._keep_mode and obs[16] > 0:
+            return _carry_and_shoot(obs, patience=3)
+        if obs[12] + obs[14] * 0.12 > REACH_X + 0.3:
+            pos, vel = obs[0:3], obs[3:6]
+            target = np.array([-2.0, float(np.clip(obs[13], -2.0, 2.0)), 0.0])
+            return np.append(_pd(target, pos, vel, np.array([6.0, 6.0, 3.0]), np.array([0.5, 0.5, 0.3])), 0.0)
+        return _chase(obs)
+
+
+class Keeper:
+    """Goal keeper: guards the line from its goal to the puck, clears what it safely can.
+
+    Its home is a spot a fixed distance in front of its own goal on the segment towards
+    the puck, so a straight shot has to go through it, racket facing the puck. It
+    leaves home only for a puck in its own half that is not coming at the goal fast;
+    a caught puck is shot quickly (less patience than the shooter) at the other goal.
+    """
+
+    GUARD = 0.9  # distance of the home spot from the goal centre
+    THREAT_VX = -1.5  # a puck faster than this towards the goal is blocked, not chased
+
+    def __init__(self, keep_mode: bool = True) -> None:
+        self._keep_mode = keep_mode
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if self._keep_mode and obs[16] > 0:
+            return _carry_and_shoot(obs, patience=9)
+        px, py, pvx = obs[12], obs[13], obs[14]
+        if px < REACH_X and pvx > self.THREAT_VX:
+            return _chase(obs)
+        pos, vel = obs[0:3], obs[3:6]
+        to_puck = np.array([px + GOAL_X, py])
+        dist = float(np.hypot(*to_puck))
+        spot = np.array([-GOAL_X, 0.0]) + to_puck / max(dist, 1e-6) * min(self.GUARD, max(dist - 0.3, 0.3))
+        target = np.array([spot[0], spot[1], _angle_to(pos[0], pos[1], px, py)])
+        move = _pd(target, pos, vel, np.array([6.0, 6.0, 3.0]), np.array([0.6, 0.6, 0.3]))
+        return np.append(move, 0.0)
+
+
+def make_scripted(name: str, seed: int | None = None, keep_mode: bool = True) -> Policy:
+    """Build the scripted player called `name` (one of SCRIPTED)."""
+    if name == "still":
+        return Still()
+    if name == "random":
+        return RandomPlayer(seed=seed, keep_mode=keep_mode)
+    if name in ("weak", "strong"):
+        return Basic(weak=name == "weak", seed=seed, keep_mode=keep_mode)
+    if name == "shooter":
+        return Shooter(keep_mode=keep_mode)
+    if name == "keeper":
+        return Keeper(keep_mode=keep_mode)
+    raise ValueError(f"unknown scripted player {name!r}; choices: {', '.join(SCRIPTED)}")

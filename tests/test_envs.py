@@ -1,0 +1,176 @@
+"""The learner environments: sides, rewards, episode ends, batching and auto-reset."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from agent.envs import HockeyLearnerEnv, RewardConfig, VectorHockey
+from agent.opponents import make_scripted
+
+
+def test_reset_gives_an_observation_in_the_space() -> None:
+    env = HockeyLearnerEnv(opponent="weak", side="p1", seed=0)
+    obs, info = env.reset()
+    assert obs.shape == (18,) and obs.dtype == np.float64
+    assert env.observation_space.contains(obs)
+    assert info["side"] == "p1"
+    assert obs[0] == pytest.approx(-3.0)
+    assert env.action_space.shape == (4,)
+
+
+def test_player_two_learner_sees_the_mirror_and_gets_player_two_reward() -> None:
+    env = HockeyLearnerEnv(opponent="weak", side="p2", seed=1, reward=RewardConfig("shaped"))
+    obs, info = env.reset()
+    assert info["side"] == "p2"
+    np.testing.assert_array_equal(obs, env.game.obs_agent_two())
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 4))
+        np.testing.assert_array_equal(obs, env.game.obs_agent_two())
+        info2 = env.game.get_info_agent_two()
+        assert reward == pytest.approx(env.game.get_reward_agent_two(info2))
+        assert info["reward_closeness_to_puck"] == pytest.approx(info2["reward_closeness_to_puck"])
+        assert info["winner"] == info2["winner"]
+        assert info["side"] == "p2"
+        if terminated or truncated:
+            break
+
+
+def test_player_one_learner_gets_the_game_reward() -> None:
+    env = HockeyLearnerEnv(opponent="weak", side="p1", seed=2)
+    env.reset()
+    _, reward, _, _, info = env.step(np.zeros(4))
+    assert reward == pytest.approx(info["sparse"] + info["reward_closeness_to_puck"])
+
+
+def test_random_side_uses_both_sides_and_is_reproducible() -> None:
+    def sides(seed: int) -> list[str]:
+        env = HockeyLearnerEnv(opponent="still", seed=seed)
+        return [env.reset()[1]["side"] for _ in range(20)]
+
+    assert set(sides(3)) == {"p1", "p2"}
+    assert sides(3) == sides(3)
+
+
+def test_time_out_truncates_and_the_env_must_be_reset() -> None:
+    env = HockeyLearnerEnv(opponent="still", side="p1", mode="normal", seed=0, reward=RewardConfig("sparse"))
+    env.reset()
+    steps, total = 0, 0.0
+    while True:
+        _, reward, terminated, truncated, info = env.step(np.zeros(4))
+        steps, total = steps + 1, total + reward
+        if terminated or truncated:
+            break
+    assert (steps, terminated, truncated, info["winner"], total) == (251, False, True, 0, 0.0)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(4))
+
+
+def test_a_goal_terminates_with_the_sparse_reward() -> None:
+    shooter = make_scripted("shooter")
+    env = HockeyLearnerEnv(opponent="still", mode="shooting", side="p1", seed=4, reward=RewardConfig("sparse"))
+    goals = 0
+    for _ in range(6):
+        obs, _ = env.reset()
+        shooter.reset()
+        while True:
+            obs, reward, terminated, truncated, info = env.step(shooter.act(obs))
+            if terminated or truncated:
+                break
+            assert reward == 0.0
+        assert terminated == (info["winner"] != 0)
+        assert reward == 10.0 * info["winner"]
+        goals += terminated
+    assert goals > 0
+
+
+def test_mix_reward_weights_the_info_terms() -> None:
+    config = RewardConfig("mix", closeness=2.0, touch=3.0, direction=5.0)
+    info = {"reward_closeness_to_puck": -0.5, "reward_touch_puck": 1.0, "reward_puck_direction": 0.1}
+    assert config(10.0, 99.0, info) == pytest.approx(10.0 - 1.0 + 3.0 + 0.5)
+    assert RewardConfig("sparse")(-10.0, 99.0, info) == -10.0
+    assert RewardConfig("shaped")(-10.0, 99.0, info) == 99.0
+    with pytest.raises(ValueError, match="sparse, shaped, mix"):
+        RewardConfig("dense")
+
+
+def test_bad_arguments_are_clear() -> None:
+    with pytest.raises(ValueError, match="random, p1, p2"):
+        HockeyLearnerEnv(side="left")
+    with pytest.raises(ValueError, match="still, random, weak"):
+        HockeyLearnerEnv(opponent="goalie")
+    env = HockeyLearnerEnv(seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match="4 finite"):
+        env.step(np.zeros(3))
+
+
+def test_registered_ids_play_rounds_of_their_mode() -> None:
+    for env_id, length in (("HockeyAgent-v0", 251), ("HockeyAgentShooting-v0", 81), ("HockeyAgentDefense-v0", 81)):
+        env = gym.make(env_id, opponent="still")
+        obs, info = env.reset(seed=0)
+        assert obs.shape == (18,)
+        if env_id != "HockeyAgent-v0":
+            assert info["side"] == "p1"
+        steps, done = 0, False
+        while not done:
+            _, _, terminated, truncated, info = env.step(np.zeros(4, dtype=np.float32))
+            steps, done = steps + 1, terminated or truncated
+        assert steps == length or info["winner"] != 0
+        env.close()
+
+
+def test_vector_auto_reset_and_opponent_per_episode() -> None:
+    calls: list[int] = []
+
+    def opponent_fn(index: int):
+        calls.append(index)
+        return make_scripted("still")
+
+    vec = VectorHockey(3, opponent_fn, mode="shooting", seed=0, reward=RewardConfig("sparse"))
+    obs, infos = vec.reset()
+    assert obs.shape == (3, 18) and len(infos) == 3
+    assert sorted(calls) == [0, 1, 2]
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(200):
+        obs, reward, terminated, truncated, infos = vec.step(rng.uniform(-1, 1, (3, 4)))
+        assert obs.shape == (3, 18) and reward.shape == terminated.shape == truncated.shape == (3,)
+        for index in np.flatnonzero(terminated | truncated):
+            ends += 1
+            info = infos[index]
+            assert info["final_obs"].shape == (18,)
+            assert info["final_info"]["winner"] == int(np.sign(reward[index]))
+            assert obs[index][0] == pytest.approx(-3.0) or info["side"] == "p2"
+            assert not np.array_equal(obs[index], info["final_obs"])
+    assert ends >= 3  # shooting rounds last at most 81 steps
+    assert len(calls) == 3 + ends
+
+
+def test_vector_with_a_name_or_fixed_policy_and_bad_actions() -> None:
+    vec = VectorHockey(2, "weak", seed=1)
+    vec.reset()
+    obs, *_ = vec.step(np.zeros((2, 4)))
+    assert obs.shape == (2, 18)
+    shared = VectorHockey(2, make_scripted("still"), seed=1)
+    shared.reset()
+    with pytest.raises(ValueError, match=r"\(2, 4\)"):
+        shared.step(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="finite"):
+        shared.step(np.full((2, 4), np.nan))
+    with pytest.raises(ValueError, match="still, random"):
+        VectorHockey(2, "nobody")
+
+
+def test_vector_same_seed_same_data() -> None:
+    def run() -> np.ndarray:
+        vec = VectorHockey(2, "weak", seed=9)
+        first, _ = vec.reset()
+        rows = [first]
+        for _ in range(30):
+            rows.append(vec.step(np.full((2, 4), 0.3))[0])
+        return np.stack(rows)
+
+    np.testing.assert_array_equal(run(), run())

@@ -1,0 +1,57 @@
+"""`hockey-agent play` through click's test runner."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import main
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
+def _play(*args: str):
+    return CliRunner().invoke(main, ["play", *args])
+
+
+def test_play_tabulates_the_games() -> None:
+    result = _play("still", "still", "--games", "2", "--seed", "0", "--mode", "shooting")
+    assert result.exit_code == 0, result.output
+    assert "games" in result.output and "A wins" in result.output
+    assert "0:0" in result.output  # two still players never score
+    # the row: 2 games, 0 wins, 2 draws, 0 losses
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.output.splitlines() if "│" in line]
+    assert rows[0][:5] == ["2", "0", "2", "0", "0:0"]
+
+
+def test_swap_sides_counts_from_a_side() -> None:
+    result = _play("shooter", "still", "--games", "2", "--seed", "1", "--mode", "shooting", "--swap-sides")
+    assert result.exit_code == 0, result.output
+
+
+def test_render_writes_a_gif(tmp_path) -> None:
+    import imageio.v3 as iio
+
+    out = tmp_path / "game.gif"
+    result = _play("weak", "random", "--games", "1", "--seed", "0", "--mode", "defense", "--render", str(out), "--render-stride", "20")
+    assert result.exit_code == 0, result.output
+    frames = iio.imread(out, index=None)
+    assert frames.ndim == 4 and frames.shape[0] >= 4 and frames.shape[-1] in (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("goalie", "weak"), "still, random, weak, strong, shooter, keeper"),
+        (("weak", "missing.onnx"), "does not exist"),
+        (("weak", "still", "--render", "out.avi"), ".gif, .mp4"),
+        (("weak", "still", "--mode", "penalty"), "normal"),
+        (("weak", "still", "--game", "other"), "bundled"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(args, message) -> None:
+    result = _play(*args)
+    assert result.exit_code == 2
+    assert message in result.output
