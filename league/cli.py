@@ -1,0 +1,129 @@
+"""`hockey-agent league`: add members, evaluate them against each other, show ratings.
+
+Only click and the league's light modules load here; the game, torch and matplotlib
+are imported when a command needs them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from league.db import DEFAULT_LEAGUE
+from league.members import KINDS, LeagueError
+
+LEAGUE_OPTION = click.option(
+    "--league", "league_dir", default=DEFAULT_LEAGUE, show_default=True, type=click.Path(file_okay=False),
+    help="League directory (holds league.db).",
+)
+
+
+@click.group()
+def league() -> None:
+    """Manage the league: add members, evaluate them, show ratings.
+
+    A league is a directory holding league.db (default ./league). A new league
+    starts with every scripted player as a member.
+    """
+
+
+@league.command()
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True))
+@LEAGUE_OPTION
+@click.option("--kind", type=click.Choice(KINDS[1:]), default="external", show_default=True,
+              help="'snapshot' for a frozen copy of our learner, 'external' for anyone else's agent.")
+@click.option("--parent-run", default=None, help="Training run the member comes from.")
+@click.option("--step", type=int, default=None, help="Training step of the snapshot.")
+def add(name: str, path: str, league_dir: str, kind: str, parent_run: str | None, step: int | None) -> None:
+    """Add NAME, the agent at PATH (.onnx file, run directory or checkpoint).
+
+    The file must load and act, and NAME must be new; otherwise nothing is written.
+    """
+    from league.db import LeagueDB
+    from league.members import file_member, scripted_members
+
+    try:
+        member = file_member(name, path, kind=kind, parent_run=parent_run, step=step)
+        with LeagueDB(league_dir, create=True) as db:
+            db.start_with(scripted_members())
+            db.add_members([member])
+    except LeagueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"added {kind} member {name!r} ({member.path}) to {league_dir}")
+
+
+@league.command(name="eval")
+@LEAGUE_OPTION
+@click.option("--games-per-pair", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Round robin: games every pair should have; uncertain: games added per chosen pair.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes (default: one per CPU; 0 plays in this process).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Play on Ray: 'auto' (a running cluster, else a local one) or a cluster address.")
+@click.option("--schedule", type=click.Choice(["round-robin", "uncertain"]), default="round-robin", show_default=True,
+              help="round-robin: every pair up to --games-per-pair; uncertain: the quarter of pairs "
+                   "with the widest Bradley-Terry intervals.")
+@click.option("--members", "only", default=None, metavar="NAME,NAME,...",
+              help="Only schedule matches among these members (default: everyone).")
+def eval_cmd(
+    league_dir: str, games_per_pair: int, workers: int | None, ray_address: str | None, schedule: str, only: str | None
+) -> None:
+    """Play the scheduled matches and record them; a new league gets every scripted player.
+
+    Matches are written as they finish, so an interrupted run keeps what it played and
+    the next run completes the schedule. Several runs on one league at once split the
+    work without playing any match twice.
+    """
+    from league.runner import evaluate
+
+    try:
+        names = None if only is None else [n.strip() for n in only.split(",") if n.strip()]
+        summary = evaluate(league_dir, games_per_pair, workers, ray_address, schedule, names)
+    except LeagueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    rate = summary.played / summary.wall_seconds if summary.wall_seconds > 0 else 0.0
+    click.echo(
+        f"played {summary.played} matches in {summary.wall_seconds:.1f} s ({rate:.2f} games/s)"
+        + (f"; {summary.skipped} held by another run" if summary.skipped else "")
+    )
+    if summary.played or not summary.skipped:
+        _print_table(league_dir)
+
+
+def _print_table(league_dir: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from league.report import leaderboard
+
+    rows = leaderboard(league_dir)
+    table = Table(title=f"league {league_dir}")
+    for header in ("#", "member", "kind", "Bradley-Terry [95%]", "Elo", "OpenSkill mu-3s", "games", "W/D/L"):
+        table.add_column(header, justify="left" if header in ("member", "kind") else "right")
+    for rank, row in enumerate(rows, start=1):
+        if row.games:
+            ratings = (f"{row.bt:.0f} [{row.bt_low:.0f}, {row.bt_high:.0f}]", f"{row.elo:.0f}", f"{row.openskill:.2f}")
+        else:
+            ratings = ("-", "-", "-")  # only the prior speaks for a member without games
+        table.add_row(str(rank), row.name, row.kind, *ratings, str(row.games), f"{row.wins}/{row.draws}/{row.losses}")
+    # piped output gets a fixed width so the table is not squeezed into 80 columns
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
+
+
+@league.command()
+@LEAGUE_OPTION
+@click.option("--plot", "plot_prefix", default=None, metavar="PREFIX",
+              help="Also write PREFIX_ratings.png (Bradley-Terry over time) and PREFIX_h2h.png (win rates).")
+def show(league_dir: str, plot_prefix: str | None) -> None:
+    """Print the leaderboard: Bradley-Terry with 95% interval, Elo, OpenSkill, games, W/D/L."""
+    try:
+        _print_table(league_dir)
+        if plot_prefix:
+            from league.report import plot
+
+            for path in plot(league_dir, plot_prefix):
+                click.echo(f"wrote {path}")
+    except LeagueError as exc:
+        raise click.ClickException(str(exc)) from exc

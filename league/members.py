@@ -1,0 +1,93 @@
+"""League members: who can be rated, and how each becomes a playing Policy.
+
+Three kinds: 'scripted' (every name in agent.opponents.SCRIPTED, added to every new
+league), 'snapshot' (a frozen copy of the learning agent: an exported .onnx file or a
+checkpoint) and 'external' (an .onnx file or checkpoint a user adds). Every member
+plays through the Policy interface; `agent.match.play_game` calls `reset()` at the
+start of each round, so a recurrent member's state never leaks between rounds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.policy import Policy
+
+KINDS = ("scripted", "snapshot", "external")
+
+
+class LeagueError(Exception):
+    """A problem the user can fix (unknown member, bad file, newer database): no traceback."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One row of the members table; `path` is None for scripted members."""
+
+    name: str
+    kind: str
+    path: str | None = None
+    parent_run: str | None = None
+    step: int | None = None
+    created: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise LeagueError(f"unknown member kind {self.kind!r}; choices: {', '.join(KINDS)}")
+        if not self.name or self.name != self.name.strip():
+            raise LeagueError(f"member name {self.name!r} must be non-empty without surrounding spaces")
+        if (self.kind == "scripted") != (self.path is None):
+            raise LeagueError(f"member {self.name!r}: scripted members have no path, all others need one")
+
+    @property
+    def spec(self) -> str:
+        """What `agent.players.load_player` accepts for this member."""
+        return self.name if self.path is None else self.path
+
+
+def scripted_members() -> list[Member]:
+    """One member per scripted player, as a fresh league starts."""
+    from agent.opponents import SCRIPTED
+
+    now = time.time()
+    return [Member(name=name, kind="scripted", created=now) for name in SCRIPTED]
+
+
+def load_policy(member: Member, seed: int | None = None) -> Policy:
+    """Build the member's Policy; `seed` makes scripted players' randomness reproducible."""
+    from agent.players import load_player
+
+    if member.kind == "scripted":
+        return load_player(member.name, seed=seed)
+    return load_player(member.spec)
+
+
+def file_member(name: str, path: str | Path, kind: str = "external", parent_run: str | None = None, step: int | None = None) -> Member:
+    """A snapshot/external member for `path`, checked by loading it and playing one step.
+
+    Loading first means a typo or a corrupt file is refused before anything is
+    written to the database.
+    """
+    import numpy as np
+
+    from agent.opponents import SCRIPTED
+
+    if kind == "scripted":
+        raise LeagueError(f"scripted members are added automatically; choose a kind from: {', '.join(KINDS[1:])}")
+    if name in SCRIPTED:
+        raise LeagueError(f"{name!r} is a scripted player's name; choose another member name")
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.exists():
+        raise LeagueError(f"{path}: no such file or directory")
+    member = Member(name=name, kind=kind, path=str(resolved), parent_run=parent_run, step=step, created=time.time())
+    try:
+        policy = load_policy(member)
+        policy.reset()
+        action = np.asarray(policy.act(np.zeros(18)), dtype=np.float64)
+    except Exception as exc:  # any loader failure means the file is unusable as a member
+        raise LeagueError(f"{path} does not load as a player ({type(exc).__name__}: {exc})") from exc
+    if action.shape != (4,) or not np.all(np.isfinite(action)):
+        raise LeagueError(f"{path} loads but its action is not 4 finite values: {action}")
+    return member
