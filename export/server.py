@@ -161,7 +161,7 @@ class LocalServer:
         self._playing: set[ServerProtocol] = set()
         self._anonymous = 0
         self._started = 0
-        self._flip = False
+        self._was_player_one: dict[str, bool] = {}
         self._stopping = False
 
     def factory(self) -> protocol.ServerFactory:
@@ -223,11 +223,13 @@ class LocalServer:
     def _pair(self) -> None:
         while len(self._waiting) >= 2 and self._may_start():
             first, second = self._waiting.pop(0), self._waiting.pop(0)
-            # alternate who plays player 1 so neither side is always the same client
-            pair = (second, first) if self._flip else (first, second)
-            self._flip = not self._flip
+            # a client that was player 1 in its last game is player 2 now, so sides alternate
+            if self._was_player_one.get(first.name, False):
+                first, second = second, first
+            self._was_player_one[first.name] = True
+            self._was_player_one[second.name] = False
             self._started += 1
-            self._run_game(*pair)
+            self._run_game(first, second)
 
     def _may_start(self) -> bool:
         return not self._stopping and (self.games_limit == 0 or self._started < self.games_limit)
