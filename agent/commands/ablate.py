@@ -1,0 +1,163 @@
+"""`hockey-agent ablate`: the entropy-scale ablation (eta values x schedules x seeds).
+
+Runs every combination one after the other in OUT/eta<eta>-<schedule>-s<seed> (a
+finished run is skipped and an interrupted one resumed, so the command can be
+re-run), then writes OUT/summary.csv (per run: entropy and rand per phase, floor
+share, |advantage|, final win rates) and OUT/ablation.png (entropy, rand and win rate
+curves side by side, one colour per eta/schedule, one line per seed). Non-constant
+schedules decay over the run's expected number of updates unless
+--set actor.eta_decay_steps=... says otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise click.BadParameter(f"{what} is empty")
+    return values
+
+
+def run_name(eta: float, schedule: str, seed: int) -> str:
+    return f"eta{eta:g}-{schedule}-s{seed}"
+
+
+def summarise(run_dir: Path) -> dict[str, Any]:
+    """One CSV row: phase means of entropy/rand, floor share, |adv|, final win rates."""
+    from agent.diagnose import phase_table, update_rows
+    from agent.metrics import read_rows
+
+    rows = read_rows(run_dir)
+    upd = update_rows(rows)
+    out: dict[str, Any] = {"steps": upd[-1]["step"] if upd else 0, "updates": upd[-1]["update"] if upd else 0}
+    for phase in phase_table(rows):
+        for key in ("entropy", "rand", "at_floor", "adv_abs", "std_q50"):
+            out[f"{key}_{phase['phase']}"] = round(phase[key], 4)
+    episodes = [r for r in rows if r.get("kind") == "episode"]
+    tail = episodes[-max(1, len(episodes) // 5):] if episodes else []
+    out["train_win_last_fifth"] = round(sum(r["train/outcome"] == 1 for r in tail) / len(tail), 4) if tail else ""
+    evals = [r for r in rows if r.get("kind") == "eval"]
+    if evals:
+        for key, value in evals[-1].items():
+            if key.startswith("eval/"):
+                out[key.replace("/", "_")] = value
+    return out
+
+
+def plot_runs(runs: dict[str, Path], out: Path) -> Path:
+    """Entropy, rand and win-rate curves of several runs side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agent.diagnose import H_MAX, H_MIN, update_rows
+    from agent.metrics import read_rows
+
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+    groups = sorted({name.rsplit("-s", 1)[0] for name in runs})
+    colours = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
+    labelled: set[str] = set()
+    for name, run_dir in sorted(runs.items()):
+        group = name.rsplit("-s", 1)[0]
+        rows = read_rows(run_dir)
+        upd = update_rows(rows)
+        x = [r["step"] for r in upd]
+        label = None if group in labelled else group  # one legend entry per eta/schedule
+        labelled.add(group)
+        axes[0].plot(x, [r.get("actor/entropy", float("nan")) for r in upd], color=colours[group], lw=1, label=label)
+        axes[1].plot(x, [r.get("actor/rand", float("nan")) for r in upd], color=colours[group], lw=1, label=label)
+        episodes = [r for r in rows if r.get("kind") == "episode"]
+        axes[2].plot([r["step"] for r in episodes], [r["train/win_rate"] for r in episodes],
+                     color=colours[group], lw=1, label=label)
+    axes[0].axhline(H_MIN, color="grey", ls="--", lw=0.8)
+    axes[0].axhline(H_MAX, color="grey", ls="--", lw=0.8)
+    axes[0].axhline(0, color="black", lw=0.5)
+    titles = ("entropy (nats, negative is normal)", "rand (normalised entropy)", "train win rate (last 100 rounds)")
+    for ax, title in zip(axes, titles):
+        ax.set_title(title)
+        ax.set_xlabel("env steps")
+        ax.legend(fontsize=8)
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[2].set_ylim(-0.02, 1.02)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+@click.command()
+@click.option("--etas", default="3e-4,1e-3,3e-3", show_default=True, help="Comma-separated entropy scales.")
+@click.option("--schedules", default="constant", show_default=True, help="Comma-separated: constant, linear, exp.")
+@click.option("--seeds", default="0,1", show_default=True, help="Comma-separated seeds (the same for every eta).")
+@click.option("--steps", type=click.IntRange(min=1), required=True, help="Env steps per run.")
+@click.option("--preset", default="tiny", show_default=True, help="tiny | small | medium.")
+@click.option("--opponent", default="still", show_default=True, help="Scripted opponent (or mix).")
+@click.option("--mode", default="shooting", show_default=True, help="normal | shooting | defense | curriculum.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output directory.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE", help="Extra overrides for every run.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+def ablate(etas: str, schedules: str, seeds: str, steps: int, preset: str, opponent: str, mode: str, out: Path,
+           overrides: tuple[str, ...], device: str) -> None:
+    """Run the eta x schedule x seed grid sequentially, then plot and summarise it."""
+    from rich.console import Console
+
+    from agent.commands.train import build_config
+    from agent.config import CHOICES
+    from agent.trainer import Trainer
+
+    eta_values = _floats(etas, "--etas")
+    seed_values = [int(s) for s in _floats(seeds, "--seeds")]
+    schedule_values = [s.strip() for s in schedules.split(",") if s.strip()]
+    allowed = CHOICES[("actor", "eta_schedule")]
+    for s in schedule_values:
+        if s not in allowed:
+            raise click.BadParameter(f"unknown schedule {s!r}; choices: {', '.join(allowed)}", param_hint="--schedules")
+    console = Console()
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, Path] = {}
+    for eta in eta_values:
+        for schedule in schedule_values:
+            for seed in seed_values:
+                name = run_name(eta, schedule, seed)
+                run_dir = out / name
+                runs[name] = run_dir
+                items = (f"actor.eta={eta}", f"actor.eta_schedule={schedule}", *overrides)
+                options = {"opponent": opponent, "mode": mode, "steps": steps, "seed": seed, "device": device}
+                cfg = build_config(preset, options, items, None)
+                if schedule != "constant" and not any(o.startswith("actor.eta_decay_steps=") for o in overrides):
+                    t = cfg.train
+                    cfg.actor.eta_decay_steps = max(1, int((t.steps - t.prefill) * t.train_ratio
+                                                           / (t.batch_size * t.seq_len)))
+                resume = (run_dir / "checkpoint.pt").exists()
+                trainer = Trainer(cfg, run_dir, resume=resume, preset=preset, progress=True)
+                if trainer.env_steps >= steps:
+                    console.print(f"{name}: already done ({trainer.env_steps} env steps), skipped")
+                    trainer.close()
+                    continue
+                console.print(f"[bold]{name}[/] ({'resumed' if resume else 'new'})")
+                try:
+                    result = trainer.train()
+                finally:
+                    trainer.close()
+                if result["interrupted"]:
+                    console.print(f"interrupted in {name}; re-run the same command to continue")
+                    return
+    rows = [{"run": name, **summarise(path)} for name, path in runs.items()]
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    png = plot_runs(runs, out / "ablation.png")
+    console.print(f"summary: {out / 'summary.csv'}\nplot: {png}")

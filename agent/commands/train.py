@@ -1,0 +1,104 @@
+"""`hockey-agent train`: train a DreamerV3 agent against scripted players (or a league)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[str, ...],
+                 resume_dir: Path | None) -> Any:
+    """The run's Config: from the preset (or the resumed run's config.json) plus options and --set."""
+    from agent.config import PRESETS, apply_overrides, load_config, make_config
+    from agent.trainer import check_train_config
+
+    items = [f"train.{k}={v}" for k, v in options.items() if v is not None] + list(overrides)
+    try:
+        if resume_dir is not None:
+            config_file = resume_dir / "config.json"
+            if not config_file.is_file():
+                raise click.BadParameter(f"{resume_dir} has no config.json to resume from", param_hint="--run-dir")
+            cfg = apply_overrides(load_config(config_file), items)
+        else:
+            name = preset or "small"
+            if name not in PRESETS:
+                raise click.BadParameter(f"unknown preset {name!r}; choices: {', '.join(PRESETS)}",
+                                         param_hint="--preset")
+            cfg = make_config(name, items)
+        check_train_config(cfg)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return cfg
+
+
+@click.command()
+@click.option("--opponent", default=None,
+              help="weak | strong | mix (weak or strong per round) | any scripted player (still, random, "
+                   "shooter, keeper). Default: the preset's (weak).")
+@click.option("--mode", default=None, help="normal | shooting | defense | curriculum (shooting, defense, "
+                                           "normal by thirds of --steps). Default: normal.")
+@click.option("--preset", default=None, help="Model and loop sizes: tiny | small | medium (default small).")
+@click.option("--steps", type=int, default=None, help="Env steps of the learner (default: the preset's).")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where config, checkpoint, replay and metrics go (default runs/<preset>-<opponent>-<mode>-...).")
+@click.option("--device", default=None, help="auto | cpu | cuda (default auto).")
+@click.option("--seed", type=int, default=None, help="Seed of every generator of the run.")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its checkpoint.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
+              help="Override any config field, e.g. --set actor.eta=1e-3 (repeatable).")
+@click.option("--selfplay", is_flag=True, help="Train against a self-play league (selfplay.loop).")
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+def train(opponent: str | None, mode: str | None, preset: str | None, steps: int | None, run_dir: Path | None,
+          device: str | None, seed: int | None, resume: bool, overrides: tuple[str, ...], selfplay: bool,
+          no_progress: bool) -> None:
+    """Train a DreamerV3 agent; Ctrl-C saves a checkpoint, --resume continues it."""
+    if resume:
+        if run_dir is None:
+            raise click.BadParameter("--resume needs the --run-dir of the run to continue", param_hint="--resume")
+        if preset is not None:
+            raise click.BadParameter("a resumed run keeps the preset of its checkpoint", param_hint="--preset")
+    options = {"opponent": opponent, "mode": mode, "steps": steps, "device": device, "seed": seed}
+    cfg = build_config(preset, options, overrides, run_dir if resume else None)
+    name = preset or "small"
+    if run_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("runs") / f"{name}-{cfg.train.opponent}-{cfg.train.mode}-s{cfg.train.seed}-{stamp}"
+
+    if selfplay:
+        cfg.train.selfplay = True
+        try:
+            from selfplay.loop import run_selfplay
+        except ImportError as exc:
+            raise click.ClickException(
+                f"self-play is not available: selfplay.loop.run_selfplay cannot be imported ({exc}). "
+                "Train against scripted players with --opponent instead."
+            ) from exc
+        run_selfplay(cfg, run_dir, resume)
+        return
+
+    from rich.console import Console
+
+    from agent.trainer import Trainer
+
+    console = Console()
+    try:
+        trainer = Trainer(cfg, run_dir, resume=resume, preset="" if resume else name, progress=not no_progress)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    console.print(f"run dir [bold]{run_dir}[/] on {trainer.device}: {trainer.preset or name} preset, "
+                  f"opponent {cfg.train.opponent}, mode {cfg.train.mode}, from env step {trainer.env_steps}")
+    try:
+        result = trainer.train()
+    finally:
+        trainer.close()
+    state = "interrupted" if result["interrupted"] else "finished"
+    console.print(f"{state} at env step {result['env_steps']}, {result['updates']} updates, "
+                  f"{result['episodes']} rounds, {result['time']:.0f} s; checkpoint saved in {run_dir}")
+    for key, value in sorted(trainer.last_eval.items()):
+        console.print(f"  {key}: {value:.2f}")
+    if result["interrupted"]:
+        console.print(f"continue with: hockey-agent train --resume --run-dir {run_dir}")
+    console.print(f"diagnose with: hockey-agent diagnose {run_dir}")

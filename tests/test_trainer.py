@@ -1,0 +1,197 @@
+"""Trainer: a short run writes everything, resume continues bit-identically, stops save."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agent.checkpoint import load as load_checkpoint
+from agent.config import make_config
+from agent.diagnose import update_rows
+from agent.metrics import read_rows
+from agent.trainer import ScriptedSampler, Trainer, check_train_config, mode_at
+
+torch.set_num_threads(1)
+
+# A very small model and loop: the tests check plumbing, not learning.
+FAST = [
+    "model.deter=32", "model.hidden=16", "model.stoch=4", "model.classes=4", "model.blocks=1",
+    "model.units=16", "model.layers=1", "actor.horizon=4",
+    "train.envs=2", "train.batch_size=4", "train.seq_len=8", "train.train_ratio=16", "train.prefill=64",
+    "train.replay_capacity=2000", "train.opponent=still", "train.mode=shooting", "train.eval_every=200",
+    "train.eval_games=3", "train.eval_opponents=still", "train.checkpoint_every=0", "train.log_every=2",
+]
+
+
+def fast_config(*extra: str):
+    return make_config("tiny", [*FAST, *extra])
+
+
+def _params(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.agent.state_dict().items()}
+
+
+def test_short_run_writes_metrics_checkpoint_and_config(tmp_path: Path) -> None:
+    tr = Trainer(fast_config("train.steps=240"), tmp_path, progress=False, tensorboard=True)
+    result = tr.train()
+    tr.close()
+    assert result["env_steps"] == 240 and not result["interrupted"] and result["saved"]
+    assert result["updates"] == (240 - 64) * 16 // 32
+    rows = read_rows(tmp_path)
+    upd = update_rows(rows)
+    assert sum(r["n_updates"] for r in upd) == result["updates"]  # aggregated, none dropped
+    for key in ("wm/loss", "actor/entropy", "actor/rand", "ret/at_floor", "critic/loss", "actor/std_q50"):
+        assert all(np.isfinite(r[key]) for r in upd), key
+    assert len(upd[0]["actor/entropy_step"]) == 4
+    assert any(r["kind"] == "episode" for r in rows)  # shooting rounds last 81 steps
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [200, 240]
+    assert evals[-1]["eval/still/win"] + evals[-1]["eval/still/draw"] + evals[-1]["eval/still/loss"] == 1.0
+    assert (tmp_path / "config.json").is_file() and list(tmp_path.glob("tb/events.*"))
+    assert [p.name for p in tmp_path.glob("replay-*.npz")] == ["replay-240.npz"]
+    data = load_checkpoint(tmp_path)
+    assert data["counters"]["env_steps"] == 240 and data["replay"] == "replay-240.npz"
+
+
+def test_resume_gives_bit_identical_next_updates(tmp_path: Path) -> None:
+    cfg = fast_config("train.steps=160", "train.eval_every=0")
+    first = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    first.train()  # saves at the end: the "kill" point
+    expected = [first.update_once() for _ in range(3)]
+    expected_params = _params(first)
+    first.close()
+
+    resumed = Trainer(cfg, tmp_path, resume=True, progress=False, tensorboard=False)
+    assert (resumed.env_steps, resumed.updates) == (160, (160 - 64) * 16 // 32)
+    got = [resumed.update_once() for _ in range(3)]
+    resumed.close()
+    assert got == expected
+    for k, v in _params(resumed).items():
+        assert torch.equal(v, expected_params[k]), k
+
+
+def test_stop_saves_and_resume_finishes_without_duplicate_rows(tmp_path: Path) -> None:
+    cfg = fast_config("train.steps=200", "train.eval_every=0")
+    tr = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    tr.on_env_step.append(lambda t: t.stop() if t.env_steps >= 100 else None)
+    result = tr.train()
+    tr.close()
+    assert result["interrupted"] and result["saved"] and result["env_steps"] == 100
+    assert load_checkpoint(tmp_path)["counters"]["env_steps"] == 100
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    tr = Trainer(cfg, tmp_path, resume=True, progress=False, tensorboard=False)
+    assert tr.train()["env_steps"] == 200
+    tr.close()
+    upd = update_rows(read_rows(tmp_path))
+    assert [r["update"] for r in upd] == sorted({r["update"] for r in upd})
+    assert sum(r["n_updates"] for r in upd) == tr.updates
+
+
+def test_sigint_saves_a_checkpoint(tmp_path: Path) -> None:
+    tr = Trainer(fast_config("train.steps=400", "train.eval_every=0"), tmp_path, progress=False, tensorboard=False)
+    tr.on_env_step.append(lambda t: os.kill(os.getpid(), signal.SIGINT) if t.env_steps == 80 else None)
+    result = tr.train()
+    tr.close()
+    assert result["interrupted"] and result["env_steps"] == 80
+    assert load_checkpoint(tmp_path)["counters"]["env_steps"] == 80
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+class RecordingSampler:
+    """A self-play style sampler: records which opponents were drawn and the outcomes."""
+
+    def __init__(self) -> None:
+        self.inner = ScriptedSampler("still", 0)
+        self.sampled: list[int] = []
+        self.reports: list[tuple[str, int]] = []
+
+    def sample(self, env_index: int):
+        self.sampled.append(env_index)
+        _, policy = self.inner.sample(env_index)
+        return "snapshot-1", policy
+
+    def report(self, name: str, outcome: int) -> None:
+        self.reports.append((name, outcome))
+
+
+def test_opponent_sampler_and_env_step_hooks(tmp_path: Path) -> None:
+    sampler = RecordingSampler()
+    tr = Trainer(fast_config("train.steps=200", "train.eval_every=0", "train.prefill=400"), tmp_path,
+                 opponent_sampler=sampler, progress=False, tensorboard=False)
+    steps: list[int] = []
+    tr.on_env_step.append(lambda t: steps.append(t.env_steps))
+    tr.train()
+    tr.close()
+    assert steps == list(range(2, 202, 2))
+    assert sampler.sampled[:2] == [0, 1] and len(sampler.sampled) == 2 + len(sampler.reports)
+    assert sampler.reports and all(name == "snapshot-1" and o in (-1, 0, 1) for name, o in sampler.reports)
+
+
+def test_curriculum_thirds() -> None:
+    assert [mode_at("curriculum", s, 900) for s in (0, 299, 300, 599, 600, 900)] == [
+        "shooting", "shooting", "defense", "defense", "normal", "normal"]
+    assert mode_at("defense", 10**6, 10) == "defense"
+
+
+def test_curriculum_switches_the_games(tmp_path: Path) -> None:
+    tr = Trainer(fast_config("train.steps=300", "train.mode=curriculum", "train.eval_every=0"), tmp_path,
+                 progress=False, tensorboard=False)
+    modes: list[str] = []
+    tr.on_env_step.append(lambda t: modes.append(t.mode))
+    tr.train()
+    tr.close()
+    assert modes[0] == "shooting" and modes[60] == "defense" and modes[-1] == "normal"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.opponent=nobody", "unknown opponent 'nobody'; choices: still, random, weak"),
+    ("train.mode=hard", "unknown mode 'hard'; choices: normal, shooting, defense, curriculum"),
+    ("train.device=tpu", "unknown device 'tpu'; choices: auto, cpu, cuda"),
+    ("train.eval_opponents=mix", "unknown eval opponent 'mix'"),
+])
+def test_bad_names_are_clear_errors(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_train_config(fast_config(override))
+
+
+def test_train_command_errors_and_selfplay(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from agent.commands.train import train
+
+    runner = CliRunner()
+    res = runner.invoke(train, ["--preset", "huge", "--run-dir", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "unknown preset 'huge'; choices: tiny, small, medium" in res.output
+    res = runner.invoke(train, ["--set", "model.nope=1", "--run-dir", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "unknown field 'nope'" in res.output
+    res = runner.invoke(train, ["--opponent", "nobody", "--run-dir", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "choices" in res.output
+    res = runner.invoke(train, ["--resume", "--run-dir", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "no config.json" in res.output
+    res = runner.invoke(train, ["--selfplay", "--preset", "tiny", "--run-dir", str(tmp_path / "a")])
+    try:
+        import selfplay.loop  # noqa: F401
+    except ImportError:
+        assert res.exit_code == 1 and "self-play is not available" in res.output
+
+
+def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from agent.commands.train import train
+
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--steps", "120", "--run-dir", str(run), "--no-progress",
+            *[a for o in FAST for a in ("--set", o)]]
+    res = CliRunner().invoke(train, args)
+    assert res.exit_code == 0, res.output
+    assert "finished at env step 120" in res.output
+    res = CliRunner().invoke(train, ["--resume", "--run-dir", str(run), "--steps", "160", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "from env step 120" in res.output and "finished at env step 160" in res.output
