@@ -87,6 +87,87 @@ def parse_mode(mode: Mode | int | str) -> Mode:
     )
 
 
+# Fixture definitions are built once and shared: Box2D copies them into every body,
+# and building fresh ones at every reset leaks memory in the Box2D bindings (~4 KB
+# a reset).
+def _poly(points: list[tuple[float, float]]) -> Box2D.b2PolygonShape:
+    """A polygon given in pixels."""
+    return Box2D.b2PolygonShape(vertices=[(x / SCALE, y / SCALE) for x, y in points])
+
+
+def _table_layout() -> list[tuple[str, tuple[float, float], list[Box2D.b2FixtureDef]]]:
+    """(tag, position, fixtures) of the static table bodies, in creation order.
+
+    The five decorations collide with nothing; they exist because their broad-phase
+    proxies count in the order Box2D pairs contacts in.
+    """
+
+    def deco(shape: Box2D.b2Shape) -> list[Box2D.b2FixtureDef]:
+        return [Box2D.b2FixtureDef(shape=shape, categoryBits=0, maskBits=0)]
+
+    def wall(points: list[tuple[float, float]]) -> list[Box2D.b2FixtureDef]:
+        shape = _poly(points)
+        return [Box2D.b2FixtureDef(shape=shape, density=0, friction=0.1, categoryBits=0x011, maskBits=0x0011)]
+
+    edge = [(-250, 10), (-250, -10), (250, -10), (250, 10)]
+    top = (H - 1) / 2 * SCALE - GOAL_SIZE
+    post = [(-10, top), (10, top - 7), (10, -5), (-10, -5)]
+    def circle(radius_px: float) -> Box2D.b2CircleShape:
+        return Box2D.b2CircleShape(radius=radius_px / SCALE, pos=(0, 0))
+
+    box = [(0, 100), (100, 100), (100, -100), (0, -100)]
+    return [
+        ("decoration", (W / 2, H / 2), deco(circle(100))),
+        ("decoration", (W / 2 - 250 / SCALE, H / 2), deco(circle(GOAL_SIZE))),
+        ("decoration", (W / 2 - 240 / SCALE, H / 2), deco(_poly(box))),
+        ("decoration", (W / 2 + 250 / SCALE, H / 2), deco(circle(GOAL_SIZE))),
+        ("decoration", (W / 2 + 140 / SCALE, H / 2), deco(_poly([(100, 100), (0, 100), (0, -100), (100, -100)]))),
+        ("wall", (W / 2, H - 0.5), wall(edge)),
+        ("wall", (W / 2, 0.5), wall(edge)),
+        ("wall", (W / 2 - 245 / SCALE, H - 0.5), wall([(x, -y) for x, y in post])),
+        ("wall", (W / 2 - 245 / SCALE, 0.5), wall(post)),
+        ("wall", (W / 2 + 245 / SCALE, H - 0.5), wall([(-x, -y) for x, y in post])),
+        ("wall", (W / 2 + 245 / SCALE, 0.5), wall([(-x, y) for x, y in post])),
+    ]
+
+
+def _goal_fixtures() -> list[Box2D.b2FixtureDef]:
+    """A goal: a sensor that sees the puck, then a solid part that stops the players."""
+    points = [(-10, GOAL_SIZE), (10, GOAL_SIZE), (10, -GOAL_SIZE), (-10, -GOAL_SIZE)]
+    common = {"density": 0, "friction": 0.1}
+    return [
+        Box2D.b2FixtureDef(shape=_poly(points), categoryBits=0x0010, maskBits=0x001, isSensor=True, **common),
+        Box2D.b2FixtureDef(shape=_poly(points), categoryBits=0x010, maskBits=0x0010, **common),
+    ]
+
+
+def _player_fixture(is_player_two: bool) -> Box2D.b2FixtureDef:
+    """The racket; player 2's is mirrored in x."""
+    sign = -1.0 if is_player_two else 1.0
+    vertices = [(sign * x / SCALE * RACKET_FACTOR, y / SCALE * RACKET_FACTOR) for x, y in RACKET_POLY]
+    return Box2D.b2FixtureDef(
+        shape=Box2D.b2PolygonShape(vertices=vertices),
+        density=200.0 / RACKET_FACTOR,
+        friction=1.0,
+        categoryBits=0x0010,
+        maskBits=0x011,
+        restitution=0.0,
+    )
+
+
+_TABLE = _table_layout()
+_GOAL_FIXTURES = _goal_fixtures()
+_PLAYER_FIXTURES = {False: _player_fixture(False), True: _player_fixture(True)}
+_PUCK_FIXTURE = Box2D.b2FixtureDef(
+    shape=Box2D.b2CircleShape(radius=13 / SCALE, pos=(0, 0)),
+    density=7.0,
+    friction=0.1,
+    categoryBits=0x001,
+    maskBits=0x0010,
+    restitution=0.95,
+)
+
+
 class _ContactListener(Box2D.b2ContactListener):
     """Decides goals and puck catches at the start of a contact, like the reference."""
 
@@ -178,101 +259,15 @@ class HockeyEnv(gym.Env):
         body.userData = tag
         return body
 
-    @staticmethod
-    def _poly(points: list[tuple[float, float]]) -> Box2D.b2PolygonShape:
-        return Box2D.b2PolygonShape(vertices=[(x / SCALE, y / SCALE) for x, y in points])
-
-    def _create_decorations(self) -> list[Box2D.b2Body]:
-        """Five shapes that collide with nothing; they exist because their proxies count."""
-
-        def deco(shape: Box2D.b2Shape) -> list[Box2D.b2FixtureDef]:
-            return [Box2D.b2FixtureDef(shape=shape, categoryBits=0, maskBits=0)]
-
-        return [
-            self._static(
-                (W / 2, H / 2), deco(Box2D.b2CircleShape(radius=100 / SCALE, pos=(0, 0))), "decoration"
-            ),
-            self._static(
-                (W / 2 - 250 / SCALE, H / 2),
-                deco(Box2D.b2CircleShape(radius=GOAL_SIZE / SCALE, pos=(0, 0))),
-                "decoration",
-            ),
-            self._static(
-                (W / 2 - 240 / SCALE, H / 2),
-                deco(self._poly([(0, 100), (100, 100), (100, -100), (0, -100)])),
-                "decoration",
-            ),
-            self._static(
-                (W / 2 + 250 / SCALE, H / 2),
-                deco(Box2D.b2CircleShape(radius=GOAL_SIZE / SCALE, pos=(0, 0))),
-                "decoration",
-            ),
-            self._static(
-                (W / 2 + 140 / SCALE, H / 2),
-                deco(self._poly([(100, 100), (0, 100), (0, -100), (100, -100)])),
-                "decoration",
-            ),
-        ]
-
-    def _create_walls(self) -> list[Box2D.b2Body]:
-        def wall(position: tuple[float, float], points: list[tuple[float, float]]) -> Box2D.b2Body:
-            fixture = Box2D.b2FixtureDef(
-                shape=self._poly(points), density=0, friction=0.1, categoryBits=0x011, maskBits=0x0011
-            )
-            return self._static(position, [fixture], "wall")
-
-        edge = [(-250, 10), (-250, -10), (250, -10), (250, 10)]
-        top = (H - 1) / 2 * SCALE - GOAL_SIZE
-        post = [(-10, top), (10, top - 7), (10, -5), (-10, -5)]
-        return [
-            wall((W / 2, H - 0.5), edge),
-            wall((W / 2, 0.5), edge),
-            wall((W / 2 - 245 / SCALE, H - 0.5), [(x, -y) for x, y in post]),
-            wall((W / 2 - 245 / SCALE, 0.5), post),
-            wall((W / 2 + 245 / SCALE, H - 0.5), [(-x, -y) for x, y in post]),
-            wall((W / 2 + 245 / SCALE, 0.5), [(-x, y) for x, y in post]),
-        ]
-
-    def _create_goal(self, position: tuple[float, float], tag: str) -> Box2D.b2Body:
-        points = [(-10, GOAL_SIZE), (10, GOAL_SIZE), (10, -GOAL_SIZE), (-10, -GOAL_SIZE)]
-        sensor = Box2D.b2FixtureDef(
-            shape=self._poly(points),
-            density=0,
-            friction=0.1,
-            categoryBits=0x0010,
-            maskBits=0x001,
-            isSensor=True,
-        )
-        solid = Box2D.b2FixtureDef(
-            shape=self._poly(points), density=0, friction=0.1, categoryBits=0x010, maskBits=0x0010
-        )
-        return self._static(position, [sensor, solid], tag)
-
     def _create_player(self, position: tuple[float, float], is_player_two: bool) -> Box2D.b2Body:
-        sign = -1.0 if is_player_two else 1.0
-        vertices = [(sign * x / SCALE * RACKET_FACTOR, y / SCALE * RACKET_FACTOR) for x, y in RACKET_POLY]
-        fixture = Box2D.b2FixtureDef(
-            shape=Box2D.b2PolygonShape(vertices=vertices),
-            density=200.0 / RACKET_FACTOR,
-            friction=1.0,
-            categoryBits=0x0010,
-            maskBits=0x011,
-            restitution=0.0,
+        body = self.world.CreateDynamicBody(
+            position=position, angle=0.0, fixtures=_PLAYER_FIXTURES[is_player_two]
         )
-        body = self.world.CreateDynamicBody(position=position, angle=0.0, fixtures=fixture)
         body.userData = "player2" if is_player_two else "player1"
         return body
 
     def _create_puck(self, position: tuple[float, float]) -> Box2D.b2Body:
-        fixture = Box2D.b2FixtureDef(
-            shape=Box2D.b2CircleShape(radius=13 / SCALE, pos=(0, 0)),
-            density=7.0,
-            friction=0.1,
-            categoryBits=0x001,
-            maskBits=0x0010,
-            restitution=0.95,
-        )
-        body = self.world.CreateDynamicBody(position=position, angle=0.0, fixtures=fixture)
+        body = self.world.CreateDynamicBody(position=position, angle=0.0, fixtures=_PUCK_FIXTURE)
         body.linearDamping = 0.05
         body.userData = "puck"
         return body
@@ -310,9 +305,9 @@ class HockeyEnv(gym.Env):
         self._closeness_factor = _CLOSENESS_MAX_REWARD / (_CLOSENESS_MAX_DIST * self.max_timesteps / 2)
         self._direction_factor = 1 / (self.max_timesteps * MAX_PUCK_SPEED)
 
-        self.world_objects = self._create_decorations() + self._create_walls()
-        self.goal_player_1 = self._create_goal((W / 2 - 255 / SCALE, H / 2), "goal1")
-        self.goal_player_2 = self._create_goal((W / 2 + 255 / SCALE, H / 2), "goal2")
+        self.world_objects = [self._static(position, fixtures, tag) for tag, position, fixtures in _TABLE]
+        self.goal_player_1 = self._static((W / 2 - 255 / SCALE, H / 2), _GOAL_FIXTURES, "goal1")
+        self.goal_player_2 = self._static((W / 2 + 255 / SCALE, H / 2), _GOAL_FIXTURES, "goal2")
         self.player1 = self._create_player((W / 5, H / 2), False)
         if self.mode == Mode.NORMAL:
             self.player2 = self._create_player((4 * W / 5, H / 2), True)
