@@ -1,20 +1,21 @@
-"""Replay the recorded reference vectors on the bundled game and measure agreement.
+"""Replay the recorded reference vectors on a game and measure agreement.
 
-`python -m agent.game.conformance [vectors.npz]` prints, per criterion of the
-conformance README, the achieved share of episodes and the largest error. The
-tests in tests/test_game_conformance.py assert the same criteria from `replay()`.
+`python -m agent.game.conformance [vectors.npz] [--game bundled|reference]` prints,
+per criterion of the conformance README, the achieved share and the largest error
+(`--game reference` checks the harness itself where the reference is installed).
+The tests in tests/test_game_conformance.py assert the same criteria.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from agent.game.hockey import HockeyEnv
-from agent.game.opponent import scripted_action
+from agent.game import GAMES, load_game
 
 DEFAULT_VECTORS = Path(__file__).resolve().parents[2] / "tests" / "data" / "vectors.npz"
 OBS_TOL = 1e-5
@@ -48,17 +49,18 @@ def _max(a: np.ndarray) -> float:
     return float(np.max(a)) if a.size else 0.0
 
 
-def replay(path: Path | str = DEFAULT_VECTORS) -> list[EpisodeResult]:
+def replay(path: Path | str = DEFAULT_VECTORS, game: str = "bundled") -> list[EpisodeResult]:
     """Replay every episode; episodes with the same (mode, keep_mode) share one game object."""
+    env_class = load_game(game).HockeyEnv
     data = np.load(path, allow_pickle=False)
-    games: dict[tuple[int, bool], HockeyEnv] = {}
+    games: dict[tuple[int, bool], Any] = {}
     results = []
     for i in range(int(data["n_episodes"])):
         key = f"ep{i:03d}"
         mode = int(data[f"{key}/mode"])
         keep = bool(data[f"{key}/keep_mode"])
         if (mode, keep) not in games:
-            games[(mode, keep)] = HockeyEnv(mode=mode, keep_mode=keep)
+            games[(mode, keep)] = env_class(mode=mode, keep_mode=keep)
         env = games[(mode, keep)]
         one = int(data[f"{key}/one_starting"])
         actions = data[f"{key}/actions"]
@@ -119,13 +121,26 @@ def replay(path: Path | str = DEFAULT_VECTORS) -> list[EpisodeResult]:
     return results
 
 
-def opponent_errors(path: Path | str = DEFAULT_VECTORS) -> np.ndarray:
-    """Per recorded opponent decision, the largest error of the scripted action."""
+def opponent_errors(path: Path | str = DEFAULT_VECTORS, game: str = "bundled") -> np.ndarray:
+    """Per recorded decision, the largest error of `BasicOpponent.act` at the recorded phase.
+
+    The phase is set so that after act()'s random increment (peeked from numpy's
+    global generator, then restored) it is the recorded one.
+    """
+    opponent_class = load_game(game).BasicOpponent
     data = np.load(path, allow_pickle=False)
     obs, phase, weak, action = (data[f"opponent/{k}"] for k in ("obs", "phase", "weak", "action"))
     keep = action.shape[1] == 4
-    ours = np.array([scripted_action(o, p, bool(w), keep) for o, p, w in zip(obs, phase, weak)])
-    return np.max(np.abs(ours - action), axis=1)
+    players = {w: opponent_class(weak=w, keep_mode=keep) for w in (True, False)}
+    errors = np.empty(len(obs))
+    for i, (o, p, w) in enumerate(zip(obs, phase, weak)):
+        player = players[bool(w)]
+        state = np.random.get_state()
+        increment = np.random.uniform(0, 0.2)
+        np.random.set_state(state)
+        player.phase = p - increment
+        errors[i] = np.max(np.abs(np.asarray(player.act(o), dtype=np.float64) - action[i]))
+    return errors
 
 
 def _row(name: str, required: str, passed: list[bool], errors: list[float]) -> tuple[str, str, float, float]:
@@ -153,13 +168,17 @@ def summary(results: list[EpisodeResult], opp_err: np.ndarray) -> list[tuple[str
 
 def main(argv: list[str] | None = None) -> int:
     """Print the conformance table; exit status 1 when a criterion is missed."""
-    args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0]) if args else DEFAULT_VECTORS
-    if not path.exists():
-        print(f"vectors file not found: {path}", file=sys.stderr)
-        return 2
-    results = replay(path)
-    rows = summary(results, opponent_errors(path))
+    parser = argparse.ArgumentParser(prog="python -m agent.game.conformance", description=__doc__.splitlines()[0])
+    parser.add_argument("vectors", nargs="?", type=Path, default=DEFAULT_VECTORS)
+    parser.add_argument("--game", choices=GAMES, default="bundled")
+    args = parser.parse_args(argv)
+    if not args.vectors.exists():
+        parser.error(f"vectors file not found: {args.vectors}")
+    try:
+        results = replay(args.vectors, args.game)
+    except ImportError as exc:
+        parser.error(str(exc))
+    rows = summary(results, opponent_errors(args.vectors, args.game))
     print(f"{'criterion':40s} {'required':>8s} {'achieved':>9s} {'max error':>10s}")
     failed = False
     for name, required, share, err in rows:
