@@ -1,0 +1,60 @@
+"""The client extra alone (no torch, no game) installs into a fresh venv and plays a game.
+
+This is what the Docker image does (`pip install '.[client]'`); Docker itself is not
+available here. The server runs in the main environment; the venv's client plays an
+ONNX agent against a scripted client from the main environment.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import venv
+from pathlib import Path
+
+import pytest
+
+from test_client_protocol import TOKEN, write_agent_file
+from test_server import OTHER_TOKEN, events, finish, free_port, start_client, start_server
+
+REPO = Path(__file__).resolve().parents[1]
+# What the package build needs (a copy, so the build leaves no files in the checkout).
+SOURCES = ("agent", "export", "league", "selfplay", "pyproject.toml", "README.md")
+
+
+@pytest.mark.slow
+def test_client_extra_in_fresh_venv_plays_a_game(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    for name in SOURCES:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif path.exists():
+            shutil.copy(path, source / name)
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{source}[client]"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    for heavy in ("torch", "Box2D", "gymnasium", "onnx"):
+        probe = subprocess.run([str(python), "-c", f"import {heavy}"], capture_output=True, text=True)
+        assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, f"{heavy} is importable in the venv"
+
+    agent = write_agent_file(tmp_path / "agent.onnx")
+    port = free_port()
+    server = start_server(port, tmp_path / "server.jsonl", "--games", "1", "--token", TOKEN, "--token", OTHER_TOKEN)
+    venv_client = subprocess.Popen(
+        [str(env_dir / "bin" / "hockey-agent"), "client", str(agent), "--server-url", "127.0.0.1",
+         "--server-port", str(port), "--games", "1", "--log", str(tmp_path / "venv.jsonl")],
+        env={"COMPRL_ACCESS_TOKEN": TOKEN, "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    scripted = start_client(port, OTHER_TOKEN, tmp_path / "scripted.jsonl", "--scripted", "still", "--games", "1")
+    for process in (venv_client, scripted, server):
+        code, out = finish(process, timeout=90)
+        assert code == 0, out
+    (game,) = events(tmp_path / "venv.jsonl", "game")
+    assert game["rounds_seen"] == 4 and game["warnings"] == 0
