@@ -10,8 +10,9 @@ learner bootstrapping through the time limit is the standard gymnasium choice.
 `VectorHockey` steps n such games for data collection, auto-resets finished ones and
 asks `opponent_fn(env_index)` for the opponent of every new episode (self-play).
 
-Importing this module registers 'HockeyAgent-v0', 'HockeyAgentShooting-v0' and
-'HockeyAgentDefense-v0' with gymnasium.
+Importing this module registers 'HockeyAgent-v0' (NORMAL, random side),
+'HockeyAgentShooting-v0' and 'HockeyAgentDefense-v0' (the training drills, learner
+as player 1, the side the drills train) with gymnasium.
 """
 
 from __future__ import annotations
@@ -233,6 +234,7 @@ class VectorHockey:
             seeds = [None] * n
         else:
             seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
+        # the opponent given here is replaced at every episode start by _start
         self.envs = [
             HockeyLearnerEnv(opponent="still", mode=mode, side=side, reward=reward, seed=s, game=game)
             for s in seeds
@@ -243,7 +245,7 @@ class VectorHockey:
 
     def _start(self, index: int) -> tuple[np.ndarray, dict]:
         env = self.envs[index]
-        env.opponent = self._opponent_fn(index)
+        env.set_opponent(self._opponent_fn(index))
         return env.reset()
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, list[dict]]:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from agent.game import HockeyEnv, Mode
+from agent.game import BasicOpponent, HockeyEnv, Mode
 from agent.opponents import SCRIPTED, make_scripted
 from agent.policy import Policy
 
@@ -67,6 +67,15 @@ def test_basic_players_are_reproducible_and_leave_the_global_generator_alone() -
     assert before["state"]["pos"] == after["state"]["pos"]
     strong = [make_scripted("strong", seed=11).act(o) for o in observations]
     assert not np.array_equal(np.array(runs[0]), np.array(strong))
+
+
+def test_a_seeded_basic_player_acts_like_the_game_opponent_after_np_random_seed() -> None:
+    observations = _game_observations(40)
+    np.random.seed(21)
+    reference = BasicOpponent(weak=True, keep_mode=True)
+    expected = [reference.act(o) for o in observations]
+    player = make_scripted("weak", seed=21)
+    np.testing.assert_array_equal(np.array([player.act(o) for o in observations]), np.array(expected))
 
 
 def _obs(own=(-3.0, 0.0, 0.0), puck=(0.0, 0.0), puck_v=(0.0, 0.0), other=(3.0, 0.0), holding=0.0) -> np.ndarray:

@@ -55,3 +55,24 @@ def test_bad_arguments_are_usage_errors(args, message) -> None:
     result = _play(*args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_load_player_resolves_each_kind(tmp_path, monkeypatch) -> None:
+    import sys
+    import types
+
+    from agent.players import load_player
+    from agent.policy import Policy
+
+    assert isinstance(load_player("keeper"), Policy)
+    with pytest.raises(ValueError, match="still, random.*onnx.*run directory"):
+        load_player("nobody")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_player(str(tmp_path / "agent.onnx"))
+
+    loaded = []
+    fake = types.ModuleType("agent.checkpoint")
+    fake.load_policy = lambda path, device="cpu": loaded.append((path, device)) or "policy"
+    monkeypatch.setitem(sys.modules, "agent.checkpoint", fake)
+    assert load_player(str(tmp_path)) == "policy"
+    assert loaded == [(tmp_path, "cpu")]
