@@ -1,0 +1,314 @@
+"""Export a trained DreamerAgent's deterministic acting step to one ONNX graph, and check it.
+
+The graph follows docs/ARCHITECTURE.md ("The exported agent"): inputs obs, prev_action,
+state (deter first, then the flattened one-hot stochastic part), outputs action and
+next_state, batch dynamic, symlog, the posterior's categorical mode and the clipped
+actor mean inside. The module is the core's `DreamerAgent.export_modules()`.
+
+Exporter: torch 2.13 defaults to the torch.export-based ("dynamo") exporter, which needs
+the `onnxscript` package (not a dependency of this project). The TorchScript exporter
+works with the installed packages and gives the same latency after onnxruntime's graph
+optimisation, but has no rule for `aten::rms_norm` (nn.RMSNorm), so one is registered
+here while exporting. `exporter="dynamo"` is available where onnxscript is installed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from export.runtime import ACTION_SIZE, OBS_SIZE, OnnxAgent
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+    from agent.dreamer.agent import ActingPolicy, DreamerAgent
+
+FORMAT_VERSION = "1"
+EXPORTER_NAME = "hockey-agent-export/1"
+EXPORTERS = ("torchscript", "dynamo")
+DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
+MIN_OPSET = {"torchscript": 14, "dynamo": 18}
+MAX_OPSET = {"torchscript": 20, "dynamo": 23}
+CHECK_TOLERANCE = 1e-4
+MIN_CHECK_STEPS = 250
+
+# GAME.md, "Observation": the player's own block, the other player's, the puck, the counters.
+_BODY = ("x", "y", "angle", "vx", "vy", "angular_velocity")
+OBS_LAYOUT: tuple[str, ...] = (
+    tuple(f"own_{name}" for name in _BODY)
+    + tuple(f"other_{name}" for name in _BODY)
+    + ("puck_x", "puck_y", "puck_vx", "puck_vy", "own_keep_counter", "other_keep_counter")
+)
+ACTION_LAYOUT: tuple[str, ...] = ("force_x", "force_y", "torque", "shoot")
+
+
+@dataclass(frozen=True)
+class LoadedAgent:
+    """A checkpoint's agent on the CPU with what the metadata needs."""
+
+    agent: DreamerAgent
+    preset: str
+    train_step: int
+    source: Path
+
+
+def load_checkpoint_agent(source: str | os.PathLike[str]) -> LoadedAgent:
+    """Rebuild the agent of a run directory or checkpoint file on the CPU, in eval mode."""
+    from agent import checkpoint
+
+    agent, _, data = checkpoint.load_agent(source, device="cpu")
+    counters = data.get("counters", {})
+    return LoadedAgent(
+        agent=agent,
+        preset=str(data.get("preset") or "custom"),
+        train_step=int(counters.get("env_steps", 0)),
+        source=checkpoint.resolve(source),
+    )
+
+
+def _rms_norm_symbolic(g: Any, x: Any, normalized_shape: Any, weight: Any, eps: Any) -> Any:
+    """aten::rms_norm for the TorchScript exporter: x / sqrt(mean(x^2) + eps) * weight.
+
+    Opset 14-17 ReduceMean takes its axes as an attribute; 18+ as an input.
+    """
+    import torch
+    from torch.onnx import symbolic_helper as sh
+
+    dims = sh._get_const(normalized_shape, "is", "normalized_shape")
+    axes = list(range(-len(dims), 0))
+    eps_value = None if sh._is_none(eps) else sh._get_const(eps, "f", "eps")
+    if eps_value is None:  # nn.RMSNorm(eps=None) uses the dtype's machine epsilon
+        eps_value = torch.finfo(torch.float32).eps
+    square = g.op("Mul", x, x)
+    if g.opset >= 18:
+        axes_t = g.op("Constant", value_t=torch.tensor(axes, dtype=torch.long))
+        mean = g.op("ReduceMean", square, axes_t, keepdims_i=1)
+    else:
+        mean = g.op("ReduceMean", square, axes_i=axes, keepdims_i=1)
+    eps_t = g.op("Constant", value_t=torch.tensor(eps_value, dtype=torch.float32))
+    out = g.op("Div", x, g.op("Sqrt", g.op("Add", mean, eps_t)))
+    return out if sh._is_none(weight) else g.op("Mul", out, weight)
+
+
+def _export_torchscript(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> bytes:
+    import torch
+
+    names = ["obs", "prev_action", "state", "action", "next_state"]
+    buffer = io.BytesIO()
+    torch.onnx.register_custom_op_symbolic("aten::rms_norm", _rms_norm_symbolic, opset)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter says it is legacy
+            torch.onnx.export(
+                step,
+                args,
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=names[:3],
+                output_names=names[3:],
+                dynamic_axes={name: {0: "batch"} for name in names},
+                do_constant_folding=True,
+            )
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::rms_norm", opset)
+    return buffer.getvalue()
+
+
+def _export_dynamo(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> bytes:
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("onnxscript") is None:
+        raise ValueError("exporter 'dynamo' needs the onnxscript package (pip install onnxscript); "
+                         "choices: " + ", ".join(EXPORTERS))
+    batch = torch.export.Dim("batch")
+    program = torch.onnx.export(
+        step,
+        args,
+        dynamo=True,
+        opset_version=opset,
+        input_names=["obs", "prev_action", "state"],
+        output_names=["action", "next_state"],
+        dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
+        optimize=True,
+        verbose=False,
+    )
+    return program.model_proto.SerializeToString()
+
+
+def build_metadata(preset: str, train_step: int, deter_size: int, stoch_size: int,
+                   initial_state: np.ndarray, exporter: str) -> dict[str, str]:
+    """The metadata strings of the graph contract."""
+    import torch
+
+    if np.any(initial_state):
+        initial = {"kind": "vector", "values": [float(v) for v in initial_state]}
+    else:
+        initial = {"kind": "zeros"}
+    return {
+        "hockey_agent.format": FORMAT_VERSION,
+        "exporter_version": f"{EXPORTER_NAME} torch/{torch.__version__} {exporter}",
+        "preset": preset,
+        "train_step": str(int(train_step)),
+        "obs_layout": json.dumps(list(OBS_LAYOUT)),
+        "action_layout": json.dumps(list(ACTION_LAYOUT)),
+        "state_size": str(deter_size + stoch_size),
+        "deter_size": str(deter_size),
+        "stoch_size": str(stoch_size),
+        "initial_state": json.dumps(initial),
+    }
+
+
+def _write_atomically(model: onnx.ModelProto, out: Path) -> None:
+    """Serialise to a temporary file next to `out` and rename, so a kill leaves no half file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(model.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_agent(
+    agent: DreamerAgent,
+    out: str | os.PathLike[str],
+    *,
+    preset: str,
+    train_step: int,
+    opset: int | None = None,
+    exporter: str = "torchscript",
+) -> dict[str, str]:
+    """Export `agent`'s acting step to `out` (checked, metadata attached); returns the metadata.
+
+    `opset` None takes the exporter's default (DEFAULT_OPSET).
+    """
+    import onnx
+    import torch
+
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter {exporter!r}; choices: {', '.join(EXPORTERS)}")
+    opset = DEFAULT_OPSET[exporter] if opset is None else opset
+    if not MIN_OPSET[exporter] <= opset <= MAX_OPSET[exporter]:
+        raise ValueError(f"opset {opset} unsupported by the {exporter} exporter; "
+                         f"choose {MIN_OPSET[exporter]} to {MAX_OPSET[exporter]}")
+    agent = agent.cpu().eval()
+    step = agent.export_modules().eval()
+    init = agent.initial_state(1)
+    initial_state = torch.cat([init["deter"], init["stoch"]], -1)[0].numpy()
+    batch = 2  # an example batch of 1 could be specialised as a constant by the tracer
+    args = (torch.zeros(batch, OBS_SIZE), torch.zeros(batch, ACTION_SIZE),
+            torch.as_tensor(initial_state).repeat(batch, 1))
+    with torch.no_grad():
+        if exporter == "torchscript":
+            raw = _export_torchscript(step, args, opset)
+        else:
+            raw = _export_dynamo(step, args, opset)
+    model = onnx.load_from_string(raw)
+    metadata = build_metadata(preset, train_step, step.deter_size, step.stoch_size, initial_state, exporter)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    _write_atomically(model, Path(out))
+    return metadata
+
+
+class Lockstep:
+    """Plays with the PyTorch agent while the ONNX agent, fed the same observations and
+    its own states, acts alongside; records the largest action and state differences."""
+
+    def __init__(self, torch_actor: ActingPolicy, onnx_agent: OnnxAgent) -> None:
+        self.torch_actor, self.onnx_agent = torch_actor, onnx_agent
+        self.steps = 0
+        self.max_action_diff = 0.0
+        self.max_state_diff = 0.0
+
+    def reset(self) -> None:
+        self.torch_actor.reset()
+        self.onnx_agent.reset()
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        action = self.torch_actor.act(obs)
+        onnx_action = self.onnx_agent.act(obs)
+        self.steps += 1
+        self.max_action_diff = max(self.max_action_diff, float(np.max(np.abs(action - onnx_action))))
+        state = self.torch_actor.state
+        torch_state = np.concatenate([state["deter"][0].numpy(), state["stoch"][0].numpy()])
+        state_diff = np.max(np.abs(torch_state - self.onnx_agent.state))
+        self.max_state_diff = max(self.max_state_diff, float(state_diff))
+        return action
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `check_export` measured: differences over `steps` steps and both outcomes."""
+
+    steps: int
+    games: int
+    max_action_diff: float
+    max_state_diff: float
+    torch_rounds: tuple[tuple[int, ...], ...]
+    onnx_rounds: tuple[tuple[int, ...], ...]
+    tolerance: float = CHECK_TOLERANCE
+
+    @property
+    def same_outcome(self) -> bool:
+        return self.torch_rounds == self.onnx_rounds
+
+    @property
+    def ok(self) -> bool:
+        return self.max_action_diff < self.tolerance and self.max_state_diff < self.tolerance and self.same_outcome
+
+
+def check_export(agent: DreamerAgent, onnx_path: str | os.PathLike[str], *, games: int = 1,
+                 seed: int = 0, opponent: str = "weak") -> CheckReport:
+    """Run the ONNX graph and the PyTorch agent side by side over whole games.
+
+    At least `games` games are played, and more until the PyTorch agent has acted
+    MIN_CHECK_STEPS times. Each game is played twice with the same seeds against the same scripted opponent:
+    once driven by the PyTorch agent with the ONNX agent acting alongside on the same
+    observations (each feeding back its own state), which gives the differences, and
+    once driven by the ONNX agent alone, which gives its outcome.
+    """
+    from agent.dreamer.agent import ActingPolicy
+    from agent.match import play_game
+    from agent.opponents import SCRIPTED, make_scripted
+
+    if opponent not in SCRIPTED:
+        raise ValueError(f"unknown opponent {opponent!r}; choices: {', '.join(SCRIPTED)}")
+    if games < 1:
+        raise ValueError(f"games must be at least 1, got {games}")
+    agent = agent.cpu().eval()
+    lockstep = Lockstep(ActingPolicy(agent, deterministic=True), OnnxAgent(onnx_path))
+    onnx_player = OnnxAgent(onnx_path)
+    torch_rounds, onnx_rounds = [], []
+    game = 0
+    while game < games or lockstep.steps < MIN_CHECK_STEPS:
+        game_seed = seed + game
+        game += 1
+        result = play_game(lockstep, make_scripted(opponent, seed=game_seed), seed=game_seed)
+        torch_rounds.append(result.rounds)
+        result = play_game(onnx_player, make_scripted(opponent, seed=game_seed), seed=game_seed)
+        onnx_rounds.append(result.rounds)
+    return CheckReport(
+        steps=lockstep.steps,
+        games=game,
+        max_action_diff=lockstep.max_action_diff,
+        max_state_diff=lockstep.max_state_diff,
+        torch_rounds=tuple(torch_rounds),
+        onnx_rounds=tuple(onnx_rounds),
+    )

@@ -1,0 +1,151 @@
+"""ONNX export of a DreamerAgent: the CLI, the side-by-side check, the graph contract."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from agent import checkpoint
+from agent.config import config_to_dict, make_config
+from agent.dreamer.agent import DreamerAgent
+from export.cli import export_cmd
+from export.onnx_export import (
+    ACTION_LAYOUT,
+    OBS_LAYOUT,
+    _export_torchscript,
+    check_export,
+    export_agent,
+    load_checkpoint_agent,
+)
+from export.runtime import OnnxAgent
+
+torch.set_num_threads(1)
+
+
+def make_agent(seed: int = 0) -> DreamerAgent:
+    torch.manual_seed(seed)
+    return DreamerAgent(make_config("tiny")).eval()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory holding a checkpoint of a freshly initialised tiny agent."""
+    run = tmp_path_factory.mktemp("run")
+    agent = make_agent()
+    checkpoint.save(run / checkpoint.CHECKPOINT_FILE, {
+        "preset": "tiny",
+        "config": config_to_dict(agent.cfg),
+        "model": agent.state_dict(),
+        "counters": {"env_steps": 4321, "updates": 7, "episodes": 3, "time": 1.0},
+    })
+    return run
+
+
+def test_cli_export_with_check(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "agent.onnx"
+    result = CliRunner().invoke(export_cmd, [str(run_dir), "-o", str(out), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output
+    agent = OnnxAgent(out)
+    assert (agent.preset, agent.train_step) == ("tiny", 4321)
+    cfg = make_config("tiny").model
+    assert agent.deter_size == cfg.deter and agent.stoch_size == cfg.stoch * cfg.classes
+    assert agent.obs_layout == list(OBS_LAYOUT) and len(OBS_LAYOUT) == 18
+    assert agent.action_layout == list(ACTION_LAYOUT)
+    assert json.loads(agent.metadata["initial_state"]) == {"kind": "zeros"}
+    assert "torchscript" in agent.exporter_version
+    assert [p.name for p in tmp_path.iterdir()] == ["agent.onnx"]  # no temporary file left
+
+
+def test_check_fails_on_a_different_agent(run_dir: Path, tmp_path: Path) -> None:
+    loaded = load_checkpoint_agent(run_dir)
+    out = tmp_path / "agent.onnx"
+    export_agent(loaded.agent, out, preset=loaded.preset, train_step=loaded.train_step)
+    with torch.no_grad():
+        for param in loaded.agent.actor.parameters():
+            param.add_(0.05)
+    report = check_export(loaded.agent, out, games=1, seed=3)
+    assert not report.ok and report.steps >= 250
+    assert report.max_action_diff > 1e-3
+
+
+def test_batch_graph_matches_torch_policy_step(tmp_path: Path) -> None:
+    agent = make_agent(seed=1)
+    out = tmp_path / "agent.onnx"
+    export_agent(agent, out, preset="tiny", train_step=0)
+    onnx_agent = OnnxAgent(out)
+    rng = np.random.default_rng(0)
+    batch = 5
+    onnx_agent.reset_batch(batch)
+    state = agent.initial_state(batch)
+    prev = torch.zeros(batch, 4)
+    for t in range(20):
+        obs = rng.normal(scale=2.0, size=(batch, 18))
+        first = torch.full((batch,), t == 0)
+        action, state = agent.policy_step(torch.as_tensor(obs, dtype=torch.float32), prev, state, first,
+                                          deterministic=True)
+        prev = action
+        np.testing.assert_allclose(onnx_agent.act_batch(obs), action.numpy(), atol=1e-5)
+
+
+class NormStep(torch.nn.Module):
+    """An RMSNorm on the observation, shaped like an acting step for `_export_torchscript`."""
+
+    def __init__(self, eps: float | None) -> None:
+        super().__init__()
+        self.norm = torch.nn.RMSNorm(18, eps=eps)
+        with torch.no_grad():
+            self.norm.weight.copy_(torch.linspace(0.5, 2.0, 18))
+
+    def forward(self, obs: torch.Tensor, prev_action: torch.Tensor, state: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.norm(obs), state + prev_action.sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("eps", [None, 1e-3])
+def test_rms_norm_rule(opset: int, eps: float | None) -> None:
+    import onnxruntime as ort
+
+    step = NormStep(eps)
+    obs = torch.randn(3, 18) * 1e-3  # small inputs, where eps matters
+    args = (obs, torch.zeros(3, 4), torch.zeros(3, 2))
+    session = ort.InferenceSession(_export_torchscript(step, args, opset), providers=["CPUExecutionProvider"])
+    got, _ = session.run(None, {"obs": obs.numpy(), "prev_action": args[1].numpy(), "state": args[2].numpy()})
+    np.testing.assert_allclose(got, step.norm(obs).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_arguments(run_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "agent.onnx"
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    result = runner.invoke(export_cmd, [str(junk), "-o", str(out)])
+    assert result.exit_code != 0 and "not a readable checkpoint" in result.output
+    result = runner.invoke(export_cmd, [str(run_dir), "-o", str(out), "--opset", "9"])
+    assert result.exit_code != 0 and "choose 14 to 20" in result.output
+    assert not out.exists()
+    agent = make_agent()
+    with pytest.raises(ValueError, match="choices: torchscript, dynamo"):
+        export_agent(agent, out, preset="tiny", train_step=0, exporter="jit")
+    if importlib.util.find_spec("onnxscript") is None:
+        with pytest.raises(ValueError, match="onnxscript"):
+            export_agent(agent, out, preset="tiny", train_step=0, exporter="dynamo")
+    export_agent(agent, out, preset="tiny", train_step=0)
+    with pytest.raises(ValueError, match="unknown opponent"):
+        check_export(agent, out, opponent="nobody")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxscript") is None, reason="the dynamo exporter needs onnxscript")
+def test_dynamo_exporter(tmp_path: Path) -> None:
+    agent = make_agent(seed=2)
+    out = tmp_path / "agent.onnx"
+    export_agent(agent, out, preset="tiny", train_step=0, exporter="dynamo")
+    report = check_export(agent, out, games=1)
+    assert report.ok, report
