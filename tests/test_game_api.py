@@ -284,6 +284,8 @@ def test_basic_opponent_plays_both_sides() -> None:
         obs, *_ = env.step(np.hstack([a1, a2]))
     assert phase < p1.phase < phase + 50 * 0.2
     assert BasicOpponent(keep_mode=False).act(obs[:16]).shape == (3,)
+    with pytest.raises(ValueError, match="18 values"):
+        p1.act(obs[:16])
 
 
 def test_load_game() -> None:

@@ -21,6 +21,9 @@ _KD = 0.5
 def scripted_action(obs: np.ndarray | list[float], phase: float, weak: bool, keep_mode: bool) -> np.ndarray:
     """The opponent's action for its own (player-1 frame) observation at a given phase."""
     o = obs.tolist() if isinstance(obs, np.ndarray) else list(obs)
+    needed = 18 if keep_mode else 16
+    if len(o) < needed:
+        raise ValueError(f"the opponent needs an observation of {needed} values, got {len(o)}")
     px, py, pa = o[0], o[1], o[2]
     vx, vy, va = o[3], o[4], o[5]
     puck_x, puck_y, puck_vx, puck_vy = o[12], o[13], o[14], o[15]
