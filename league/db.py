@@ -167,7 +167,10 @@ class LeagueDB:
         try:
             self._check_version()
             self._write(self._create_schema)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            # WAL lets readers and one writer work at once; NORMAL sync is safe in WAL
+            # (a crash of the process loses nothing committed)
+            self._retry(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
         except BaseException:
             self._conn.close()
@@ -209,26 +212,30 @@ class LeagueDB:
         if conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
-    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in one IMMEDIATE transaction, retrying when another writer holds the lock."""
+    @staticmethod
+    def _retry(call: Callable[[], T]) -> T:
+        """Call again with backoff while SQLite reports the database busy (beyond its own timeout)."""
         delay = 0.01
         for attempt in range(WRITE_RETRIES):
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                return call()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
-                continue
-            try:
-                result = work(self._conn)
-                self._conn.execute("COMMIT")
-                return result
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
         raise AssertionError("unreachable: the last attempt either returns or raises")
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in one IMMEDIATE transaction, retrying when another writer holds the lock."""
+        self._retry(lambda: self._conn.execute("BEGIN IMMEDIATE"))
+        try:
+            result = work(self._conn)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return result
 
     # -- members ----------------------------------------------------------------
 
