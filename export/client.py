@@ -27,6 +27,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 from twisted.internet import defer, protocol
+from twisted.internet.error import ReactorNotRunning
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
@@ -489,16 +490,21 @@ class TournamentClient:
 
         def finished(code: int) -> None:
             codes.append(code)
-            if self._reactor.running:
+            try:
                 self._reactor.stop()
+            except ReactorNotRunning:  # already stopping (a signal) or stopped
+                pass
+
+        def shutting_down() -> None:
+            if not codes:  # stopped on a signal (Ctrl-C, docker stop), not by us
+                self._stopping = True
+                self._say("stopped", "yellow")
 
         self.done.addCallback(finished)
+        self._reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
         self._reactor.callWhenRunning(self.connect)
         self._reactor.run()
-        if not codes:  # the reactor stopped on a signal (Ctrl-C, docker stop)
-            self._stopping = True
-            self._say("stopped", "yellow")
-            self._finish(EXIT_OK)
+        self._finish(EXIT_OK)  # no-op unless a signal stopped the reactor
         self.console.print(self.summary_table())
         self.log.close()
-        return codes[0] if codes else EXIT_OK
+        return codes[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -244,3 +245,21 @@ def test_read_tokens(tmp_path: Path) -> None:
     path.write_text("# nothing\n")
     with pytest.raises(ValueError, match="no tokens"):
         read_tokens(path)
+
+
+def test_ctrl_c_stops_cleanly(tmp_path: Path, agent_file: Path) -> None:
+    port = free_port()
+    server = start_server(port, tmp_path / "server.jsonl")
+    log = tmp_path / "client.jsonl"
+    client = start_client(port, TOKEN, log, str(agent_file))
+    try:
+        wait_for(lambda: events(log, "accepted"))
+        client.send_signal(signal.SIGINT)
+        code, out = finish(client, timeout=30)
+    finally:
+        server.terminate()
+        finish(server)
+    assert code == 0, out
+    assert "stopped" in out and "tournament client" in out  # the summary table
+    (last,) = events(log, "finished")
+    assert last["exit_code"] == 0 and last["games"] == 0
