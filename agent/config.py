@@ -107,6 +107,8 @@ class TrainConfig:
     pfsp: str = "squared"  # 'squared' | 'variance'
     latest_share: float = 0.5
     scripted_share: float = 0.2
+    league_dir: str = ""  # self-play league; empty: <run dir>/league
+    snapshot_games: int = 2  # games per pair when a new snapshot is rated
 
 
 @dataclass

@@ -20,6 +20,8 @@ import numpy as np
 
 METRICS_FILE = "metrics.jsonl"
 
+ROW_KINDS = ("episode", "eval", "league")
+
 
 def _jsonable(value: Any) -> Any:
     """Floats (NaN/inf become strings "nan"/"inf": valid JSON that diagnose reads back)."""
@@ -118,9 +120,9 @@ class MetricsLogger:
         self._sums, self._count = {}, 0
 
     def log_row(self, kind: str, step: int, update: int, time_s: float, values: dict[str, Any]) -> None:
-        """An episode or evaluation row, written at once."""
-        if kind not in ("episode", "eval"):
-            raise ValueError(f"unknown row kind {kind!r}; choose episode or eval")
+        """An episode, evaluation or league (self-play snapshot) row, written at once."""
+        if kind not in ROW_KINDS:
+            raise ValueError(f"unknown row kind {kind!r}; choices: {', '.join(ROW_KINDS)}")
         row = {"kind": kind, "step": step, "update": update, "time": time_s}
         row.update({k: _jsonable(v) for k, v in values.items()})
         self._write(row, step)
