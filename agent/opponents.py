@@ -163,17 +163,26 @@ class Shooter:
         return _chase(obs)
 
 
-class Keeper:
-    """Goal keeper: guards the line from its goal to the puck, clears what it safely can.
+def _fold(y: float, limit: float) -> float:
+    """Where a puck moving freely to height y ends up after bouncing between walls at +-limit."""
+    span = 2 * limit
+    y = (y + limit) % (2 * span)
+    return (y if y <= span else 2 * span - y) - limit
 
-    Its home is a spot a fixed distance in front of its own goal on the segment towards
-    the puck, so a straight shot has to go through it, racket facing the puck. It
-    leaves home only for a puck in its own half that is not coming at the goal fast;
-    a caught puck is shot quickly (less patience than the shooter) at the other goal.
+
+class Keeper:
+    """Goal keeper: guards its goal, blocks shots, clears what it safely can.
+
+    At home it stands a fixed distance in front of its goal on the segment towards the
+    puck, racket facing the puck. A shot coming at its goal is met where its path
+    (with wall bounces) crosses the keeper's line, instead. It leaves home only for a
+    puck in its own half that is not coming at the goal fast; a caught puck is shot
+    quickly (less patience than the shooter) at the other goal.
     """
 
     GUARD = 0.9  # distance of the home spot from the goal centre
     THREAT_VX = -1.5  # a puck faster than this towards the goal is blocked, not chased
+    WALL_Y = 3.1  # the puck centre's reach in y (wall minus puck radius)
 
     def __init__(self, keep_mode: bool = True) -> None:
         self._keep_mode = keep_mode
@@ -184,13 +193,18 @@ class Keeper:
     def act(self, obs: np.ndarray) -> np.ndarray:
         if self._keep_mode and obs[16] > 0:
             return _carry_and_shoot(obs, patience=9)
-        px, py, pvx = obs[12], obs[13], obs[14]
+        px, py, pvx, pvy = obs[12], obs[13], obs[14], obs[15]
         if px < REACH_X and pvx > self.THREAT_VX:
             return _chase(obs)
         pos, vel = obs[0:3], obs[3:6]
-        to_puck = np.array([px + GOAL_X, py])
-        dist = float(np.hypot(*to_puck))
-        spot = np.array([-GOAL_X, 0.0]) + to_puck / max(dist, 1e-6) * min(self.GUARD, max(dist - 0.3, 0.3))
+        if pvx < self.THREAT_VX and px > pos[0]:
+            line_x = -GOAL_X + self.GUARD
+            cross_y = _fold(py + pvy * (line_x - px) / pvx, self.WALL_Y)
+            spot = np.array([line_x, float(np.clip(cross_y, -GOAL_HALF - 0.2, GOAL_HALF + 0.2))])
+        else:
+            to_puck = np.array([px + GOAL_X, py])
+            dist = float(np.hypot(*to_puck))
+            spot = np.array([-GOAL_X, 0.0]) + to_puck / max(dist, 1e-6) * min(self.GUARD, max(dist - 0.3, 0.3))
         target = np.array([spot[0], spot[1], _angle_to(pos[0], pos[1], px, py)])
         move = _pd(target, pos, vel, np.array([6.0, 6.0, 3.0]), np.array([0.6, 0.6, 0.3]))
         return np.append(move, 0.0)

@@ -119,3 +119,11 @@ def test_new_players_beat_the_still_player() -> None:
     for name in ("shooter", "keeper"):
         result = play_game(make_scripted(name, seed=0), make_scripted("still"), seed=0)
         assert result.score1 > result.score2, name
+
+
+def test_keeper_meets_a_shot_where_it_crosses_its_line_after_bounces() -> None:
+    keeper = make_scripted("keeper")
+    # a shot from the centre rising towards the upper post: move up to meet it
+    assert keeper.act(_obs(own=(-3.35, 0.0, 0.0), puck=(0.0, 0.0), puck_v=(-20.0, 3.0)))[1] > 0.5
+    # a steep shot upwards bounces off the top wall and comes in low: move down
+    assert keeper.act(_obs(own=(-3.35, 0.0, 0.0), puck=(0.0, 2.5), puck_v=(-10.0, 14.0)))[1] < -0.5
