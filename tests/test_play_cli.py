@@ -57,6 +57,16 @@ def test_bad_arguments_are_usage_errors(args, message) -> None:
     assert message in result.output
 
 
+def test_a_missing_reference_game_is_a_usage_error() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("hockey") is not None:
+        pytest.skip("the reference hockey package is installed here")
+    result = _play("weak", "still", "--game", "reference")
+    assert result.exit_code == 2
+    assert "not installed" in result.output
+
+
 def test_load_player_resolves_each_kind(tmp_path, monkeypatch) -> None:
     import sys
     import types

@@ -90,8 +90,13 @@ def play(
     from rich.progress import Progress
     from rich.table import Table
 
+    from agent.game import load_game
     from agent.match import play_game
 
+    try:
+        load_game(game)
+    except ImportError as exc:
+        raise click.BadParameter(str(exc), param_hint="--game") from exc
     a = _load(player_a, "A", None if seed is None else seed)
     b = _load(player_b, "B", None if seed is None else seed + 1)
     wins = draws = losses = rounds_a = rounds_b = steps = 0
