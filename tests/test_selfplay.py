@@ -1,0 +1,83 @@
+"""Self-play end to end: tiny training leaves rated ONNX snapshots in the league database."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from agent.config import make_config
+from agent.dreamer.agent import DreamerAgent
+from agent.opponents import SCRIPTED
+from league.db import LeagueDB
+from selfplay.loop import SELF, LeagueSampler, run_selfplay
+
+torch.set_num_threads(1)
+
+TINY_SELFPLAY = [
+    "train.steps=480", "train.prefill=120", "train.snapshot_every=160", "train.snapshot_games=1",
+    "train.eval_every=0", "train.checkpoint_every=0", "train.envs=4", "train.train_ratio=16",
+    "train.log_every=5", "train.device=cpu",
+]
+
+
+@pytest.mark.slow
+def test_selfplay_end_to_end(tmp_path):
+    cfg = make_config("tiny", TINY_SELFPLAY)
+    result = run_selfplay(cfg, tmp_path / "run", preset="tiny", progress=False)
+
+    assert result["env_steps"] == 480 and not result["interrupted"]
+    assert (tmp_path / "run" / "agent.onnx").is_file()
+    with LeagueDB(tmp_path / "run" / "league") as db:
+        members = {m.name: m for m in db.members()}
+        snapshots = sorted((m for m in members.values() if m.kind == "snapshot"), key=lambda m: m.step)
+        assert [m.step for m in snapshots] == [160, 320, 480]
+        assert all(m.parent_run == "run" for m in snapshots)
+        assert set(SCRIPTED) <= set(members)
+        games = db.games()
+        for snap in snapshots:  # every snapshot played every other member once
+            opponents = {g.player2 if g.player1 == snap.name else g.player1
+                         for g in games if snap.name in (g.player1, g.player2)}
+            assert opponents == set(members) - {snap.name}
+        rated = {(r.kind, r.member) for r in db.rating_history()}
+        for kind in ("elo", "bt", "openskill"):
+            assert all((kind, s.name) in rated for s in snapshots)
+    # the learner met league opponents, and logged the snapshot rows
+    import json
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    league_rows = [r for r in rows if r["kind"] == "league"]
+    assert [r["step"] for r in league_rows] == [160, 320, 480]
+    assert all("league/bt" in r and f"pfsp/{SELF}" in r for r in league_rows)
+
+
+def test_sampler_draws_by_pfsp_and_restores(tmp_path):
+    cfg = make_config("tiny", ["train.latest_share=0.25", "train.scripted_share=0.75"])
+    sampler = LeagueSampler(cfg, tmp_path / "league")
+    learner = SimpleNamespace(agent=DreamerAgent(cfg))
+    sampler.bind(learner)
+    for _ in range(30):  # the learner always beats 'still', always loses to 'strong'
+        sampler.report("still", 1)
+        sampler.report("strong", -1)
+    probs = sampler.probabilities()
+    assert probs[SELF] == pytest.approx(0.25)
+    assert probs["strong"] > probs["weak"] > probs["still"]
+    names = [sampler.sample(0)[0] for _ in range(2000)]
+    assert abs(names.count("strong") / 2000 - probs["strong"]) < 0.04
+
+    state = sampler.state_dict()
+    again = LeagueSampler(cfg, tmp_path / "league")
+    again.load_state_dict(state)
+    again.bind(learner)
+    assert again.probabilities() == probs
+    assert [again.sample(1)[0] for _ in range(50)] == [sampler.sample(1)[0] for _ in range(50)]
+    # one instance per opponent and game slot (recurrent state), each playing valid actions
+    seen = {}
+    for _ in range(40):
+        name, player = sampler.sample(3)
+        assert seen.setdefault(name, player) is player
+        player.reset()
+        action = player.act(np.zeros(18))
+        assert action.shape == (4,) and np.all(np.abs(action) <= 1)
+    assert SELF in seen and len(seen) > 2
