@@ -41,6 +41,14 @@ def test_render_writes_a_gif(tmp_path) -> None:
     assert frames.ndim == 4 and frames.shape[0] >= 4 and frames.shape[-1] in (3, 4)
 
 
+def test_render_writes_an_mp4_with_ffmpeg(tmp_path) -> None:
+    pytest.importorskip("imageio_ffmpeg")
+    out = tmp_path / "game.mp4"
+    result = _play("shooter", "keeper", "--games", "1", "--mode", "shooting", "--render", str(out), "--render-stride", "10")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 1000
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -25,7 +25,7 @@ class _FrameWriter:
             if path.suffix.lower() == ".gif":
                 self._writer = imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)
             else:
-                self._writer = imageio.get_writer(path, fps=fps)
+                self._writer = imageio.get_writer(path, fps=fps, macro_block_size=8)  # 600 x 480 as is
         except (ImportError, ValueError, RuntimeError) as exc:
             raise click.ClickException(
                 f"cannot write {path}: {exc}. MP4 needs an ffmpeg backend: pip install imageio-ffmpeg"
@@ -81,7 +81,8 @@ def play(
     render_stride: int,
     game: str,
 ) -> None:
-    """Play GAMES tournament games (4 rounds each) between A and B; A is player 1.
+    """Play GAMES tournament games (4 rounds each) between A and B; A is player 1
+    (player 2 in every second game with --swap-sides).
 
     A and B are scripted names (still, random, weak, strong, shooter, keeper), an
     exported .onnx file, or a run directory / checkpoint.
