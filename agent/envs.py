@@ -107,7 +107,7 @@ class HockeyLearnerEnv(gym.Env):
         self.side = side
         self.reward_config = reward
         self.render_mode = render_mode
-        self.opponent = _as_opponent(opponent, seed)
+        self.set_opponent(opponent, seed)
         self.game = make_env(game, self.mode)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(18,), dtype=np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
@@ -122,13 +122,21 @@ class HockeyLearnerEnv(gym.Env):
         """'p1' or 'p2' in the current episode."""
         return "p2" if self._learner_p2 else "p1"
 
-    def set_opponent(self, opponent: OpponentSpec) -> None:
-        """Change the opponent; takes effect at once (use between episodes)."""
-        self.opponent = _as_opponent(opponent, None)
+    def set_opponent(self, opponent: OpponentSpec, seed: int | None = None) -> None:
+        """Change the opponent; takes effect at once (use between episodes).
+
+        A scripted name is remembered, so `reset(seed=...)` can rebuild the player with
+        a seed drawn from the env's generator and replay the same episode (exactly when
+        the keep counters match: the game carries them over from the previous round).
+        """
+        self._opponent_name = opponent if isinstance(opponent, str) else None
+        self.opponent = _as_opponent(opponent, seed)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         rng = self.np_random
+        if seed is not None and self._opponent_name is not None:
+            self.opponent = make_scripted(self._opponent_name, seed=int(rng.integers(2**31)))
         self._learner_p2 = self.side == "p2" or (self.side == "random" and bool(rng.integers(2)))
         obs1, _ = self.game.reset(one_starting=bool(rng.integers(2)), seed=int(rng.integers(2**31)))
         obs2 = self.game.obs_agent_two()

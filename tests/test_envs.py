@@ -174,3 +174,19 @@ def test_vector_same_seed_same_data() -> None:
         return np.stack(rows)
 
     np.testing.assert_array_equal(run(), run())
+
+
+def test_gymnasium_env_checker_passes_and_reset_seed_replays_the_episode() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    with pytest.warns(UserWarning):  # the checker warns about the unbounded observation box
+        check_env(HockeyLearnerEnv(opponent="weak", seed=0), skip_render_check=True)
+
+    def episode() -> np.ndarray:
+        # a fresh env each time: the game carries the keep counters over between rounds
+        env = HockeyLearnerEnv(opponent="strong")
+        rows = [env.reset(seed=3)[0]]
+        rows += [env.step(np.full(4, 0.5))[0] for _ in range(40)]
+        return np.stack(rows)
+
+    np.testing.assert_array_equal(episode(), episode())
