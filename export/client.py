@@ -184,6 +184,8 @@ class ClientProtocol(amp.AMP):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)  # one small answer per step: never wait to batch
         self.client.connected(self)
 
     def connectionLost(self, reason: Failure) -> None:

@@ -90,6 +90,8 @@ class ServerProtocol(amp.AMP):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)  # one small call per step: never wait to batch
         self.connected = True
         self.server.client_connected(self)
 
