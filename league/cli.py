@@ -92,13 +92,13 @@ def eval_cmd(
         _print_table(league_dir)
 
 
-def _print_table(league_dir: str) -> None:
+def _print_table(league_dir: str, elo_k: float = 16.0) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from league.report import leaderboard
 
-    rows = leaderboard(league_dir)
+    rows = leaderboard(league_dir, elo_k=elo_k)
     table = Table(title=f"league {league_dir}")
     for header in ("#", "member", "kind", "Bradley-Terry [95%]", "Elo", "OpenSkill mu-3s", "games", "W/D/L"):
         table.add_column(header, justify="left" if header in ("member", "kind") else "right")
@@ -116,10 +116,16 @@ def _print_table(league_dir: str) -> None:
 @LEAGUE_OPTION
 @click.option("--plot", "plot_prefix", default=None, metavar="PREFIX",
               help="Also write PREFIX_ratings.png (Bradley-Terry over time) and PREFIX_h2h.png (win rates).")
-def show(league_dir: str, plot_prefix: str | None) -> None:
-    """Print the leaderboard: Bradley-Terry with 95% interval, Elo, OpenSkill, games, W/D/L."""
+@click.option("--elo-k", type=click.FloatRange(min=0.0, min_open=True), default=16.0, show_default=True,
+              help="K factor of the online Elo column.")
+def show(league_dir: str, plot_prefix: str | None, elo_k: float) -> None:
+    """Print the leaderboard: Bradley-Terry with 95% interval, Elo, OpenSkill, games, W/D/L.
+
+    Bradley-Terry and Elo are on the Elo scale with the scripted `weak` at 1000;
+    OpenSkill is the comprl server's Plackett-Luce rating as mu - 3 sigma.
+    """
     try:
-        _print_table(league_dir)
+        _print_table(league_dir, elo_k)
         if plot_prefix:
             from league.report import plot
 

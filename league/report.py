@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from league.db import LeagueDB, RatingRow
-from league.ratings import Game, bradley_terry, elo, openskill, outcome
+from league.ratings import ELO_K, Game, bradley_terry, elo, openskill, outcome
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def _record(games: Sequence[Game], name: str) -> tuple[int, int, int]:
     return w, d, l
 
 
-def leaderboard(league_dir: str | Path, n_boot: int = 200) -> list[LeaderRow]:
+def leaderboard(league_dir: str | Path, n_boot: int = 200, elo_k: float = ELO_K) -> list[LeaderRow]:
     """Every member with its current ratings, best Bradley-Terry rating first.
 
     Members without games (rated by the prior alone) come last.
@@ -51,7 +51,7 @@ def leaderboard(league_dir: str | Path, n_boot: int = 200) -> list[LeaderRow]:
         games = db.games()
     names = [m.name for m in members]
     bt = bradley_terry(games, names, n_boot=n_boot).as_dict()
-    el = elo(games, names)
+    el = elo(games, names, k=elo_k)
     skill = openskill(games, names)
     rows = []
     for m in members:

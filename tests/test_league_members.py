@@ -1,0 +1,107 @@
+"""League members: kinds, adding an ONNX agent through the CLI, and playing it in the league."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from league.db import LeagueDB
+from league.members import LeagueError, Member, file_member, load_policy, scripted_members
+from league.runner import _policy
+
+
+def _onnx_agent(path: Path) -> Path:
+    """A tiny recurrent graph that follows the export contract (docs/ARCHITECTURE.md)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(18, 4)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.normal(size=(18, 2)).astype(np.float32), "u"),
+        numpy_helper.from_array(np.array(-1.0, dtype=np.float32), "lo"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "hi"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["obs", "w"], ["a"]),
+        helper.make_node("Add", ["a", "prev_action"], ["b"]),
+        helper.make_node("Clip", ["b", "lo", "hi"], ["action"]),
+        helper.make_node("MatMul", ["obs", "u"], ["c"]),
+        helper.make_node("Add", ["c", "state"], ["d"]),
+        helper.make_node("Tanh", ["d"], ["next_state"]),
+    ]
+    io = lambda name, size: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", size])  # noqa: E731
+    graph = helper.make_graph(
+        nodes, "member", [io("obs", 18), io("prev_action", 4), io("state", 2)], [io("action", 4), io("next_state", 2)], inits
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {
+        "hockey_agent.format": "1", "exporter_version": "test", "preset": "tiny", "train_step": "50",
+        "obs_layout": json.dumps([f"o{i}" for i in range(18)]),
+        "action_layout": json.dumps(["x", "y", "torque", "shoot"]),
+        "state_size": "2", "deter_size": "1", "stoch_size": "1", "initial_state": json.dumps({"kind": "zeros"}),
+    })
+    onnx.save(model, path)
+    return path
+
+
+def test_member_rows_are_checked() -> None:
+    with pytest.raises(LeagueError, match="unknown member kind 'bot'; choices: scripted, snapshot, external"):
+        Member("x", "bot", path="/x")
+    with pytest.raises(LeagueError, match="scripted members have no path"):
+        Member("x", "external")
+    with pytest.raises(LeagueError, match="non-empty"):
+        Member(" x", "scripted")
+    names = [m.name for m in scripted_members()]
+    from agent.opponents import SCRIPTED
+
+    assert names == list(SCRIPTED)
+
+
+def test_add_an_onnx_agent_and_play_it(tmp_path: Path) -> None:
+    from agent.cli import main
+
+    agent = _onnx_agent(tmp_path / "agent.onnx")
+    league = tmp_path / "league"
+    runner = CliRunner()
+    result = runner.invoke(main, ["league", "add", "mine", str(agent), "--league", str(league), "--kind", "snapshot",
+                                  "--parent-run", "run1", "--step", "50"])
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(main, ["league", "add", "mine", str(agent), "--league", str(league)])
+    assert again.exit_code == 1 and "'mine' already exists" in again.output
+    with LeagueDB(league) as db:
+        mine = db.member("mine")
+        assert {m.name for m in db.members()} >= {"mine", "weak", "still"}
+    assert (mine.kind, mine.path, mine.parent_run, mine.step) == ("snapshot", str(agent.resolve()), "run1", 50)
+
+    result = runner.invoke(main, ["league", "eval", "--league", str(league), "--members", "mine,weak",
+                                  "--games-per-pair", "2", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "played 2 matches" in result.output
+    with LeagueDB(league) as db:
+        assert {(m.player1, m.player2) for m in db.matches()} == {("mine", "weak"), ("weak", "mine")}
+
+
+def test_file_member_refuses_what_does_not_act(tmp_path: Path) -> None:
+    with pytest.raises(LeagueError, match="no such file"):
+        file_member("x", tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("garbage")
+    with pytest.raises(LeagueError, match="does not load as a player"):
+        file_member("x", bad)
+
+
+def test_workers_load_a_learned_member_once_and_scripted_ones_per_game(tmp_path: Path) -> None:
+    agent = _onnx_agent(tmp_path / "agent.onnx")
+    member = file_member("mine", agent)
+    assert _policy(member, seed=1) is _policy(member, seed=2)
+    weak = Member("weak", "scripted")
+    assert _policy(weak, seed=1) is not _policy(weak, seed=1)
+    a, b = load_policy(weak, seed=3), load_policy(weak, seed=3)
+    obs = np.zeros(18)
+    assert all(np.array_equal(a.act(obs), b.act(obs)) for _ in range(5))
