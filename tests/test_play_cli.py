@@ -22,13 +22,27 @@ def test_play_tabulates_the_games() -> None:
     assert "games" in result.output and "A wins" in result.output
     assert "0:0" in result.output  # two still players never score
     # the row: 2 games, 0 wins, 2 draws, 0 losses
-    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.output.splitlines() if "│" in line]
-    assert rows[0][:5] == ["2", "0", "2", "0", "0:0"]
+    assert _row(result.output)[:5] == ["2", "0", "2", "0", "0:0"]
+
+
+def _row(output: str) -> list[str]:
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in output.splitlines() if "│" in line][0]
 
 
 def test_swap_sides_counts_from_a_side() -> None:
-    result = _play("shooter", "still", "--games", "2", "--seed", "1", "--mode", "shooting", "--swap-sides")
+    from agent.match import play_game
+    from agent.opponents import make_scripted
+
+    result = _play("shooter", "weak", "--games", "2", "--seed", "5", "--swap-sides")
     assert result.exit_code == 0, result.output
+    a, b = make_scripted("shooter"), make_scripted("weak", seed=6)  # the command seeds B with seed + 1
+    first = play_game(a, b, seed=5)
+    second = play_game(b, a, seed=6)
+    rounds_a, rounds_b = first.score1 + second.score2, first.score2 + second.score1
+    outcomes = [first.winner, -second.winner]
+    row = _row(result.output)
+    assert row[1:5] == [str(outcomes.count(1)), str(outcomes.count(0)), str(outcomes.count(-1)), f"{rounds_a}:{rounds_b}"]
+    assert row[6] == str(first.steps + second.steps)
 
 
 def test_render_writes_a_gif(tmp_path) -> None:
