@@ -35,6 +35,10 @@ class ModelConfig:
     rec_scale: float = 1.0
     rew_scale: float = 1.0
     con_scale: float = 1.0
+    # matmul precision of the update's forward passes: 'float32', or 'bfloat16' autocast
+    # (as the official code computes; parameters, the GRU state and every
+    # distribution stay float32). Acting is always float32.
+    compute_dtype: str = "float32"
 
 
 @dataclass
@@ -123,6 +127,7 @@ class Config:
 
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("model", "compute_dtype"): ("float32", "bfloat16"),
     ("actor", "dist"): ("bounded_normal", "tanh_normal"),
     ("actor", "eta_schedule"): ("constant", "linear", "exp"),
     ("train", "reward"): ("sparse", "shaped", "mix"),

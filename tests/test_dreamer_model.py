@@ -97,10 +97,11 @@ def test_config_json_round_trip_is_strict(tmp_path):
 
 # ---- update ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("dist", ["bounded_normal", "tanh_normal"])
-def test_update_returns_every_metric_finite(dist):
+@pytest.mark.parametrize("dist, dtype", [("bounded_normal", "float32"), ("tanh_normal", "float32"),
+                                         ("bounded_normal", "bfloat16")])
+def test_update_returns_every_metric_finite(dist, dtype):
     torch.manual_seed(0)
-    cfg = tiny_config(f"actor.dist={dist}")
+    cfg = tiny_config(f"actor.dist={dist}", f"model.compute_dtype={dtype}")
     agent = DreamerAgent(cfg)
     before = [p.detach().clone() for p in agent.parameters()]
     metrics = agent.update(random_batch(cfg))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from agent.config import Config
 from agent.dreamer.behavior import behavior_losses, eta_at, imagine
@@ -157,30 +158,36 @@ class DreamerAgent(nn.Module):
         # world model: action_{t-1} is the previous action, zero where the episode starts
         prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
         prev_action = prev_action * (~is_first).unsqueeze(-1).float()
-        wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen)
-        self.wm_opt.zero_grad(set_to_none=True)
-        wm_out.loss.backward()
-        wm_grad = nn.utils.clip_grad_norm_(self.wm.parameters(), cfg.optim.wm_clip)
-        self.wm_opt.step()
+        autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.model.compute_dtype == "bfloat16")
+        with record_function("dreamer/wm_loss"), autocast:
+            wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen)
+        with record_function("dreamer/wm_backward"):
+            self.wm_opt.zero_grad(set_to_none=True)
+            wm_out.loss.backward()
+            wm_grad = nn.utils.clip_grad_norm_(self.wm.parameters(), cfg.optim.wm_clip)
+            self.wm_opt.step()
 
         # actor and critic in imagination from every posterior state
         start_deter = wm_out.deter.flatten(0, 1)
         start_stoch = wm_out.stoch.flatten(0, 1)
         start_cont = (~is_terminal).flatten().float()
-        imag = imagine(self.wm, self.actor, start_deter, start_stoch, cfg.actor.horizon, gen)
+        with record_function("dreamer/imagine"), autocast:
+            imag = imagine(self.wm, self.actor, start_deter, start_stoch, cfg.actor.horizon, gen)
         eta = eta_at(cfg.actor, int(self.updates))
-        beh = behavior_losses(self.wm, self.actor, self.critic, self.slow_critic, self.retnorm, imag,
-                              start_cont, cfg.actor, cfg.critic, eta, gen)
-        self.actor_opt.zero_grad(set_to_none=True)
-        self.critic_opt.zero_grad(set_to_none=True)
-        (beh.actor_loss + beh.critic_loss).backward()  # disjoint parameters
-        actor_grad = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.optim.actor_clip)
-        critic_grad = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.optim.critic_clip)
-        self.actor_opt.step()
-        self.critic_opt.step()
-        with torch.no_grad():
-            for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
-                slow.lerp_(fast, cfg.critic.slow_rate)
+        with record_function("dreamer/ac_loss"), autocast:
+            beh = behavior_losses(self.wm, self.actor, self.critic, self.slow_critic, self.retnorm, imag,
+                                  start_cont, cfg.actor, cfg.critic, eta, gen)
+        with record_function("dreamer/ac_backward"):
+            self.actor_opt.zero_grad(set_to_none=True)
+            self.critic_opt.zero_grad(set_to_none=True)
+            (beh.actor_loss + beh.critic_loss).backward()  # disjoint parameters
+            actor_grad = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.optim.actor_clip)
+            critic_grad = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.optim.critic_clip)
+            self.actor_opt.step()
+            self.critic_opt.step()
+            with torch.no_grad():
+                for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+                    slow.lerp_(fast, cfg.critic.slow_rate)
         self.updates += 1
 
         scalars: dict[str, Tensor] = {"wm/loss": wm_out.loss.detach()}

@@ -92,7 +92,7 @@ def behavior_losses(wm: WorldModel, actor: Actor, critic: TwoHotHead, slow_criti
     feat = imag.feat
     with torch.no_grad():
         reward = twohot_mean(torch.softmax(wm.reward(feat), -1), bins)
-        cont = torch.sigmoid(wm.cont(feat).squeeze(-1))
+        cont = torch.sigmoid(wm.cont(feat).float().squeeze(-1))
         cont = torch.cat([start_cont.unsqueeze(0), cont[1:]], 0)
         weight = torch.cumprod(gamma * cont, 0) / gamma  # [H+1, N]
         slow_value = twohot_mean(torch.softmax(slow_critic(feat[:-1]), -1), bins)

@@ -16,8 +16,12 @@ NORM_EPS = 1e-4
 
 
 class RMSNorm(nn.Module):
-    """x / sqrt(mean(x^2) + eps) * scale, written out so the legacy ONNX exporter
-    handles it (torch's fused rms_norm needs opset 23)."""
+    """x / sqrt(mean(x^2) + eps) * scale.
+
+    torch's fused kernel when running (several times faster without autograd), the
+    formula written out while exporting: the ONNX exporter maps rms_norm only from
+    opset 23 on.
+    """
 
     def __init__(self, size: int, eps: float = NORM_EPS):
         super().__init__()
@@ -25,7 +29,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(size))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps) * self.weight
+        if torch.onnx.is_in_onnx_export():
+            return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps) * self.weight
+        return nn.functional.rms_norm(x, self.weight.shape, self.weight.to(x.dtype), self.eps)
 
 
 class NormLinear(nn.Module):
@@ -84,7 +90,7 @@ def zero_linear(inp: int, out: int) -> nn.Linear:
 
 def unimix_probs(logits: Tensor, unimix: float) -> Tensor:
     """(1 - unimix) softmax(logits) + unimix / C, so every class keeps >= unimix / C."""
-    probs = torch.softmax(logits, -1)
+    probs = torch.softmax(logits.float(), -1)
     return (1.0 - unimix) * probs + unimix / logits.shape[-1]
 
 
@@ -199,7 +205,7 @@ class Actor(nn.Module):
             self.out.bias.zero_()
 
     def forward(self, feat: Tensor) -> ActionDist:
-        m, s = self.out(self.mlp(feat)).chunk(2, -1)
+        m, s = self.out(self.mlp(feat)).float().chunk(2, -1)
         std = (self.max_std - self.min_std) * torch.sigmoid(s + 2.0) + self.min_std
         if self.dist == "bounded_normal":
             return BoundedNormal(torch.tanh(m), std)
@@ -207,7 +213,7 @@ class Actor(nn.Module):
 
 
 class TwoHotHead(nn.Module):
-    """Features -> logits over the two-hot bins, output layer zero-initialised."""
+    """Features -> float32 logits over the two-hot bins, output layer zero-initialised."""
 
     def __init__(self, feat_dim: int, units: int, layers: int, bins: int):
         super().__init__()
@@ -215,4 +221,4 @@ class TwoHotHead(nn.Module):
         self.out = zero_linear(self.mlp.out_dim, bins)
 
     def forward(self, feat: Tensor) -> Tensor:
-        return self.out(self.mlp(feat))
+        return self.out(self.mlp(feat)).float()

@@ -98,7 +98,7 @@ class WorldModel(nn.Module):
         x = self.hid_deter(deter) + self.hid_inputs(x)
         x = nn.functional.silu(self.hid_norm(x))
         n, g = x.shape[0], self.cfg.blocks
-        r, c, u = self.gates(x).reshape(n, g, 3, -1).unbind(2)
+        r, c, u = self.gates(x).float().reshape(n, g, 3, -1).unbind(2)  # fp32 state under autocast
         reset = torch.sigmoid(r)
         cand = torch.tanh(reset * c)
         update = torch.sigmoid(u - 1.0)
@@ -169,10 +169,10 @@ class WorldModel(nn.Module):
         prior = self.prior_probs(deter)
         feat = torch.cat([deter, stoch], -1)
 
-        rec = ((self.decoder(feat) - symlog(obs)) ** 2).sum(-1)
+        rec = ((self.decoder(feat).float() - symlog(obs)) ** 2).sum(-1)
         rew = twohot_loss(self.reward(feat), reward, self.bins)
         con = nn.functional.binary_cross_entropy_with_logits(
-            self.cont(feat).squeeze(-1), (~is_terminal).to(feat.dtype), reduction="none")
+            self.cont(feat).float().squeeze(-1), (~is_terminal).to(feat.dtype), reduction="none")
         dyn, rep, kl = kl_losses(post, prior, cfg.free_nats)
         total = (cfg.rec_scale * rec + cfg.rew_scale * rew + cfg.con_scale * con
                  + cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()

@@ -1,0 +1,107 @@
+"""Update speed of the DreamerV3 core: updates/s per preset, where the time goes, GFLOP/s.
+
+Run by hand (figures depend on the machine and on what else runs on it):
+    python benchmarks/bench_update.py                      # all configurations, 2 threads
+    python benchmarks/bench_update.py --configs peer --updates 5 --profile
+
+The CPU time (summed over threads) is less sensitive than wall time to other
+processes sharing the cores; with --threads 1 it approximates the work itself.
+'peer' is the configuration of the NM512/dreamerv3-torch comparison: deter 512,
+hidden 64, 32 x 4 latents, MLP units 64, batch 16 x 64, imagination 15 (which is our
+'small' preset). Implied env steps/s = updates/s * batch * seq_len / train_ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from agent.config import Config, make_config
+from agent.dreamer import DreamerAgent
+
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "tiny": ("tiny", []),
+    "small": ("small", []),
+    "medium": ("medium", []),
+    "peer": ("small", ["model.deter=512", "model.hidden=64", "model.stoch=32", "model.classes=4",
+                       "model.units=64", "train.batch_size=16", "train.seq_len=64", "actor.horizon=15"]),
+    "peer_dense_gru": ("small", ["model.blocks=1"]),
+    "peer_bf16": ("small", ["model.compute_dtype=bfloat16"]),
+    "medium_bf16": ("medium", ["model.compute_dtype=bfloat16"]),
+}
+PHASES = ("dreamer/wm_loss", "dreamer/wm_backward", "dreamer/imagine", "dreamer/ac_loss", "dreamer/ac_backward")
+
+
+def make_batch(cfg: Config, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    b, t = cfg.train.batch_size, cfg.train.seq_len
+    is_first = torch.rand(b, t, generator=g) < 0.01
+    is_first[:, 0] = True
+    return {
+        "obs": torch.randn(b, t, 18, generator=g),
+        "action": torch.rand(b, t, 4, generator=g) * 2 - 1,
+        "reward": torch.where(torch.rand(b, t, generator=g) < 0.01, 10.0, 0.0),
+        "is_first": is_first,
+        "is_terminal": torch.rand(b, t, generator=g) < 0.005,
+    }
+
+
+def bench(name: str, updates: int, warmup: int, train_ratio: float | None, profile_phases: bool,
+          device: str) -> None:
+    preset, overrides = CONFIGS[name]
+    cfg = make_config(preset, overrides)
+    agent = DreamerAgent(cfg).to(device)
+    batch = make_batch(cfg)
+    for _ in range(warmup):
+        agent.update(batch)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for _ in range(updates):
+        agent.update(batch)
+    sync()
+    seconds = (time.perf_counter() - start) / updates
+    cpu_seconds = (time.process_time() - cpu_start) / updates
+    with FlopCounterMode(display=False) as counter:
+        agent.update(batch)
+    gflop = counter.get_total_flops() / 1e9
+    ratio = train_ratio if train_ratio is not None else cfg.train.train_ratio
+    replayed = cfg.train.batch_size * cfg.train.seq_len
+    params = sum(p.numel() for p in agent.parameters() if p.requires_grad)
+    print(f"{name:15s} params {params / 1e6:6.2f}M  {1 / seconds:6.2f} updates/s  {seconds * 1e3:7.1f} ms/update  "
+          f"env steps/s at train ratio {ratio:g}: {replayed / seconds / ratio:8.1f}  "
+          f"matmul GFLOP/update {gflop:6.2f}  achieved {gflop / seconds:6.1f} GFLOP/s  "
+          f"CPU time {cpu_seconds * 1e3:7.1f} ms/update (all threads)")
+    if profile_phases:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            agent.update(batch)
+        totals = {e.key: e.cpu_time_total / 1e3 for e in prof.key_averages() if e.key in PHASES}
+        whole = sum(totals.values())
+        print("    phases (profiled, ms): " + "  ".join(
+            f"{p.split('/')[1]} {totals.get(p, 0.0):.0f} ({100 * totals.get(p, 0.0) / whole:.0f}%)" for p in PHASES))
+        top = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+        print("\n".join("    " + line for line in top.splitlines()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--updates", type=int, default=5, help="timed updates per configuration")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-ratio", type=float, default=None, help="default: the preset's")
+    parser.add_argument("--profile", action="store_true", help="time each phase and list the top ops")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
+    for name in args.configs:
+        bench(name, args.updates, args.warmup, args.train_ratio, args.profile, args.device)
+
+
+if __name__ == "__main__":
+    main()
