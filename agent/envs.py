@@ -85,6 +85,8 @@ class HockeyLearnerEnv(gym.Env):
     side 'p1' / 'p2' fixes the learner's side; 'random' draws it every episode. info
     carries `winner` (+1 the learner won), the game's three proxy terms from the
     learner's side, `side` ('p1' or 'p2') and `sparse` (the learner's +-10 part).
+    `game` is None or 'bundled' (this project's game), 'reference' (the installed
+    reference package), or a game object to play on.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
@@ -235,6 +237,8 @@ class VectorHockey:
     ) -> None:
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
+        if game is not None and not isinstance(game, str):
+            raise TypeError("VectorHockey makes one game per env: pass a game name ('bundled', 'reference') or None")
         self.n = n
         self._opponent_fn = _opponent_fn(opponent_fn, seed)
         seeds: list[int | None]

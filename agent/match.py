@@ -53,16 +53,22 @@ def check_action(action: Any, who: str) -> np.ndarray:
 
 
 def make_env(game: Any = None, mode: Mode | str | int = Mode.NORMAL) -> Any:
-    """A fresh HockeyEnv: the bundled game, or the one `load_game(game)` names."""
+    """The game to play on, made fresh unless `game` is already a game object.
+
+    None: the bundled HockeyEnv; 'bundled' / 'reference': the implementation that
+    `agent.game.load_game` names; a game object is returned as is (its mode is kept).
+    """
+    if game is not None and not isinstance(game, str):
+        if not callable(getattr(game, "step", None)):
+            raise TypeError(f"game must be None, 'bundled', 'reference' or a HockeyEnv; got {game!r}")
+        return game
     mode = parse_mode(mode)
     if game is None:
         return HockeyEnv(mode=mode, keep_mode=True)
-    if isinstance(game, str):
-        from agent.game import load_game
+    from agent.game import load_game
 
-        module = load_game(game)
-        return module.HockeyEnv(mode=module.Mode(int(mode)), keep_mode=True)
-    raise TypeError(f"game must be None, 'bundled' or 'reference', or a HockeyEnv; got {game!r}")
+    module = load_game(game)
+    return module.HockeyEnv(mode=module.Mode(int(mode)), keep_mode=True)
 
 
 def _round_seeds(seed: int | None, rounds: int) -> list[int | None]:
@@ -91,7 +97,7 @@ def play_game(
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
-    env = game if game is not None and not isinstance(game, str) else make_env(game, mode)
+    env = make_env(game, mode)
     start = time.perf_counter()
     winners: list[int] = []
     steps = 0

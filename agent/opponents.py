@@ -10,6 +10,7 @@ x = -GOAL_X, the goal to attack at x = +GOAL_X.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from agent.policy import Policy
@@ -21,10 +22,10 @@ GOAL_X = 255.0 / SCALE  # goal centres relative to the centre of the rink
 GOAL_HALF = 75.0 / SCALE  # half the goal's opening
 MAX_ANGLE = math.pi / 3
 REACH_X = -0.6  # a player cannot push past CENTER_X - ZONE; stay just behind it
-PUCK_CAUGHT = 15.0  # keep counter value on the step the puck is caught
+LEAD = 0.12  # seconds of puck travel the chasing players anticipate
 
 
-def _pd(target: np.ndarray, pos: np.ndarray, vel: np.ndarray, kp: float, kd: float) -> np.ndarray:
+def _pd(target: np.ndarray, pos: np.ndarray, vel: np.ndarray, kp: np.ndarray, kd: np.ndarray) -> np.ndarray:
     """A proportional-derivative push towards `target`, clipped to the action range."""
     return np.clip(kp * (target - pos) - kd * vel, -1.0, 1.0)
 
@@ -113,8 +114,7 @@ def _shot_angle(obs: np.ndarray) -> float:
 def _chase(obs: np.ndarray) -> np.ndarray:
     """Run to where the puck will be in a moment, from its own-goal side, racket aimed."""
     pos, vel = obs[0:3], obs[3:6]
-    lead = 0.12  # seconds of puck travel to anticipate
-    fx, fy = obs[12] + obs[14] * lead, obs[13] + obs[15] * lead
+    fx, fy = obs[12] + obs[14] * LEAD, obs[13] + obs[15] * LEAD
     if pos[0] > fx - 0.1:  # in front of the puck: go round it rather than push it back
         fy += math.copysign(0.5, pos[1] - fy)
         fx -= 0.2
@@ -156,7 +156,7 @@ class Shooter:
     def act(self, obs: np.ndarray) -> np.ndarray:
         if self._keep_mode and obs[16] > 0:
             return _carry_and_shoot(obs, patience=3)
-        if obs[12] + obs[14] * 0.12 > REACH_X + 0.3:
+        if obs[12] + obs[14] * LEAD > REACH_X + 0.3:
             pos, vel = obs[0:3], obs[3:6]
             target = np.array([-2.0, float(np.clip(obs[13], -2.0, 2.0)), 0.0])
             return np.append(_pd(target, pos, vel, np.array([6.0, 6.0, 3.0]), np.array([0.5, 0.5, 0.3])), 0.0)

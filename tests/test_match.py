@@ -129,3 +129,10 @@ def test_a_used_env_can_be_passed_in() -> None:
     env = HockeyEnv(mode=Mode.TRAIN_SHOOTING, keep_mode=True)
     result = play_game(make_scripted("still"), make_scripted("still"), rounds=2, game=env)
     assert len(result.rounds) == 2
+
+
+def test_bad_games_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="'bundled', 'reference'"):
+        play_game(make_scripted("still"), make_scripted("still"), game="mine")
+    with pytest.raises(TypeError, match="HockeyEnv"):
+        play_game(make_scripted("still"), make_scripted("still"), game=42)
