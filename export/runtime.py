@@ -294,10 +294,12 @@ class OnnxAgent:
         """Restart some of the batch games (indices or a boolean mask of length B)."""
         index = np.asarray(rows)
         batch = self._batch_state.shape[0]
+        if index.size == 0 and index.dtype != bool:
+            return
         if index.dtype == bool:
             if index.shape != (batch,):
                 raise ValueError(f"row mask must have length {batch}, got shape {index.shape}")
-        elif index.size and (not np.issubdtype(index.dtype, np.integer) or index.min() < -batch or index.max() >= batch):
+        elif (not np.issubdtype(index.dtype, np.integer) or index.min() < -batch or index.max() >= batch):
             raise ValueError(f"rows must be integer indices in [0, {batch}), got {rows!r}")
         self._batch_state[index] = self._initial
         self._batch_prev[index] = 0.0

@@ -145,6 +145,7 @@ def test_act_batch_rows_are_independent(agent_file: Path) -> None:
     for t in range(10):
         if t == 5:
             agent.reset_rows([1])
+            agent.reset_rows([])
         batch_actions = agent.act_batch(obs[t])
         assert batch_actions.shape == (3, 4)
     # replay row 1 alone from its reset at t=5, and row 0 from the start
