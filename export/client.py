@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 OBS_LIMIT = 1.0e4
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
-EXIT_REFUSED = 2
+EXIT_REFUSED = 3  # distinct from click's usage-error code 2
 REDACTED = "***"
 
 

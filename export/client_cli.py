@@ -52,7 +52,8 @@ def client(
     """Play on a comprl tournament server with an exported ONNX agent.
 
     The agent file is checked before connecting. Exit codes: 0 after --games games or
-    Ctrl-C, 1 when the server stays unreachable, 2 when it refuses the token.
+    Ctrl-C, 1 when the server stays unreachable or the agent file is unusable,
+    2 for bad options, 3 when the server refuses the token.
     """
     from rich.console import Console
     from rich.logging import RichHandler
@@ -63,6 +64,8 @@ def client(
         raise click.UsageError("give exactly one of AGENT.onnx or --scripted NAME")
     if not server_url:
         raise click.BadParameter("no server given: pass --server-url or set COMPRL_SERVER_URL", param_hint="--server-url")
+    if "://" in server_url or "/" in server_url:
+        raise click.BadParameter(f"{server_url!r} is not a host name (give e.g. comprl.example.org, no scheme or path)", param_hint="--server-url")
     if not token:
         raise click.BadParameter("no access token: pass --token or set COMPRL_ACCESS_TOKEN", param_hint="--token")
 
@@ -85,10 +88,13 @@ def client(
 
     from export.client import TournamentClient
 
-    runner = TournamentClient(
-        policy, token, server_url, server_port,
-        max_retries=max_retries, retry_delay=retry_delay, games=games, log_path=log_path, console=console,
-    )
+    try:
+        runner = TournamentClient(
+            policy, token, server_url, server_port,
+            max_retries=max_retries, retry_delay=retry_delay, games=games, log_path=log_path, console=console,
+        )
+    except OSError as exc:
+        raise click.BadParameter(f"cannot open the log file: {exc}", param_hint="--log") from None
     raise SystemExit(runner.run())
 
 

@@ -87,6 +87,7 @@ class ServerProtocol(amp.AMP):
         self.server = server
         self.name = "?"
         self.connected = False
+        self.closing = False  # dropped: the connection closes shortly, never pair it again
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -111,6 +112,7 @@ class ServerProtocol(amp.AMP):
 
     def drop(self, reason: str) -> None:
         """Tell the client why, then close the connection."""
+        self.closing = True
         self.notify(Error, reason)
         if self.transport is not None:
             self.server.reactor.callLater(0.2, self.transport.loseConnection)
@@ -206,14 +208,14 @@ class LocalServer:
 
     @defer.inlineCallbacks
     def _ask_ready(self, conn: ServerProtocol) -> Any:
-        if self._stopping or not conn.connected:
+        if self._stopping or not conn.connected or conn.closing:
             return
         try:
             answer = yield conn.call(Ready)
         except Exception:
             conn.drop("no answer to Ready")
             return
-        if answer["ready"] and conn.connected and not self._stopping:
+        if answer["ready"] and conn.connected and not conn.closing and not self._stopping:
             self._waiting.append(conn)
             self._pair()
 

@@ -126,7 +126,7 @@ def test_wrong_token_exits_non_zero_without_retrying(tmp_path: Path, agent_file:
     finally:
         server.terminate()
         finish(server)
-    assert code == 2, out
+    assert code == 3, out
     assert "authentication failed: unknown access token" in out
     assert "not-the-token" not in out
     assert events(tmp_path / "client.jsonl", "retry") == []

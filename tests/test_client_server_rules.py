@@ -1,0 +1,160 @@
+"""The local server's rules, in process: AMP over in-memory transports and a fake clock.
+
+Fast counterparts of the TCP tests in test_server.py (same rules, no processes) for what is awkward over real
+sockets: a client that never answers (the per-call timeout) and one that answers an
+invalid action.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from twisted.internet import defer
+from twisted.internet.testing import MemoryReactorClock
+from twisted.protocols import amp
+from twisted.test import iosim
+
+from export.client import ClientProtocol, TournamentClient
+from export.protocol import Auth, EndGame, Error, Message, Ready, StartGame, Step
+from export.server import LocalServer, ServerProtocol
+
+TOKENS = {"token-a": "alice", "token-b": "bob"}
+
+
+class Still:
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.zeros(4)
+
+
+class RawClient(amp.AMP):
+    """A hand-written client whose Step answer is chosen by the test (or never comes)."""
+
+    def __init__(self, token: str, action: list[float] | None) -> None:
+        super().__init__()
+        self.token, self.action = token, action
+        self.errors: list[str] = []
+        self.messages: list[str] = []
+        self.ends: list[tuple[bool, list[float]]] = []
+        self.steps = 0
+
+    @Auth.responder
+    def auth(self) -> dict:
+        return {"token": self.token.encode(), "version": 1}
+
+    @Ready.responder
+    def ready(self) -> dict:
+        return {"ready": True}
+
+    @StartGame.responder
+    def start(self, game_id: bytes) -> dict:
+        return {}
+
+    @Step.responder
+    def step(self, obv: list[float]) -> Any:
+        self.steps += 1
+        return defer.Deferred() if self.action is None else {"action": self.action}
+
+    @EndGame.responder
+    def end(self, result: bool, stats: list[float]) -> dict:
+        self.ends.append((result, stats))
+        return {}
+
+    @Error.responder
+    def error(self, msg: bytes) -> dict:
+        self.errors.append(msg.decode())
+        return {}
+
+    @Message.responder
+    def message(self, msg: bytes) -> dict:
+        self.messages.append(msg.decode())
+        return {}
+
+
+class Hub:
+    """A LocalServer and in-memory connections to it."""
+
+    def __init__(self, **options: Any) -> None:
+        self.reactor = MemoryReactorClock()
+        self.out = io.StringIO()
+        self.server = LocalServer(tokens=TOKENS, reactor=self.reactor, console=Console(file=self.out), **options)
+        self.pumps: list[iosim.IOPump] = []
+
+    def attach(self, client: amp.AMP) -> None:
+        server_side = ServerProtocol(self.server)
+        self.pumps.append(
+            iosim.connect(server_side, iosim.makeFakeServer(server_side), client, iosim.makeFakeClient(client))
+        )
+
+    def run(self) -> None:
+        """Move data until every connection is quiet."""
+        while any([pump.pump() for pump in self.pumps]):
+            pass
+
+
+def tournament_client(hub: Hub, token: str) -> TournamentClient:
+    return TournamentClient(Still(), token, "local", 1, reactor=hub.reactor, console=Console(file=io.StringIO()))
+
+
+def test_full_game_in_memory() -> None:
+    hub = Hub(games=1, seed=5)
+    clients = [tournament_client(hub, "token-a"), tournament_client(hub, "token-b")]
+    for client in clients:
+        hub.attach(ClientProtocol(client))
+    hub.run()
+    (report,) = hub.server.reports
+    assert report.reason == "finished" and len(report.round_winners) == 4
+    assert report.players == ("alice", "bob")
+    # two still players: no goals, every round runs to the time limit (251 steps)
+    assert report.steps == 4 * 251 and report.scores == [0, 0]
+    for client in clients:
+        assert client.stats.games == 1 and client.stats.draws == 1
+
+
+def test_unknown_token_is_refused() -> None:
+    hub = Hub()
+    intruder = RawClient("token-x", [0.0] * 4)
+    hub.attach(intruder)
+    hub.run()
+    assert intruder.errors == ["authentication failed: unknown access token"]
+    assert "token-x" not in hub.out.getvalue()
+
+
+def test_timeout_aborts_the_game_and_the_other_player_wins() -> None:
+    hub = Hub(timeout=10.0)
+    slow, fine = RawClient("token-a", None), RawClient("token-b", [0.0] * 4)
+    hub.attach(slow)
+    hub.attach(fine)
+    hub.run()
+    assert slow.steps == 1 and not hub.server.reports
+    hub.reactor.advance(9.9)
+    hub.run()
+    assert not hub.server.reports  # not yet
+    hub.reactor.advance(0.2)
+    hub.run()
+    (report,) = hub.server.reports
+    assert report.reason == "alice timed out (10 s)"
+    assert report.scores == [0, 1]
+    assert slow.errors == ["alice timed out (10 s)"]
+    assert fine.messages == ["game aborted: alice timed out (10 s)"]
+    assert fine.ends == [(True, [1.0, 0.0])]
+
+
+def test_invalid_action_aborts_the_game() -> None:
+    hub = Hub()
+    cheat, fine = RawClient("token-a", [0.0, 2.0, 0.0, 0.0]), RawClient("token-b", [0.0] * 4)
+    hub.attach(cheat)
+    hub.attach(fine)
+    hub.run()
+    (report,) = hub.server.reports
+    assert report.reason.startswith("alice sent an invalid action")
+    assert report.steps == 0
+    assert fine.ends == [(True, [1.0, 0.0])]
+    assert cheat.errors and cheat.errors[0].startswith("alice sent an invalid action")
+    # the cheat is being dropped: only the other player is queued for the next game
+    assert [conn.name for conn in hub.server._waiting] == ["bob"]
