@@ -222,7 +222,9 @@ class VectorHockey:
     truncated [n] and one info dict per game. When a game's episode ends, its row of
     obs is already the first observation of the next episode; the last observation of
     the finished one is in that game's info['final_obs'] (and its info in
-    info['final_info']). `opponent_fn(env_index)` is called at every episode start.
+    info['final_info']). `opponent_fn(env_index)` is called at every episode start;
+    a scripted name or a fixed Policy is accepted too. `side` is per game as in
+    HockeyLearnerEnv ('random': data from both sides); `game` is None or a name.
     """
 
     def __init__(
@@ -291,6 +293,10 @@ class VectorHockey:
             self._obs[index] = obs
             infos.append(info)
         return self._obs.copy(), rewards, terminated, truncated, infos
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
 
 
 def _register() -> None:
