@@ -121,6 +121,15 @@ def test_new_players_beat_the_still_player() -> None:
         assert result.score1 > result.score2, name
 
 
+def test_shooter_outscores_weak_and_keeper_holds_strong_scoreless() -> None:
+    from agent.match import play_game
+
+    shooter = play_game(make_scripted("weak", seed=1), make_scripted("shooter"), seed=1)
+    assert shooter.score2 > shooter.score1
+    keeper = play_game(make_scripted("keeper"), make_scripted("strong", seed=2), seed=2)
+    assert keeper.score2 == 0
+
+
 def test_keeper_meets_a_shot_where_it_crosses_its_line_after_bounces() -> None:
     keeper = make_scripted("keeper")
     # a shot from the centre rising towards the upper post: move up to meet it
