@@ -284,7 +284,7 @@ class TournamentClient:
         self._reactor = reactor
         self._factory = _Factory(self)
         self._connection: ClientProtocol | None = None
-        self._accepted = False  # the server asked Ready on this connection: our token was good
+        self._accepted = False  # the server sent Ready or a Message on this connection: token good
         self._failures = 0
         self._refusal: str | None = None
         self._stopping = False
@@ -379,12 +379,16 @@ class TournamentClient:
     def on_auth(self) -> dict[str, Any]:
         return {"token": self._token.encode("utf-8"), "version": PROTOCOL_VERSION}
 
-    def on_ready(self) -> dict[str, Any]:
+    def _accept(self) -> None:
+        """The server took our token: errors from now on are not refusals."""
         if not self._accepted:
             self._accepted = True
             self._failures = 0
             self._say("authenticated, waiting for games", "green")
             self.log.write("accepted")
+
+    def on_ready(self) -> dict[str, Any]:
+        self._accept()
         return {"ready": not self._stopping}
 
     def on_start_game(self, game_id: bytes) -> None:
@@ -473,6 +477,8 @@ class TournamentClient:
         text = self.redact(self._text(msg))
         self._say(f"server: {text}", "cyan")
         self.log.write("server_message", message=text)
+        # comprl messages only authenticated players ("Authentication successful")
+        self._accept()
 
     # -- running -----------------------------------------------------------------------
     def summary_table(self) -> Table:

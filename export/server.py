@@ -204,6 +204,7 @@ class LocalServer:
             return
         self.console.print(f"{conn.name} connected", style="green")
         self._write("connected", player=conn.name)
+        conn.notify(Message, "Authentication successful")  # as the comprl server does
         yield self._ask_ready(conn)
 
     @defer.inlineCallbacks

@@ -310,6 +310,18 @@ def test_error_after_acceptance_only_reconnects(tmp_path: Path) -> None:
     assert len(wire.reactor.tcpClients) == 1  # reconnecting
 
 
+def test_message_after_auth_means_accepted(tmp_path: Path) -> None:
+    """comprl says "Authentication successful" long before matchmaking asks Ready."""
+    wire = Wire(tmp_path, retry_delay=0.5)
+    wire.call(Auth)
+    wire.call(Message, msg=b"Authentication successful")
+    wire.call(Error, msg=b"Timeout after 10s")
+    wire.close_from_server()
+    assert not wire.client.done.called
+    wire.reactor.advance(0.5)
+    assert len(wire.reactor.tcpClients) == 1
+
+
 def test_backoff_doubles_then_gives_up(tmp_path: Path) -> None:
     wire = Wire(tmp_path, max_retries=5, retry_delay=0.5, max_delay=3.0)
     wire.client.connect()

@@ -141,7 +141,7 @@ def test_timeout_aborts_the_game_and_the_other_player_wins() -> None:
     assert report.reason == "alice timed out (10 s)"
     assert report.scores == [0, 1]
     assert slow.errors == ["alice timed out (10 s)"]
-    assert fine.messages == ["game aborted: alice timed out (10 s)"]
+    assert fine.messages == ["Authentication successful", "game aborted: alice timed out (10 s)"]
     assert fine.ends == [(True, [1.0, 0.0])]
 
 
