@@ -98,7 +98,7 @@ def play(
         load_game(game)
     except ImportError as exc:
         raise click.BadParameter(str(exc), param_hint="--game") from exc
-    a = _load(player_a, "A", None if seed is None else seed)
+    a = _load(player_a, "A", seed)
     b = _load(player_b, "B", None if seed is None else seed + 1)
     wins = draws = losses = rounds_a = rounds_b = steps = 0
     console = Console()
