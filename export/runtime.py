@@ -299,8 +299,8 @@ class OnnxAgent:
         if index.dtype == bool:
             if index.shape != (batch,):
                 raise ValueError(f"row mask must have length {batch}, got shape {index.shape}")
-        elif (not np.issubdtype(index.dtype, np.integer) or index.min() < -batch or index.max() >= batch):
-            raise ValueError(f"rows must be integer indices in [0, {batch}), got {rows!r}")
+        elif not np.issubdtype(index.dtype, np.integer) or index.min() < -batch or index.max() >= batch:
+            raise ValueError(f"rows must be integer indices in [-{batch}, {batch}), got {rows!r}")
         self._batch_state[index] = self._initial
         self._batch_prev[index] = 0.0
 

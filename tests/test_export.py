@@ -18,7 +18,6 @@ from export.cli import export_cmd
 from export.onnx_export import (
     ACTION_LAYOUT,
     OBS_LAYOUT,
-    _export_torchscript,
     check_export,
     export_agent,
     load_checkpoint_agent,
@@ -92,33 +91,6 @@ def test_batch_graph_matches_torch_policy_step(tmp_path: Path) -> None:
                                           deterministic=True)
         prev = action
         np.testing.assert_allclose(onnx_agent.act_batch(obs), action.numpy(), atol=1e-5)
-
-
-class NormStep(torch.nn.Module):
-    """An RMSNorm on the observation, shaped like an acting step for `_export_torchscript`."""
-
-    def __init__(self, eps: float | None) -> None:
-        super().__init__()
-        self.norm = torch.nn.RMSNorm(18, eps=eps)
-        with torch.no_grad():
-            self.norm.weight.copy_(torch.linspace(0.5, 2.0, 18))
-
-    def forward(self, obs: torch.Tensor, prev_action: torch.Tensor, state: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.norm(obs), state + prev_action.sum(-1, keepdim=True)
-
-
-@pytest.mark.parametrize("opset", [17, 18])
-@pytest.mark.parametrize("eps", [None, 1e-3])
-def test_rms_norm_rule(opset: int, eps: float | None) -> None:
-    import onnxruntime as ort
-
-    step = NormStep(eps)
-    obs = torch.randn(3, 18) * 1e-3  # small inputs, where eps matters
-    args = (obs, torch.zeros(3, 4), torch.zeros(3, 2))
-    session = ort.InferenceSession(_export_torchscript(step, args, opset), providers=["CPUExecutionProvider"])
-    got, _ = session.run(None, {"obs": obs.numpy(), "prev_action": args[1].numpy(), "state": args[2].numpy()})
-    np.testing.assert_allclose(got, step.norm(obs).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_bad_arguments(run_dir: Path, tmp_path: Path) -> None:
