@@ -310,9 +310,7 @@ class LeagueDB:
             played.setdefault((a, b), set()).add(i)
         return played
 
-    def _claim_holder_alive(self, owner: str, host: str, pid: int, expires: float) -> bool:
-        if owner == self.owner:
-            return True
+    def _claim_holder_alive(self, host: str, pid: int, expires: float) -> bool:
         if expires < time.time():
             return False
         return host != self.host or _pid_alive(pid)
@@ -327,7 +325,7 @@ class LeagueDB:
             row = conn.execute(
                 "SELECT owner, host, pid, expires FROM claims WHERE pair_a = ? AND pair_b = ? AND game_index = ?", k
             ).fetchone()
-            if row is not None and row[0] != self.owner and self._claim_holder_alive(*row):
+            if row is not None and row[0] != self.owner and self._claim_holder_alive(*row[1:]):
                 return False
             conn.execute(
                 "INSERT OR REPLACE INTO claims (pair_a, pair_b, game_index, owner, host, pid, expires) "

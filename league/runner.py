@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from agent.policy import Policy
 from league.db import DEFAULT_LEAGUE, LeagueDB, MatchRecord, RatingRow
 from league.members import LeagueError, Member, load_policy, scripted_members
 from league.ratings import bradley_terry, elo, openskill
@@ -34,7 +35,7 @@ from league.schedule import SCHEDULES, Task, round_robin, uncertain
 CACHE_SIZE = 8
 RAY_INSTALL = "pip install 'hockey-agent[ray]'"
 
-_policy_cache: OrderedDict[str, object] = OrderedDict()
+_policy_cache: OrderedDict[str, Policy] = OrderedDict()  # per worker process: spec -> loaded member
 
 
 def default_workers() -> int:
@@ -42,16 +43,15 @@ def default_workers() -> int:
 
 
 def _init_worker() -> None:
-    """Keep each worker to one thread: the parallelism is across workers."""
+    """Keep each worker to one thread: the parallelism is across workers.
+
+    Set before torch or onnxruntime is imported here (only if a learned member needs
+    them), which read it at import.
+    """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(1)
 
 
-def _policy(member: Member, seed: int):
+def _policy(member: Member, seed: int) -> Policy:
     if member.kind == "scripted":
         return load_policy(member, seed=seed)
     cached = _policy_cache.get(member.spec)
@@ -98,7 +98,11 @@ class _InlineExecutor(cf.Executor):
 
 
 class _RayExecutor(cf.Executor):
-    """Submits games as Ray tasks; results come back as concurrent futures."""
+    """Submits games as Ray tasks; results come back as concurrent futures.
+
+    Ray itself is left running afterwards (the inherited no-op shutdown): a cluster,
+    or a caller's own ray.init, outlives one evaluation.
+    """
 
     def __init__(self, address: str, workers: int) -> None:
         try:
@@ -122,8 +126,6 @@ class _RayExecutor(cf.Executor):
             raise ValueError("the Ray executor only plays league matches")
         return self._remote.remote(*args, **kwargs).future()
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Leave Ray running: the cluster (or a caller's ray.init) outlives one evaluation."""
 
 
 def _executor(workers: int, ray_address: str | None) -> tuple[cf.Executor, int]:
