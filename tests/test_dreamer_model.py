@@ -230,3 +230,13 @@ def test_acting_step_exports_to_onnx(tmp_path):
         ref_action, ref_state = step(obs, prev, state)
     np.testing.assert_allclose(action, ref_action.numpy(), atol=1e-5)
     np.testing.assert_allclose(next_state, ref_state.numpy(), atol=1e-5)
+
+
+def test_block_linear_keeps_groups_apart():
+    from agent.dreamer.nets import BlockLinear
+
+    layer = BlockLinear(8, 12, 4)
+    x = torch.randn(2, 8, requires_grad=True)
+    layer(x)[:, 3:6].sum().backward()  # output group 1 of 4
+    grad = x.grad.abs().sum(0)
+    assert grad[2:4].sum() > 0 and grad[:2].sum() == 0 and grad[4:].sum() == 0

@@ -73,9 +73,9 @@ class BlockLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x [N, in] -> [N, out]; output group g only sees input group g."""
         n = x.shape[0]
-        xg = x.reshape(n, self.groups, -1).transpose(0, 1)  # [g, N, in/g]
-        y = torch.bmm(xg, self.weight).transpose(0, 1).reshape(n, -1)
-        return y + self.bias
+        xg = x.reshape(n, self.groups, -1).transpose(0, 1)  # [g, N, in/g], a view
+        bias = self.bias.reshape(self.groups, 1, -1)
+        return torch.baddbmm(bias, xg, self.weight).transpose(0, 1).reshape(n, -1)
 
 
 def zero_linear(inp: int, out: int) -> nn.Linear:
