@@ -301,7 +301,7 @@ class TournamentClient:
     def _warn(self, text: str) -> None:
         if self._game is not None:
             self._game.warnings += 1
-            # one line per kind of problem per game: a broken feed must not flood the screen
+            # the first few per game only: a broken feed must not flood the screen or the log
             if self._game.warnings > 3:
                 logger.debug(text)
                 return
@@ -339,9 +339,7 @@ class TournamentClient:
             self._say("check the access token (--token or COMPRL_ACCESS_TOKEN); not retrying", "red")
             self._finish(EXIT_REFUSED)
             return
-        if self._accepted:
-            self._failures = 0  # we played on this connection: a fresh run of retries
-        self._failures += 1
+        self._failures += 1  # reset to 0 whenever the server accepts us
         what = "could not connect to" if failed else "lost the connection to"
         detail = self._text(reason.getErrorMessage())
         if self._failures > self.max_retries:
@@ -395,7 +393,7 @@ class TournamentClient:
         try:
             name = str(uuid.UUID(bytes=game_id))
         except (ValueError, TypeError):
-            name = game_id.hex() if isinstance(game_id, bytes) else str(game_id)
+            name = (game_id.hex() if isinstance(game_id, bytes) else str(game_id)) or "unannounced"
         self._game = GameRecord(game_id=name)
         self.detector.start_game()
         self._reset_policy()

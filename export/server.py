@@ -128,6 +128,9 @@ class GameReport:
     round_winners: list[int] = field(default_factory=list)
     steps: int = 0
     reason: str = "finished"
+    # index of the winning player (0 or 1), None for a draw; an aborted game is lost by
+    # the player at fault whatever the score
+    winner: int | None = None
     duration_s: float = 0.0
 
 
@@ -250,23 +253,23 @@ class LocalServer:
         try:
             yield self._gather([self._call(conn, StartGame, game_id=game_id.bytes) for conn in (p1, p2)])
             yield self._play_rounds(p1, p2, report, game_index)
+            s1, s2 = report.scores
+            report.winner = None if s1 == s2 else (0 if s1 > s2 else 1)
         except GameAborted as abort:
             report.reason = abort.reason
             other = p2 if abort.culprit is p1 else p1
             abort.culprit.drop(abort.reason)
             other.notify(Message, f"game aborted: {abort.reason}")
-            # the culprit forfeits: the remaining player wins
-            winner = 0 if other is p1 else 1
-            report.scores[winner] = max(report.scores[winner], report.scores[1 - winner] + 1)
+            report.winner = 0 if other is p1 else 1
         report.duration_s = round(time.monotonic() - start, 3)
         self._playing.difference_update((p1, p2))
         self._report(report)
         ends = []
         for index, conn in enumerate((p1, p2)):
-            if conn.connected:
+            if conn.connected and not conn.closing:
                 own, other_score = report.scores[index], report.scores[1 - index]
                 ends.append(
-                    conn.call(EndGame, result=own > other_score, stats=[float(own), float(other_score)])
+                    conn.call(EndGame, result=report.winner == index, stats=[float(own), float(other_score)])
                     .addErrback(lambda _: None)
                 )
         yield defer.DeferredList(ends)
@@ -325,7 +328,7 @@ class LocalServer:
     def _report(self, report: GameReport) -> None:
         self.reports.append(report)
         s1, s2 = report.scores
-        verdict = "draw" if s1 == s2 else f"{report.players[0] if s1 > s2 else report.players[1]} wins"
+        verdict = "draw" if report.winner is None else f"{report.players[report.winner]} wins"
         style = "bold" if report.reason == "finished" else "bold yellow"
         self.console.print(
             f"game {len(self.reports)} {report.game_id[:8]}: {report.players[0]} {s1}:{s2} "
@@ -390,7 +393,7 @@ def summary(reports: list[GameReport]) -> dict[str, dict[str, float]]:
             row = table.setdefault(name, {"games": 0, "wins": 0, "draws": 0, "losses": 0, "rounds_won": 0, "rounds_lost": 0})
             own, other = report.scores[index], report.scores[1 - index]
             row["games"] += 1
-            row["wins" if own > other else "draws" if own == other else "losses"] += 1
+            row["draws" if report.winner is None else "wins" if report.winner == index else "losses"] += 1
             row["rounds_won"] += own
             row["rounds_lost"] += other
     return table

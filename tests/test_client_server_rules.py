@@ -111,7 +111,7 @@ def test_full_game_in_memory() -> None:
     assert report.reason == "finished" and len(report.round_winners) == 4
     assert report.players == ("alice", "bob")
     # two still players: no goals, every round runs to the time limit (251 steps)
-    assert report.steps == 4 * 251 and report.scores == [0, 0]
+    assert report.steps == 4 * 251 and report.scores == [0, 0] and report.winner is None
     for client in clients:
         assert client.stats.games == 1 and client.stats.draws == 1
 
@@ -139,10 +139,10 @@ def test_timeout_aborts_the_game_and_the_other_player_wins() -> None:
     hub.run()
     (report,) = hub.server.reports
     assert report.reason == "alice timed out (10 s)"
-    assert report.scores == [0, 1]
-    assert slow.errors == ["alice timed out (10 s)"]
+    assert report.scores == [0, 0] and report.winner == 1
+    assert slow.errors == ["alice timed out (10 s)"] and slow.ends == []
     assert fine.messages == ["Authentication successful", "game aborted: alice timed out (10 s)"]
-    assert fine.ends == [(True, [1.0, 0.0])]
+    assert fine.ends == [(True, [0.0, 0.0])]
 
 
 def test_invalid_action_aborts_the_game() -> None:
@@ -154,7 +154,8 @@ def test_invalid_action_aborts_the_game() -> None:
     (report,) = hub.server.reports
     assert report.reason.startswith("alice sent an invalid action")
     assert report.steps == 0
-    assert fine.ends == [(True, [1.0, 0.0])]
+    assert fine.ends == [(True, [0.0, 0.0])]  # the real score, and a win by forfeit
+    assert report.winner == 1
     assert cheat.errors and cheat.errors[0].startswith("alice sent an invalid action")
     # the cheat is being dropped: only the other player is queued for the next game
     assert [conn.name for conn in hub.server._waiting] == ["bob"]
