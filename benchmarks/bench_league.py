@@ -13,7 +13,7 @@ import argparse
 import tempfile
 import time
 
-from league.db import LeagueDB
+from league.db import LeagueDB, MatchRecord
 from league.members import scripted_members
 from league.runner import RunSummary, run_tasks
 from league.schedule import round_robin
@@ -38,6 +38,18 @@ def _line(label: str, s: RunSummary) -> float:
     return steady
 
 
+def _db_ms_per_game(n_pairs_games: int = 50) -> float:
+    """The database's share alone: one claim and one record transaction per game."""
+    with tempfile.TemporaryDirectory() as directory, LeagueDB(directory, create=True) as db:
+        db.start_with(scripted_members())
+        tasks = round_robin(MEMBERS, {}, n_pairs_games)
+        start = time.perf_counter()
+        for t in tasks:
+            db.claim(t.key)
+            db.record(MatchRecord(t.key, t.player1, t.player2, t.seed, (0, 0, 0, 0), 0, 0, 0, 0.0, time.time()))
+        return 1000 * (time.perf_counter() - start) / len(tasks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games-per-pair", type=int, default=4)
@@ -51,7 +63,10 @@ def main() -> None:
     _line("inline (workers=0)", inline)
     overhead = inline.wall_seconds - inline.game_seconds
     print(f"scheduler overhead: {1000 * overhead / inline.played:.1f} ms/game = "
-          f"{100 * overhead / inline.game_seconds:.1f}% of game time (claim, build players, play_game setup, record)")
+          f"{100 * overhead / inline.game_seconds:.1f}% of game time (claim, build players, make the env, record)")
+    db_ms = _db_ms_per_game()
+    print(f"  of which the database (claim + record): {db_ms:.2f} ms/game = "
+          f"{100 * db_ms / (1000 * inline.game_seconds / inline.played):.1f}% of game time")
 
     one = _line("1 worker process", _run(args.games_per_pair, workers=1))
     two = _line("2 worker processes", _run(args.games_per_pair, workers=2))
