@@ -138,8 +138,17 @@ def serve(
     except ImportError as exc:
         raise click.ClickException(f"serve needs the game ({exc}): pip install 'hockey-agent[train]'") from None
 
+    from twisted.internet.error import CannotListenError
+
     console = Console()
-    reports = run_server(host, port, tokens=tokens, games=games, timeout=timeout, seed=seed, log_path=log_path, console=console)
+    try:
+        reports = run_server(
+            host, port, tokens=tokens, games=games, timeout=timeout, seed=seed, log_path=log_path, console=console
+        )
+    except CannotListenError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.socketError}") from None
+    except OSError as exc:
+        raise click.BadParameter(f"cannot open the log file: {exc}", param_hint="--log") from None
     if reports:
         table = Table(title=f"{len(reports)} games")
         for column in ("player", "games", "wins", "draws", "losses", "rounds"):
