@@ -35,7 +35,7 @@ from league.schedule import SCHEDULES, Task, round_robin, uncertain
 CACHE_SIZE = 8
 RAY_INSTALL = "pip install 'hockey-agent[ray]'"
 
-_policy_cache: OrderedDict[str, Policy] = OrderedDict()  # per worker process: spec -> loaded member
+_policy_cache: OrderedDict[tuple[str, str], Policy] = OrderedDict()  # per worker process: (name, spec) -> member
 
 
 def default_workers() -> int:
@@ -54,14 +54,16 @@ def _init_worker() -> None:
 def _policy(member: Member, seed: int) -> Policy:
     if member.kind == "scripted":
         return load_policy(member, seed=seed)
-    cached = _policy_cache.get(member.spec)
+    # keyed by name too: two members made from one file must not share a recurrent state
+    key = (member.name, member.spec)
+    cached = _policy_cache.get(key)
     if cached is None:
         cached = load_policy(member)
-        _policy_cache[member.spec] = cached
+        _policy_cache[key] = cached
         while len(_policy_cache) > CACHE_SIZE:
             _policy_cache.popitem(last=False)
     else:
-        _policy_cache.move_to_end(member.spec)
+        _policy_cache.move_to_end(key)
     return cached
 
 

@@ -179,3 +179,15 @@ def test_inline_eval_records_what_it_played(tmp_path: Path) -> None:
         stored = db.matches()
     assert [(m.player1, m.player2) for m in stored] == [("still", "weak"), ("weak", "still")]
     assert [(m.score1, m.score2, m.rounds) for m in stored] == [(r.score1, r.score2, r.rounds) for r in summary.records]
+
+
+def test_uncertain_schedule_adds_games_to_the_least_known_pair(tmp_path: Path) -> None:
+    from league.runner import evaluate
+
+    three = ["weak", "still", "random"]
+    evaluate(tmp_path, games_per_pair=2, workers=0, only=three, progress=False)
+    summary = evaluate(tmp_path, games_per_pair=3, workers=0, schedule="uncertain", only=three, progress=False)
+    assert summary.played == 3  # one pair of three (a quarter, at least one), 3 more games
+    with LeagueDB(tmp_path) as db:
+        played = db.played_indices()
+    assert sorted(len(v) for v in played.values()) == [2, 2, 5]

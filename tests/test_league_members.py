@@ -100,6 +100,8 @@ def test_workers_load_a_learned_member_once_and_scripted_ones_per_game(tmp_path:
     agent = _onnx_agent(tmp_path / "agent.onnx")
     member = file_member("mine", agent)
     assert _policy(member, seed=1) is _policy(member, seed=2)
+    twin = file_member("twin", agent)  # same file, another member: its own recurrent state
+    assert _policy(twin, seed=1) is not _policy(member, seed=1)
     weak = Member("weak", "scripted")
     assert _policy(weak, seed=1) is not _policy(weak, seed=1)
     a, b = load_policy(weak, seed=3), load_policy(weak, seed=3)
