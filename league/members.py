@@ -64,7 +64,9 @@ def load_policy(member: Member, seed: int | None = None) -> Policy:
     return load_player(member.spec)
 
 
-def file_member(name: str, path: str | Path, kind: str = "external", parent_run: str | None = None, step: int | None = None) -> Member:
+def file_member(
+    name: str, path: str | Path, kind: str = "external", parent_run: str | None = None, step: int | None = None
+) -> Member:
     """A snapshot/external member for `path`, checked by loading it and playing one step.
 
     Loading first means a typo or a corrupt file is refused before anything is

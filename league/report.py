@@ -57,7 +57,9 @@ def leaderboard(league_dir: str | Path, n_boot: int = 200, elo_k: float = ELO_K)
     for m in members:
         w, d, l = _record(games, m.name)
         value, low, high = bt[m.name]
-        rows.append(LeaderRow(m.name, m.kind, value, low, high, el[m.name], skill[m.name].conservative, w + d + l, w, d, l))
+        rows.append(
+            LeaderRow(m.name, m.kind, value, low, high, el[m.name], skill[m.name].conservative, w + d + l, w, d, l)
+        )
     return sorted(rows, key=lambda r: (r.games == 0, -r.bt, r.name))
 
 

@@ -111,7 +111,6 @@ class _RayExecutor(cf.Executor):
             import ray
         except ImportError as exc:
             raise LeagueError(f"--ray needs Ray, which is not installed: {RAY_INSTALL}") from exc
-        self._ray = ray
         if not ray.is_initialized():
             if address == "auto":
                 try:
@@ -129,7 +128,6 @@ class _RayExecutor(cf.Executor):
         return self._remote.remote(*args, **kwargs).future()
 
 
-
 def _executor(workers: int, ray_address: str | None) -> tuple[cf.Executor, int]:
     """The executor and how many matches to keep in flight."""
     if ray_address:
@@ -141,7 +139,9 @@ def _executor(workers: int, ray_address: str | None) -> tuple[cf.Executor, int]:
         return _InlineExecutor(), 1
     import multiprocessing
 
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+    )
     return pool, 2 * workers
 
 
@@ -168,14 +168,17 @@ def run_tasks(
     Skipped matches are looked at once more at the end, in case their holder died
     meanwhile. A worker error stops the run with a LeagueError naming the match.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
 
     workers = default_workers() if workers is None else workers
     members = {m.name: m for m in db.members()}
     for task in tasks:
         for name in (task.player1, task.player2):
             if name not in members:
-                raise LeagueError(f"scheduled member {name!r} is not in the league; members: {', '.join(sorted(members))}")
+                known = ", ".join(sorted(members))
+                raise LeagueError(f"scheduled member {name!r} is not in the league; members: {known}")
     summary = RunSummary()
     start = time.perf_counter()
     pending = deque(tasks)
@@ -189,7 +192,8 @@ def run_tasks(
     )
     try:
         with bar:
-            bar_id = bar.add_task("games", total=len(tasks), last="")
+            total = len(tasks)  # the bar counts the matches this run plays
+            bar_id = bar.add_task("games", total=total, last="")
             while pending or inflight or (skipped and not retried):
                 if not pending and not inflight:
                     pending, skipped, retried = deque(skipped), [], True
@@ -197,7 +201,13 @@ def run_tasks(
                     task = pending.popleft()
                     if not db.claim(task.key):
                         skipped.append(task)
+                        if not retried:
+                            total -= 1
+                            bar.update(bar_id, total=total)
                         continue
+                    if retried:
+                        total += 1
+                        bar.update(bar_id, total=total)
                     inflight[executor.submit(play_task, task, members[task.player1], members[task.player2])] = task
                 if not inflight:
                     continue

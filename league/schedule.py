@@ -52,7 +52,9 @@ def _pairs(members: Sequence[str]) -> list[tuple[str, str]]:
     return list(itertools.combinations(sorted(set(members)), 2))
 
 
-def _missing(pair: tuple[str, str], played: dict[tuple[str, str], set[int]], count: int, below: int | None) -> list[int]:
+def _missing(
+    pair: tuple[str, str], played: dict[tuple[str, str], set[int]], count: int, below: int | None
+) -> list[int]:
     """The lowest `count` game indices the pair has not played (only those < `below` if given)."""
     done = played.get(pair, set())
     out: list[int] = []

@@ -131,7 +131,9 @@ class PFSPSampler:
             "latest": self.latest,
             "window": self.window,
             "prior_games": self.prior_games,
-            "opponents": {name: {"group": self._group[name], "results": list(self._results[name])} for name in self._group},
+            "opponents": {
+                name: {"group": self._group[name], "results": list(self._results[name])} for name in self._group
+            },
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
