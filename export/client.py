@@ -327,10 +327,7 @@ class TournamentClient:
     def connection_ended(self, reason: Failure, failed: bool) -> None:
         """Decide after a lost or failed connection: finish, or retry after a backoff delay."""
         self._connection = None
-        if self._game is not None:
-            self.stats.interrupted += 1
-            self.log.write("game_interrupted", game_id=self._game.game_id, steps=self._game.steps)
-            self._game = None
+        self._interrupt_game()
         if self._stopping or self.done.called:
             self._finish(EXIT_OK)
             return
@@ -359,6 +356,13 @@ class TournamentClient:
         )
         self.log.write("retry", attempt=self._failures, delay_s=delay, reason=detail)
         self._reactor.callLater(delay, self.connect)
+
+    def _interrupt_game(self) -> None:
+        """Count a game that ends without EndGame (connection lost, or a new game started)."""
+        if self._game is not None:
+            self.stats.interrupted += 1
+            self.log.write("game_interrupted", game_id=self._game.game_id, steps=self._game.steps)
+            self._game = None
 
     def stop(self) -> None:
         """Finish cleanly: close the connection (if any), then fire `done` with EXIT_OK."""
@@ -394,6 +398,7 @@ class TournamentClient:
             name = str(uuid.UUID(bytes=game_id))
         except (ValueError, TypeError):
             name = (game_id.hex() if isinstance(game_id, bytes) else str(game_id)) or "unannounced"
+        self._interrupt_game()
         self._game = GameRecord(game_id=name)
         self.detector.start_game()
         self._reset_policy()

@@ -221,6 +221,9 @@ def test_broken_policy_answers_a_valid_action(tmp_path: Path, action: Any) -> No
 def test_step_without_start_game_still_answers(tmp_path: Path) -> None:
     wire = Wire(tmp_path)
     assert valid(wire.step(reset_obs()))
+    # a game that ends without EndGame is counted as interrupted when the next one starts
+    wire.call(StartGame, game_id=b"x" * 16)
+    assert wire.client.stats.interrupted == 1 and wire.client.stats.games == 0
 
 
 def test_onnx_agent_answers_through_the_wire(tmp_path: Path) -> None:
