@@ -172,6 +172,9 @@ class LeagueDB:
             self._retry(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise LeagueError(f"cannot use {self.path} as a league database: {exc}") from exc
         except BaseException:
             self._conn.close()
             raise

@@ -57,6 +57,9 @@ def test_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(LeagueError, match="not a league database"):
         LeagueDB(tmp_path)
+    (tmp_path / DB_NAME).write_bytes(b"garbage " * 100)
+    with pytest.raises(LeagueError, match="cannot use .* as a league database: file is not a database"):
+        LeagueDB(tmp_path)
 
 
 def test_members_start_once_and_names_stay_unique(tmp_path: Path) -> None:
