@@ -374,3 +374,14 @@ def test_helpers() -> None:
         TournamentClient(Counting(), TOKEN, "h", 1, reactor=MemoryReactorClock(), max_retries=-1)
     with pytest.raises(ValueError, match="retry_delay"):
         TournamentClient(Counting(), TOKEN, "h", 1, reactor=MemoryReactorClock(), retry_delay=0)
+
+
+def test_garbage_bytes_drop_the_connection_and_retry(tmp_path: Path) -> None:
+    wire = Wire(tmp_path, retry_delay=0.5)
+    wire.call(Auth)
+    wire.call(Ready)
+    wire.server.transport.write(b"\xff" * 300)
+    wire.pump.flush()
+    assert wire.client._connection is None and not wire.client.done.called
+    wire.reactor.advance(0.5)
+    assert len(wire.reactor.tcpClients) == 1
