@@ -13,7 +13,7 @@ more rounds won, 0.5 for equal (a draw counts as half a win), 0 for fewer.
   `weak` is not a member).
 - OpenSkill Plackett-Luce, fed as the comprl tournament server feeds it: each game
   rates player 1 against player 2 with their round scores (equal scores tie), and
-  the leaderboard value is the conservative mu - 3 sigma.
+  the leaderboard value is the conservative mu - 3 sigma (comprl's ranking).
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ ANCHOR_RATING = 1000.0
 ELO_K = 16.0
 ELO_SCALE = 400.0 / math.log(10.0)  # natural-log strength -> Elo points
 BT_PRIOR_GAMES = 1.0  # virtual games, half won, against an average player
+# comprl's starting rating for every user (its data/models.py), with the default model
+COMPRL_MU = 25.0
+COMPRL_SIGMA = 8.333
 
 
 class Game(NamedTuple):
@@ -231,16 +234,18 @@ class SkillRating:
 
 
 def openskill(games: Sequence[Game], members: Sequence[str]) -> dict[str, SkillRating]:
-    """OpenSkill Plackett-Luce with the package defaults (mu 25, sigma 25/3), as on comprl.
+    """OpenSkill Plackett-Luce as the comprl server runs it.
 
-    Each game is rated on its own, in order, with the two round scores as the
-    ranking input (the server calls `rate([[p1], [p2]], scores=[s1, s2])`).
+    A default `PlackettLuce()` model, every member starting at comprl's mu 25,
+    sigma 8.333; each game is rated on its own, in order, with the two round scores
+    as the ranking input (the server calls `rate([[p1], [p2]], scores=[s1, s2])`),
+    and the server ranks by mu - 3 sigma.
     """
     from openskill.models import PlackettLuce
 
     index = _check_members(games, members)
     model = PlackettLuce()
-    ratings = {name: model.rating(name=name) for name in index}
+    ratings = {name: model.rating(mu=COMPRL_MU, sigma=COMPRL_SIGMA, name=name) for name in index}
     for g in games:
         [[a], [b]] = model.rate([[ratings[g.player1]], [ratings[g.player2]]], scores=[g.score1, g.score2])
         ratings[g.player1], ratings[g.player2] = a, b

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from league.ratings import Game, bradley_terry, elo, openskill, outcome
+from league.ratings import COMPRL_MU, COMPRL_SIGMA, Game, bradley_terry, elo, openskill, outcome
 
 
 def test_outcome_counts_rounds_and_draws_as_halves() -> None:
@@ -89,7 +89,7 @@ def test_openskill_follows_the_package_fed_like_comprl() -> None:
     games = [Game("a", "b", 3, 1), Game("b", "c", 0, 0), Game("c", "a", 2, 2), Game("a", "c", 0, 1), Game("b", "a", 4, 0)]
     ours = openskill(games, ["a", "b", "c"])
     model = PlackettLuce()
-    ref = {n: model.rating(name=n) for n in "abc"}
+    ref = {n: model.rating(mu=COMPRL_MU, sigma=COMPRL_SIGMA, name=n) for n in "abc"}
     for g in games:
         [[x], [y]] = model.rate([[ref[g.player1]], [ref[g.player2]]], scores=[g.score1, g.score2])
         ref[g.player1], ref[g.player2] = x, y
@@ -100,13 +100,13 @@ def test_openskill_follows_the_package_fed_like_comprl() -> None:
 
 
 def test_openskill_first_game_matches_the_plackett_luce_formula() -> None:
-    # one 1-vs-1 game from the defaults mu 25, sigma 25/3, beta 25/6:
-    # c = sqrt(2 sigma^2 + 2 beta^2) = 13.1762, winner's mu += sigma^2 / c * (1 - 1/2)
+    # one 1-vs-1 game from comprl's start (mu 25, sigma 8.333) with the model's beta 25/6:
+    # c = sqrt(2 sigma^2 + 2 beta^2) = 13.1760, winner's mu += sigma^2 / c * (1 - 1/2)
     r = openskill([Game("a", "b", 1, 0)], ["a", "b"])
-    c = math.sqrt(2 * (25 / 3) ** 2 + 2 * (25 / 6) ** 2)
-    assert r["a"].mu == pytest.approx(25 + (25 / 3) ** 2 / c / 2, abs=1e-3)
-    assert r["b"].mu == pytest.approx(25 - (25 / 3) ** 2 / c / 2, abs=1e-3)
-    assert r["a"].sigma < 25 / 3
+    c = math.sqrt(2 * 8.333**2 + 2 * (25 / 6) ** 2)
+    assert r["a"].mu == pytest.approx(25 + 8.333**2 / c / 2, abs=1e-3)
+    assert r["b"].mu == pytest.approx(25 - 8.333**2 / c / 2, abs=1e-3)
+    assert r["a"].sigma < 8.333
     tie = openskill([Game("a", "b", 2, 2)], ["a", "b"])
     assert tie["a"].mu == pytest.approx(25.0) and tie["b"].mu == pytest.approx(25.0)
 
