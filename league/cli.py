@@ -59,7 +59,8 @@ def add(name: str, path: str, league_dir: str, kind: str, parent_run: str | None
 @click.option("--games-per-pair", type=click.IntRange(min=1), default=4, show_default=True,
               help="Round robin: games every pair should have; uncertain: games added per chosen pair.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Worker processes (default: one per CPU; 0 plays in this process).")
+              help="Worker processes (default: one per CPU; 0 plays in this process). "
+                   "With --ray auto and no running cluster: the CPUs of the local Ray instance.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Play on Ray: 'auto' (a running cluster, else a local one) or a cluster address.")
 @click.option("--schedule", type=click.Choice(["round-robin", "uncertain"]), default="round-robin", show_default=True,
