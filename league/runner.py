@@ -213,14 +213,15 @@ def run_tasks(
                     continue
                 done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    task = inflight.pop(future)
+                    task = inflight[future]
                     try:
                         record = future.result()
-                    except Exception as exc:
+                    except Exception as exc:  # its claim is released below with the others in flight
                         raise LeagueError(
                             f"match {task.player1} vs {task.player2} (game {task.key.game_index}) failed: "
                             f"{type(exc).__name__}: {exc}"
                         ) from exc
+                    del inflight[future]
                     if db.record(record):
                         summary.played += 1
                         summary.game_seconds += record.duration

@@ -96,6 +96,25 @@ def test_file_member_refuses_what_does_not_act(tmp_path: Path) -> None:
         file_member("x", bad)
 
 
+def test_a_member_that_stops_loading_fails_the_run_cleanly(tmp_path: Path) -> None:
+    import sqlite3
+
+    from league.db import DB_NAME
+    from league.runner import evaluate
+
+    agent = _onnx_agent(tmp_path / "agent.onnx")
+    league = tmp_path / "league"
+    with LeagueDB(league, create=True) as db:
+        db.start_with(scripted_members())
+        db.add_members([file_member("gone", agent)])
+    agent.unlink()
+    with pytest.raises(LeagueError, match="match .*gone.* failed: ValueError: ONNX file .* does not exist"):
+        evaluate(league, games_per_pair=1, workers=0, only=["gone", "weak"], progress=False)
+    with sqlite3.connect(league / DB_NAME) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM matches").fetchone()[0] == 0
+
+
 def test_workers_load_a_learned_member_once_and_scripted_ones_per_game(tmp_path: Path) -> None:
     agent = _onnx_agent(tmp_path / "agent.onnx")
     member = file_member("mine", agent)
