@@ -92,9 +92,21 @@ def phase_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "entropy": _mean(part, "actor/entropy"), "rand": _mean(part, "actor/rand"),
             "std_q50": _mean(part, "actor/std_q50"), "at_floor": _mean(part, "ret/at_floor"),
             "adv_abs": _mean(part, "actor/adv_abs"), "saturation": _mean(part, "actor/saturation"),
+            "pg_term": _mean(part, "actor/pg_term"), "ent_term": _mean(part, "actor/ent_term"),
             "win_rate": _mean(episodes, "train/win_rate"),
         })
     return table
+
+
+def step_table(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Per imagined step k: mean weight (continue-discount product) and entropy, over all update rows."""
+    upd = [r for r in update_rows(rows) if isinstance(r.get("actor/weight_step"), list)]
+    if not upd:
+        return []
+    weights = np.array([r["actor/weight_step"] for r in upd], np.float64)
+    entropy = np.array([r["actor/entropy_step"] for r in upd], np.float64)
+    return [{"k": k, "weight": float(weights[:, k].mean()), "entropy": float(entropy[:, k].mean())}
+            for k in range(weights.shape[1])]
 
 
 def _growing(values: np.ndarray) -> tuple[bool, str]:
@@ -242,12 +254,25 @@ def report(run_dir: str | Path) -> list[Flag]:
     console.print(ranges)
 
     table = Table(title="Per phase (thirds of the logged updates)")
-    cols = ["phase", "steps", "entropy", "rand", "std_q50", "at_floor", "adv_abs", "saturation", "win_rate"]
+    cols = ["phase", "steps", "entropy", "rand", "std_q50", "at_floor", "adv_abs", "saturation", "pg_term",
+            "ent_term", "win_rate"]
     for c in cols:
         table.add_column(c, justify="right")
     for row in phase_table(rows):
         table.add_row(*[row[c] if isinstance(row[c], str) else _fmt(row[c]) for c in cols])
     console.print(table)
+
+    steps = step_table(rows)
+    if steps:
+        per_step = Table(title="Per imagined step (mean over updates): the entropy bonus of step k is "
+                               "weighted by weight[k]; their sum is the bonus's total weight")
+        per_step.add_column("k", justify="right")
+        for s in steps:
+            per_step.add_column(str(s["k"]), justify="right")
+        per_step.add_row("weight", *[f"{s['weight']:.3f}" for s in steps])
+        per_step.add_row("entropy", *[f"{s['entropy']:.2f}" for s in steps])
+        console.print(per_step)
+        console.print(f"sum of weights {sum(s['weight'] for s in steps):.2f} over {len(steps)} steps")
 
     flags = find_flags(rows)
     if not flags:

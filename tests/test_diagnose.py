@@ -136,3 +136,12 @@ def test_cli_report_and_plot(tmp_path: Path) -> None:
     assert out.stat().st_size > 10_000
     res = CliRunner().invoke(diagnose, [str(tmp_path)])
     assert res.exit_code != 0 and "no metrics.jsonl" in res.output
+
+
+def test_step_table_averages_the_per_step_lists() -> None:
+    rows = _rows({"actor/weight_step": [1.0, 0.5, 0.25], "actor/entropy_step": [2.0, 1.0, 0.0]})
+    rows[0]["actor/weight_step"] = [0.0, 0.5, 0.25 + N]  # one row off: the mean moves by 1/N
+    table = diag.step_table(rows)
+    assert [t["k"] for t in table] == [0, 1, 2]
+    assert table[0]["weight"] == pytest.approx(1 - 1 / N) and table[2]["weight"] == pytest.approx(1.25)
+    assert table[1]["entropy"] == pytest.approx(1.0)
