@@ -143,6 +143,15 @@ def build_metadata(preset: str, train_step: int, deter_size: int, stoch_size: in
     }
 
 
+def _declare_output_shapes(model: onnx.ModelProto, sizes: dict[str, int]) -> None:
+    """Declare outputs as [batch, size]: the tracer leaves the feature size symbolic, and a
+    declared size lets the runtime check the file and the checker verify the graph."""
+    for output in model.graph.output:
+        batch_dim, size_dim = output.type.tensor_type.shape.dim
+        batch_dim.dim_param = "batch"
+        size_dim.dim_value = sizes[output.name]
+
+
 def _write_atomically(model: onnx.ModelProto, out: Path) -> None:
     """Serialise to a temporary file next to `out` and rename, so a kill leaves no half file."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +201,7 @@ def export_agent(
         else:
             raw = _export_dynamo(step, args, opset)
     model = onnx.load_from_string(raw)
+    _declare_output_shapes(model, {"action": ACTION_SIZE, "next_state": step.state_size})
     metadata = build_metadata(preset, train_step, step.deter_size, step.stoch_size, initial_state, exporter)
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, metadata)

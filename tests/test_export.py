@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from click.testing import CliRunner
@@ -59,6 +60,11 @@ def test_cli_export_with_check(run_dir: Path, tmp_path: Path) -> None:
     assert agent.action_layout == list(ACTION_LAYOUT)
     assert json.loads(agent.metadata["initial_state"]) == {"kind": "zeros"}
     assert "torchscript" in agent.exporter_version
+    graph = onnx.load(out).graph
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*graph.input, *graph.output]}
+    assert shapes == {"obs": ["batch", 18], "prev_action": ["batch", 4], "state": ["batch", agent.state_size],
+                      "action": ["batch", 4], "next_state": ["batch", agent.state_size]}
     assert [p.name for p in tmp_path.iterdir()] == ["agent.onnx"]  # no temporary file left
 
 
