@@ -76,6 +76,14 @@ def load_checkpoint_agent(source: str | os.PathLike[str]) -> LoadedAgent:
     )
 
 
+def _cpu_eval_copy(agent: DreamerAgent) -> DreamerAgent:
+    """A CPU copy in eval mode, so exporting mid-training neither moves the caller's agent
+    off its device nor changes its mode (a deep copy draws no random numbers)."""
+    import copy
+
+    return copy.deepcopy(agent).cpu().eval()
+
+
 def _export_torchscript(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> bytes:
     import torch
 
@@ -145,7 +153,7 @@ def build_metadata(preset: str, train_step: int, deter_size: int, stoch_size: in
 
 def _declare_output_shapes(model: onnx.ModelProto, sizes: dict[str, int]) -> None:
     """Declare outputs as [batch, size]: the tracer leaves the feature size symbolic, and a
-    declared size lets the runtime check the file and the checker verify the graph."""
+    declared size lets the runtime (and any viewer) see the contract without running it."""
     for output in model.graph.output:
         batch_dim, size_dim = output.type.tensor_type.shape.dim
         batch_dim.dim_param = "batch"
@@ -188,7 +196,7 @@ def export_agent(
     if not MIN_OPSET[exporter] <= opset <= MAX_OPSET[exporter]:
         raise ValueError(f"opset {opset} unsupported by the {exporter} exporter; "
                          f"choose {MIN_OPSET[exporter]} to {MAX_OPSET[exporter]}")
-    agent = agent.cpu().eval()
+    agent = _cpu_eval_copy(agent)
     step = agent.export_modules().eval()
     init = agent.initial_state(1)
     initial_state = torch.cat([init["deter"], init["stoch"]], -1)[0].numpy()
@@ -262,8 +270,8 @@ def check_export(agent: DreamerAgent, onnx_path: str | os.PathLike[str], *, game
     """Run the ONNX graph and the PyTorch agent side by side over whole games.
 
     At least `games` games are played, and more until the PyTorch agent has acted
-    MIN_CHECK_STEPS times. Each game is played twice with the same seeds against the same scripted opponent:
-    once driven by the PyTorch agent with the ONNX agent acting alongside on the same
+    MIN_CHECK_STEPS times. Each game is played twice with the same seeds against the
+    same scripted opponent: once driven by the PyTorch agent with the ONNX agent acting alongside on the same
     observations (each feeding back its own state), which gives the differences, and
     once driven by the ONNX agent alone, which gives its outcome.
     """
@@ -275,7 +283,7 @@ def check_export(agent: DreamerAgent, onnx_path: str | os.PathLike[str], *, game
         raise ValueError(f"unknown opponent {opponent!r}; choices: {', '.join(SCRIPTED)}")
     if games < 1:
         raise ValueError(f"games must be at least 1, got {games}")
-    agent = agent.cpu().eval()
+    agent = _cpu_eval_copy(agent)
     lockstep = Lockstep(ActingPolicy(agent, deterministic=True), OnnxAgent(onnx_path))
     onnx_player = OnnxAgent(onnx_path)
     torch_rounds, onnx_rounds = [], []

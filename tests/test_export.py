@@ -81,9 +81,10 @@ def test_check_fails_on_a_different_agent(run_dir: Path, tmp_path: Path) -> None
 
 
 def test_batch_graph_matches_torch_policy_step(tmp_path: Path) -> None:
-    agent = make_agent(seed=1)
+    agent = make_agent(seed=1).train()
     out = tmp_path / "agent.onnx"
     export_agent(agent, out, preset="tiny", train_step=0)
+    assert agent.training  # the caller's agent is left as it was
     onnx_agent = OnnxAgent(out)
     rng = np.random.default_rng(0)
     batch = 5
