@@ -283,6 +283,32 @@ def report(run_dir: str | Path) -> list[Flag]:
     return flags
 
 
+def write_csv(run_dir: str | Path, out: str | Path) -> Path:
+    """The update rows' scalar metrics as CSV (one row per logged update row), plus train/win_rate.
+
+    win_rate is the recent train win rate of the last episode row at or before the row's step.
+    """
+    import csv
+
+    rows = read_rows(run_dir)
+    upd = update_rows(rows)
+    if not upd:
+        raise ValueError(f"{run_dir} has no update rows in its metrics yet")
+    keys = list(dict.fromkeys(k for r in upd for k, v in r.items() if k != "kind" and not isinstance(v, list)))
+    episodes = [(r["step"], r["train/win_rate"]) for r in rows if r.get("kind") == "episode"]
+    out = Path(out)
+    with open(out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*keys, "train/win_rate"])
+        j, win = 0, float("nan")
+        for r in upd:
+            while j < len(episodes) and episodes[j][0] <= r["step"]:
+                win = episodes[j][1]
+                j += 1
+            writer.writerow([r.get(k, "") for k in keys] + [win])
+    return out
+
+
 def _episode_x_y(rows: list[dict[str, Any]], kind: str, key: str) -> tuple[np.ndarray, np.ndarray]:
     picked = [r for r in rows if r.get("kind") == kind and key in r]
     return np.array([r["step"] for r in picked]), np.array([float(r[key]) for r in picked])

@@ -130,8 +130,12 @@ def test_cli_report_and_plot(tmp_path: Path) -> None:
 
     run = _write_run(tmp_path, _rows({"ret/at_floor": 1.0}))
     out = tmp_path / "d.png"
-    res = CliRunner().invoke(diagnose, [str(run), "--plot", str(out)], terminal_width=200)
+    res = CliRunner().invoke(diagnose, [str(run), "--plot", str(out), "--csv", str(tmp_path / "c.csv")],
+                             terminal_width=200)
     assert res.exit_code == 0, res.output
+    lines = (tmp_path / "c.csv").read_text().splitlines()
+    assert len(lines) == N + 1 and lines[0].startswith("step,update,time,n_updates,")
+    assert lines[-1].endswith(",0.25") and lines[1].endswith(",nan")
     assert "pinned at its floor" in res.output and "NEGATIVE ENTROPY IS NORMAL" in res.output
     assert out.stat().st_size > 10_000
     res = CliRunner().invoke(diagnose, [str(tmp_path)])

@@ -11,7 +11,9 @@ import click
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw entropy, rand, std, S, advantage, losses and win rate into this PNG.")
-def diagnose(run_dir: Path, plot_path: Path | None) -> None:
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the logged update metrics (and the train win rate) as CSV.")
+def diagnose(run_dir: Path, plot_path: Path | None, csv_path: Path | None) -> None:
     """Read RUN_DIR/metrics.jsonl and report entropy / exploration red flags with evidence."""
     from agent import diagnose as diag
 
@@ -21,5 +23,7 @@ def diagnose(run_dir: Path, plot_path: Path | None) -> None:
         diag.report(run_dir)
         if plot_path is not None:
             click.echo(f"plot written to {diag.plot(run_dir, plot_path)}")
+        if csv_path is not None:
+            click.echo(f"CSV written to {diag.write_csv(run_dir, csv_path)}")
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
