@@ -7,6 +7,8 @@ ONNX agent against a scripted client from the main environment.
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 import subprocess
 import venv
@@ -58,3 +60,27 @@ def test_client_extra_in_fresh_venv_plays_a_game(tmp_path: Path) -> None:
         assert code == 0, out
     (game,) = events(tmp_path / "venv.jsonl", "game")
     assert game["rounds_seen"] == 4 and game["warnings"] == 0
+
+
+def test_dockerfile_matches_the_repository() -> None:
+    """Docker is not available here: check what the image build relies on instead."""
+    from agent.cli import COMMANDS
+
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")  # join continued lines
+    instructions = [line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert instructions[0] == ["FROM", "python:3.11-slim"]
+    run = " ".join(args for op, args in instructions if op == "RUN")
+    assert "pip install '.[client]'" in run
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    for op, args in instructions:
+        if op == "COPY":
+            *sources, _ = shlex.split(args)
+            for source in sources:
+                if "$" in source:
+                    continue
+                assert (REPO / source).exists(), f"Dockerfile copies {source}, which is missing"
+                assert f"!{source.rstrip('/')}/" in ignore or f"!{source}" in ignore, f".dockerignore excludes {source}"
+    (entry,) = [args for op, args in instructions if op == "ENTRYPOINT"]
+    command = json.loads(entry)
+    assert command[:2] == ["hockey-agent", "client"] and command[1] in COMMANDS
+    assert COMMANDS["client"][0] == "export.client_cli:client"
