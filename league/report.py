@@ -98,7 +98,10 @@ def _plot_history(history: list[RatingRow], path: Path) -> None:
     ax.set_xlabel("time of evaluation")
     ax.set_ylabel("Bradley-Terry rating (Elo scale, weak = 1000)")
     ax.set_title("League ratings over time (95% bootstrap intervals)")
-    ax.legend(fontsize="small", ncol=2)
+    if history:
+        ax.legend(fontsize="small", ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no games yet", transform=ax.transAxes, ha="center", va="center")
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
