@@ -191,3 +191,18 @@ def test_uncertain_schedule_adds_games_to_the_least_known_pair(tmp_path: Path) -
     with LeagueDB(tmp_path) as db:
         played = db.played_indices()
     assert sorted(len(v) for v in played.values()) == [2, 2, 5]
+
+
+def test_show_on_a_league_without_games(tmp_path: Path) -> None:
+    import warnings
+
+    from agent.cli import main
+    from league.members import scripted_members
+
+    with LeagueDB(tmp_path, create=True) as db:
+        db.start_with(scripted_members())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no matplotlib complaints about an empty plot
+        result = CliRunner().invoke(main, ["league", "show", "--league", str(tmp_path), "--plot", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert "weak" in result.output and (tmp_path / "p_ratings.png").is_file() and (tmp_path / "p_h2h.png").is_file()
