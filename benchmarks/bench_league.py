@@ -21,20 +21,25 @@ from league.schedule import round_robin
 MEMBERS = ["still", "random", "weak", "strong"]
 
 
-def _run(games_per_pair: int, workers: int, ray_address: str | None = None) -> RunSummary:
+def _run(games_per_pair: int, workers: int, ray_address: str | None = None) -> tuple[RunSummary, float]:
+    """One round robin on a fresh league; also returns this (parent) process's CPU seconds."""
     with tempfile.TemporaryDirectory() as directory, LeagueDB(directory, create=True) as db:
         db.start_with(scripted_members())
         tasks = round_robin(MEMBERS, {}, games_per_pair)
-        return run_tasks(db, tasks, workers=workers, ray_address=ray_address, progress=False)
+        cpu = time.process_time()
+        summary = run_tasks(db, tasks, workers=workers, ray_address=ray_address, progress=False)
+        return summary, time.process_time() - cpu
 
 
-def _line(label: str, s: RunSummary) -> float:
+def _line(label: str, run: tuple[RunSummary, float]) -> float:
     """Print one configuration; returns its steady rate (first to last finished game)."""
+    s, parent_cpu = run
     rate = s.played / s.wall_seconds
     finished = sorted(r.created for r in s.records)
     steady = (len(finished) - 1) / (finished[-1] - finished[0])
     print(f"{label:<22} {s.played:4d} games {s.wall_seconds:7.2f} s wall {rate:6.2f} games/s "
-          f"(steady {steady:6.2f} games/s, without start-up)  {s.game_seconds / s.played:6.3f} s/game in play_game")
+          f"(steady {steady:6.2f}, without start-up)  {s.game_seconds / s.played:6.3f} s/game in play_game  "
+          f"parent CPU {1000 * parent_cpu / s.played:5.1f} ms/game")
     return steady
 
 
@@ -59,8 +64,8 @@ def main() -> None:
     import agent.match  # noqa: F401  (one-time imports are not per-game overhead)
     import rich.progress  # noqa: F401
 
-    inline = _run(args.games_per_pair, workers=0)
-    _line("inline (workers=0)", inline)
+    inline, inline_cpu = _run(args.games_per_pair, workers=0)
+    _line("inline (workers=0)", (inline, inline_cpu))
     overhead = inline.wall_seconds - inline.game_seconds
     print(f"scheduler overhead: {1000 * overhead / inline.played:.1f} ms/game = "
           f"{100 * overhead / inline.game_seconds:.1f}% of game time (claim, build players, make the env, record)")
