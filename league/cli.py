@@ -12,6 +12,7 @@ import click
 
 from league.db import DEFAULT_LEAGUE
 from league.members import KINDS, LeagueError
+from league.schedule import SCHEDULES
 
 LEAGUE_OPTION = click.option(
     "--league", "league_dir", default=DEFAULT_LEAGUE, show_default=True, type=click.Path(file_okay=False),
@@ -63,7 +64,7 @@ def add(name: str, path: str, league_dir: str, kind: str, parent_run: str | None
                    "With --ray auto and no running cluster: the CPUs of the local Ray instance.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Play on Ray: 'auto' (a running cluster, else a local one) or a cluster address.")
-@click.option("--schedule", type=click.Choice(["round-robin", "uncertain"]), default="round-robin", show_default=True,
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="round-robin", show_default=True,
               help="round-robin: every pair up to --games-per-pair; uncertain: the quarter of pairs "
                    "with the widest Bradley-Terry intervals.")
 @click.option("--members", "only", default=None, metavar="NAME,NAME,...",
