@@ -17,7 +17,6 @@ next multiple of `snapshot_every`.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,8 +143,7 @@ class Snapshotter:
         name = f"{self.run_name}-{trainer.env_steps}"
         path = self.sampler.league_dir / "snapshots" / f"{name}.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
-        frozen = copy.deepcopy(trainer.agent)  # the exporter moves its agent to the CPU
-        export_agent(frozen, path, preset=self.preset or "custom", train_step=trainer.env_steps)
+        export_agent(trainer.agent, path, preset=self.preset or "custom", train_step=trainer.env_steps)
         with LeagueDB(self.sampler.league_dir) as db:
             if name not in {m.name for m in db.members()}:
                 member = file_member(name, path, kind="snapshot", parent_run=self.run_name, step=trainer.env_steps)
