@@ -10,6 +10,13 @@ Per imagined state t (0..H-1), with weight w_t = prod_{k<=t} (gamma c_k) / gamma
 - advantage A_t = (R_t - v_t) / max(1, S), S the EMA of P95(R) - P5(R),
 - actor loss  w_t * -(sg(A_t) log pi(a_t | s_t) + eta H[pi(. | s_t)]),
 - critic loss w_t * (twohot_ce(v(s_t), sg(R_t)) + slow_reg twohot_ce(v(s_t), sg(v_slow(s_t)))).
+The returns bootstrap from the online critic's values (as in the paper); the slow
+critic only regularises. The critic is trained on imagined returns only (the official
+code's extra replay-value loss, scale 0.3, is not used).
+
+Logged terms: actor/pg_term = mean(w_t sg(A_t) log pi), actor/ent_term =
+mean(w_t eta H), so actor/loss = -(pg_scale pg_term + ent_term); actor/adv_abs is the
+mean |A_t| (unweighted); ret/p05 and ret/p95 are the EMAs whose difference is S.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import torch
 from torch import Tensor
 
 from agent.config import ActorConfig, CriticConfig
-from agent.dreamer.maths import ReturnNormalizer, lambda_return, twohot_loss, twohot_mean
+from agent.dreamer.maths import ReturnNormalizer, lambda_return, twohot, twohot_mean
 from agent.dreamer.nets import Actor, TwoHotHead
 from agent.dreamer.world_model import WorldModel
 
@@ -41,7 +48,7 @@ def imagine(wm: WorldModel, actor: Actor, deter: Tensor, stoch: Tensor, horizon:
     """Roll the prior forward `horizon` steps from start states deter [N, D], stoch [N, S]."""
     n, d = deter.shape
     feat = deter.new_empty(horizon + 1, n, wm.feat_size)
-    raw = deter.new_empty(horizon, n, actor.out.out_features // 2)
+    raw = deter.new_empty(horizon, n, actor.act_dim)
     action = torch.empty_like(raw)
     feat[0, :, :d], feat[0, :, d:] = deter, stoch
     for t in range(horizon):
@@ -90,15 +97,16 @@ def behavior_losses(wm: WorldModel, actor: Actor, critic: TwoHotHead, slow_criti
     bins = wm.bins
     gamma = 1.0 - 1.0 / acfg.discount_horizon
     feat = imag.feat
-    with torch.no_grad():
-        reward = twohot_mean(torch.softmax(wm.reward(feat), -1), bins)
-        cont = torch.sigmoid(wm.cont(feat).float().squeeze(-1))
-        cont = torch.cat([start_cont.unsqueeze(0), cont[1:]], 0)
+    with torch.no_grad():  # reward and continue of the start states are never used
+        reward = twohot_mean(torch.softmax(wm.reward(feat[1:]), -1), bins)
+        reward = torch.cat([torch.zeros_like(reward[:1]), reward], 0)
+        cont = torch.sigmoid(wm.cont(feat[1:]).float().squeeze(-1))
+        cont = torch.cat([start_cont.unsqueeze(0), cont], 0)
         weight = torch.cumprod(gamma * cont, 0) / gamma  # [H+1, N]
         slow_value = twohot_mean(torch.softmax(slow_critic(feat[:-1]), -1), bins)
 
-    value_logits = critic(feat)
-    value = twohot_mean(torch.softmax(value_logits.detach(), -1), bins)
+    value_logp = torch.log_softmax(critic(feat), -1)
+    value = twohot_mean(value_logp.detach().exp(), bins)
     ret = lambda_return(reward, cont, value, gamma, acfg.lam)  # [H, N]
     retnorm.update(ret)
     adv = (ret - value[:-1]) / retnorm.divisor()
@@ -111,9 +119,10 @@ def behavior_losses(wm: WorldModel, actor: Actor, critic: TwoHotHead, slow_criti
     ent_bonus = w * eta * ent
     actor_loss = -(acfg.pg_scale * pg + ent_bonus).mean()
 
-    logits = value_logits[:-1]
-    critic_loss = (w * (twohot_loss(logits, ret, bins)
-                        + ccfg.slow_reg * twohot_loss(logits, slow_value, bins))).mean() * ccfg.scale
+    # two-hot cross-entropies toward R_t and toward the slow critic, as one
+    # cross-entropy with the summed targets (it is linear in the target)
+    target = twohot(ret, bins) + ccfg.slow_reg * twohot(slow_value, bins)
+    critic_loss = -(w * (target * value_logp[:-1]).sum(-1)).mean() * ccfg.scale
 
     with torch.no_grad():
         std = dist.std.flatten()

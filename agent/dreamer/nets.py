@@ -197,9 +197,9 @@ class Actor(nn.Module):
         super().__init__()
         if dist not in ("bounded_normal", "tanh_normal"):
             raise ValueError(f"unknown actor dist {dist!r}; choices: bounded_normal, tanh_normal")
-        self.dist, self.min_std, self.max_std = dist, min_std, max_std
+        self.dist, self.act_dim, self.min_std, self.max_std = dist, act_dim, min_std, max_std
         self.mlp = MLP(feat_dim, units, layers)
-        self.out = nn.Linear(units, 2 * act_dim)
+        self.out = nn.Linear(self.mlp.out_dim, 2 * act_dim)
         with torch.no_grad():  # small initial outputs: mean ~ 0, std ~ its initial value
             self.out.weight.mul_(0.01)
             self.out.bias.zero_()

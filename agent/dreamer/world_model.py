@@ -86,9 +86,11 @@ class WorldModel(nn.Module):
         self.post_norm = RMSNorm(h)
         self.post_out = nn.Linear(h, self.stoch_size)
         # heads on the features [deter, stoch]
-        self.decoder = nn.Sequential(MLP(self.feat_size, cfg.units, cfg.layers), nn.Linear(cfg.units, obs_dim))
+        dec = MLP(self.feat_size, cfg.units, cfg.layers)
+        self.decoder = nn.Sequential(dec, nn.Linear(dec.out_dim, obs_dim))
         self.reward = TwoHotHead(self.feat_size, cfg.units, cfg.head_layers, cfg.bins)
-        self.cont = nn.Sequential(MLP(self.feat_size, cfg.units, cfg.head_layers), nn.Linear(cfg.units, 1))
+        con = MLP(self.feat_size, cfg.units, cfg.head_layers)
+        self.cont = nn.Sequential(con, nn.Linear(con.out_dim, 1))
 
     # ---- RSSM steps ----------------------------------------------------------------
 
