@@ -24,7 +24,7 @@ LEAGUE_OPTION = click.option(
 def league() -> None:
     """Manage the league: add members, evaluate them, show ratings.
 
-    A league is a directory holding league.db (default ./league). A new league
+    A league is a directory holding league.db (default ./runs/league). A new league
     starts with every scripted player as a member.
     """
 

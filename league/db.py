@@ -29,7 +29,7 @@ from league.ratings import Game
 
 SCHEMA_VERSION = 1
 DB_NAME = "league.db"
-DEFAULT_LEAGUE = "league"  # the league directory when none is given: ./league
+DEFAULT_LEAGUE = "runs/league"  # the league directory when none is given (runs/ is not versioned)
 BUSY_TIMEOUT_S = 30.0
 WRITE_RETRIES = 20
 CLAIM_LEASE_S = 3600.0
