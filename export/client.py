@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -154,15 +155,14 @@ class GameRecord:
 class EventLog:
     """Append-only JSON-lines log, one object per event, flushed per line (crash-safe)."""
 
-    def __init__(self, path: str | Path | None, redact: Callable[[str], str]) -> None:
+    def __init__(self, path: str | Path | None) -> None:
         self._file = open(path, "a", encoding="utf-8") if path is not None else None
-        self._redact = redact
 
     def write(self, event: str, **fields: Any) -> None:
         if self._file is None:
             return
         line = json.dumps({"time": time.time(), "event": event, **fields}, allow_nan=False, default=str)
-        self._file.write(self._redact(line) + "\n")
+        self._file.write(line + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -273,13 +273,17 @@ class TournamentClient:
             reactor = default_reactor
         self.policy = policy
         self._token = token
+        # a real (long) token is redacted wherever it appears; a short test token only as a
+        # whole word, so that it does not blank out letters of ordinary words
+        word = "{}" if len(token) >= 8 else r"(?<![\w-]){}(?![\w-])"
+        self._token_pattern = re.compile(word.format(re.escape(token))) if token else None
         self.host, self.port = host, port
         self.max_retries, self.retry_delay, self.max_delay = max_retries, retry_delay, max_delay
         self.games_limit = games
         self.stats = ClientStats()
         self.detector = RoundDetector()
         self.console = console or Console()
-        self.log = EventLog(log_path, self.redact)
+        self.log = EventLog(log_path)
         self.done: defer.Deferred[int] = defer.Deferred()
         self._reactor = reactor
         self._factory = _Factory(self)
@@ -289,14 +293,23 @@ class TournamentClient:
         self._refusal: str | None = None
         self._stopping = False
         self._game: GameRecord | None = None
+        self._mute = False  # set when the console can no longer be written
 
     # -- helpers -------------------------------------------------------------------
     def redact(self, text: str) -> str:
-        """`text` with the access token replaced, for anything shown or logged."""
-        return text.replace(self._token, REDACTED) if self._token else text
+        """`text` with the access token replaced: for server text (which may echo it) and output.
+
+        The client itself never puts the token into a message or the log.
+        """
+        return self._token_pattern.sub(REDACTED, text) if self._token_pattern else text
 
     def _say(self, text: str, style: str = "") -> None:
-        self.console.print(self.redact(text), style=style or None, markup=False, highlight=False)
+        if self._mute:
+            return
+        try:
+            self.console.print(self.redact(text), style=style or None, markup=False, highlight=False)
+        except (OSError, SystemExit):  # stdout gone (rich exits on a broken pipe): keep playing
+            self._mute = True
 
     def _warn(self, text: str) -> None:
         if self._game is not None:
@@ -516,6 +529,10 @@ class TournamentClient:
         self._reactor.callWhenRunning(self.connect)
         self._reactor.run()
         self._finish(EXIT_OK)  # no-op unless a signal stopped the reactor
-        self.console.print(self.summary_table())
+        if not self._mute:
+            try:
+                self.console.print(self.summary_table())
+            except (OSError, SystemExit):
+                pass
         self.log.close()
         return codes[0]

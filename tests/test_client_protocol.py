@@ -290,6 +290,16 @@ def test_token_never_printed_or_logged(tmp_path: Path) -> None:
     assert "hello ***" in text and "your token *** is fine" in text
 
 
+def test_redaction_long_and_short_tokens() -> None:
+    def redact(token: str, text: str) -> str:
+        client = TournamentClient(Counting(), token, "h", 1, reactor=MemoryReactorClock(), console=Console(file=io.StringIO()))
+        return client.redact(text)
+
+    assert redact(TOKEN, f"x{TOKEN}y and {TOKEN}") == "x***y and ***"
+    # a short token only as a whole word: ordinary words stay readable
+    assert redact("a", "Authentication failed for a.") == "Authentication failed for ***."
+
+
 def test_wrong_token_is_fatal_without_retry(tmp_path: Path) -> None:
     wire = Wire(tmp_path)
     wire.call(Auth)
