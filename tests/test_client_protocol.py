@@ -395,3 +395,4 @@ def test_garbage_bytes_drop_the_connection_and_retry(tmp_path: Path) -> None:
     assert wire.client._connection is None and not wire.client.done.called
     wire.reactor.advance(0.5)
     assert len(wire.reactor.tcpClients) == 1
+

@@ -263,3 +263,20 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path, agent_file: Path) -> None:
     assert "stopped" in out and "tournament client" in out  # the summary table
     (last,) = events(log, "finished")
     assert last["exit_code"] == 0 and last["games"] == 0
+
+
+def test_closed_stdout_does_not_stop_the_client(tmp_path: Path, agent_file: Path) -> None:
+    """`hockey-agent client ... | head -1`: the reader goes away, the client plays on."""
+    port = free_port()
+    server = start_server(port, tmp_path / "server.jsonl", "--games", "1")
+    log = tmp_path / "client.jsonl"
+    client = start_client(port, TOKEN, log, str(agent_file), "--games", "1")
+    assert client.stdout is not None
+    client.stdout.readline()
+    client.stdout.close()
+    other = start_client(port, OTHER_TOKEN, tmp_path / "other.jsonl", "--scripted", "still", "--games", "1")
+    assert client.wait(timeout=60) == 0
+    for process in (other, server):
+        assert finish(process)[0] == 0
+    (game,) = events(log, "game")
+    assert game["rounds_seen"] == 4
