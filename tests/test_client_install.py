@@ -1,8 +1,8 @@
 """The client extra alone (no torch, no game) installs into a fresh venv and plays a game.
 
 This is what the Docker image does (`pip install '.[client]'`); Docker itself is not
-available here. The server runs in the main environment; the venv's client plays an
-ONNX agent against a scripted client from the main environment.
+available here. The server runs in the main environment; two clients from the venv,
+an ONNX agent and a scripted player, play a game on it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from test_client_protocol import TOKEN, write_agent_file
-from test_server import OTHER_TOKEN, events, finish, free_port, start_client, start_server
+from test_server import OTHER_TOKEN, events, finish, free_port, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 # What the package build needs (a copy, so the build leaves no files in the checkout).
@@ -48,14 +48,19 @@ def test_client_extra_in_fresh_venv_plays_a_game(tmp_path: Path) -> None:
     agent = write_agent_file(tmp_path / "agent.onnx")
     port = free_port()
     server = start_server(port, tmp_path / "server.jsonl", "--games", "1", "--token", TOKEN, "--token", OTHER_TOKEN)
-    venv_client = subprocess.Popen(
-        [str(env_dir / "bin" / "hockey-agent"), "client", str(agent), "--server-url", "127.0.0.1",
-         "--server-port", str(port), "--games", "1", "--log", str(tmp_path / "venv.jsonl")],
-        env={"COMPRL_ACCESS_TOKEN": TOKEN, "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    scripted = start_client(port, OTHER_TOKEN, tmp_path / "scripted.jsonl", "--scripted", "still", "--games", "1")
-    for process in (venv_client, scripted, server):
+
+    def venv_client(token: str, log: str, *player: str) -> subprocess.Popen:
+        # the token through the environment, as in the Docker image; nothing else inherited
+        return subprocess.Popen(
+            [str(env_dir / "bin" / "hockey-agent"), "client", *player, "--server-url", "127.0.0.1",
+             "--server-port", str(port), "--games", "1", "--log", str(tmp_path / log)],
+            env={"COMPRL_ACCESS_TOKEN": token, "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+    # the ONNX agent, and a scripted player (the --scripted ones need no Box2D either)
+    clients = [venv_client(TOKEN, "venv.jsonl", str(agent)), venv_client(OTHER_TOKEN, "scripted.jsonl", "--scripted", "keeper")]
+    for process in (*clients, server):
         code, out = finish(process, timeout=90)
         assert code == 0, out
     (game,) = events(tmp_path / "venv.jsonl", "game")
