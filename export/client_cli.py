@@ -76,7 +76,8 @@ def client(
         from agent.opponents import make_scripted
 
         policy = make_scripted(scripted)
-        console.print(f"playing scripted player '{scripted}'")
+        label = f"scripted player '{scripted}'"
+        console.print(f"playing {label}")
     else:
         from export.runtime import AgentFileError, OnnxAgent, describe
 
@@ -84,7 +85,8 @@ def client(
             policy = OnnxAgent(agent_file)
         except (AgentFileError, FileNotFoundError) as exc:
             raise click.ClickException(f"cannot use agent file: {exc}") from None
-        console.print(f"agent {describe(policy)}", markup=False)
+        label = f"agent {describe(policy)}"
+        console.print(label, markup=False)
 
     from export.client import TournamentClient
 
@@ -95,6 +97,7 @@ def client(
         )
     except OSError as exc:
         raise click.BadParameter(f"cannot open the log file: {exc}", param_hint="--log") from None
+    runner.log.write("started", player=label, host=server_url, port=server_port)
     raise SystemExit(runner.run())
 
 
