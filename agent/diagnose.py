@@ -193,8 +193,10 @@ def find_flags(rows: list[dict[str, Any]]) -> list[Flag]:
             f"{sat:.0%} of imagined actions have |a| > 0.99 in some dimension in the second half; "
             f"a centred policy at its median std {std50:.2f} gives {centred_saturation(std50):.0%} "
             f"(flag above {limit:.0%})",
-            "Bang-bang control: the means sit at +-1 or the std is too wide. This is what a "
-            "TanhNormal with a wide pre-tanh std does; use bounded_normal.",
+            "Bang-bang control: the means sit at +-1 (the environment clips). It can be the task's "
+            "optimum (full force ahead), but it also hides exploration in the clipped dimensions: "
+            "check which dimensions saturate with `hockey-agent eval --stochastic`. A TanhNormal "
+            "with a wide pre-tanh std gives the same picture; prefer bounded_normal.",
         ))
 
     for key in sorted({k for r in upd for k in r if k.endswith("loss") or k.endswith("grad_norm")}):
