@@ -195,7 +195,7 @@ def find_flags(rows: list[dict[str, Any]]) -> list[Flag]:
             f"(flag above {limit:.0%})",
             "Bang-bang control: the means sit at +-1 (the environment clips). It can be the task's "
             "optimum (full force ahead), but it also hides exploration in the clipped dimensions: "
-            "check which dimensions saturate with `hockey-agent eval --stochastic`. A TanhNormal "
+            "watch a game (`hockey-agent play RUN_DIR still -n 1 --render game.gif`). A TanhNormal "
             "with a wide pre-tanh std gives the same picture; prefer bounded_normal.",
         ))
 
