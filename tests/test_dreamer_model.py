@@ -240,3 +240,25 @@ def test_block_linear_keeps_groups_apart():
     layer(x)[:, 3:6].sum().backward()  # output group 1 of 4
     grad = x.grad.abs().sum(0)
     assert grad[2:4].sum() > 0 and grad[:2].sum() == 0 and grad[4:].sum() == 0
+
+
+@pytest.mark.slow
+def test_actor_learns_the_action_that_the_reward_follows():
+    """reward_t = x force of action_{t-1}: the world model must learn it and the
+    actor, trained only in imagination, must push its x force to +1 (~1 min)."""
+    torch.manual_seed(0)
+    cfg = make_config("tiny", ["train.batch_size=8", "train.seq_len=16", "actor.horizon=5", "optim.wm_lr=3e-3",
+                               "optim.actor_lr=1e-3", "optim.critic_lr=1e-3"])
+    agent = DreamerAgent(cfg)
+    g = torch.Generator().manual_seed(0)
+    b, t = 8, 16
+    is_first = torch.zeros(b, t, dtype=torch.bool)
+    is_first[:, 0] = True
+    for _ in range(350):
+        action = torch.rand(b, t, 4, generator=g) * 2 - 1
+        agent.update({"obs": torch.randn(b, t, 18, generator=g) * 0.1, "action": action,
+                      "reward": torch.cat([torch.zeros(b, 1), action[:, :-1, 0]], 1),
+                      "is_first": is_first, "is_terminal": torch.zeros(b, t, dtype=torch.bool)})
+    act, _ = agent.policy_step(torch.randn(64, 18, generator=g) * 0.1, torch.zeros(64, 4), agent.initial_state(64),
+                               torch.ones(64, dtype=torch.bool), deterministic=True)
+    assert act[:, 0].mean() > 0.9

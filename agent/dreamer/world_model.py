@@ -104,8 +104,8 @@ class WorldModel(nn.Module):
         reset = torch.sigmoid(r)
         cand = torch.tanh(reset * c)
         update = torch.sigmoid(u - 1.0)
-        old = deter.reshape(n, g, -1)
-        return (old + update * (cand - old)).reshape(n, -1)
+        # update * cand + (1 - update) * deter, in one kernel
+        return torch.lerp(deter.reshape(n, g, -1), cand, update).reshape(n, -1)
 
     def prior_probs(self, deter: Tensor) -> Tensor:
         """[..., D] -> [..., L, C] unimix probabilities of the prior."""
@@ -149,11 +149,12 @@ class WorldModel(nn.Module):
         embed_in = self.post_embed(self.embed(obs))
         action_in = self.in_action(prev_action)
         keep = (~is_first).to(obs.dtype).unsqueeze(-1)
+        resets = is_first.any(0).tolist()  # steps where some row starts an episode
         deter = obs.new_zeros(batch, self.deter_size)
         stoch = obs.new_zeros(batch, self.stoch_size)
         deters, stochs, posts = [], [], []
         for t in range(steps):
-            if t > 0:  # step 0 starts from the zero state anyway
+            if t > 0 and resets[t]:  # step 0 starts from the zero state anyway
                 deter, stoch = deter * keep[:, t], stoch * keep[:, t]
             deter = self.gru(deter, stoch, action_in[:, t])
             probs = self.post_probs(deter, embed_in[:, t])
