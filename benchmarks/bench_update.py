@@ -51,7 +51,7 @@ def make_batch(cfg: Config, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def bench(name: str, updates: int, warmup: int, train_ratio: float | None, profile_phases: bool,
-          device: str) -> None:
+          device: str, peak: float) -> None:
     preset, overrides = CONFIGS[name]
     cfg = make_config(preset, overrides)
     agent = DreamerAgent(cfg).to(device)
@@ -74,7 +74,8 @@ def bench(name: str, updates: int, warmup: int, train_ratio: float | None, profi
     params = sum(p.numel() for p in agent.parameters() if p.requires_grad)
     print(f"{name:15s} params {params / 1e6:6.2f}M  {1 / seconds:6.2f} updates/s  {seconds * 1e3:7.1f} ms/update  "
           f"env steps/s at train ratio {ratio:g}: {replayed / seconds / ratio:8.1f}  "
-          f"matmul GFLOP/update {gflop:6.2f}  achieved {gflop / seconds:6.1f} GFLOP/s  "
+          f"matmul GFLOP/update {gflop:6.2f}  achieved {gflop / seconds:6.1f} GFLOP/s "
+          f"({100 * gflop / seconds / peak:4.1f}% of {peak:g})  "
           f"CPU time {cpu_seconds * 1e3:7.1f} ms/update (all threads)")
     if profile_phases:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -96,11 +97,12 @@ def main() -> None:
     parser.add_argument("--train-ratio", type=float, default=None, help="default: the preset's")
     parser.add_argument("--profile", action="store_true", help="time each phase and list the top ops")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--peak", type=float, default=75.0, help="peak GFLOP/s of the threads used (2 cores: ~75)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
     for name in args.configs:
-        bench(name, args.updates, args.warmup, args.train_ratio, args.profile, args.device)
+        bench(name, args.updates, args.warmup, args.train_ratio, args.profile, args.device, args.peak)
 
 
 if __name__ == "__main__":
