@@ -4,6 +4,9 @@ Run by hand (figures depend on the machine and on what else runs on it):
     python benchmarks/bench_update.py                      # all configurations, 2 threads
     python benchmarks/bench_update.py --configs peer --updates 5 --profile
 
+On a CPU shared with other jobs, OpenMP threads that spin while waiting for a
+descheduled sibling make --threads 2 several times slower than --threads 1; run with
+OMP_WAIT_POLICY=PASSIVE in the environment (it must be set before torch starts).
 The CPU time (summed over threads) is less sensitive than wall time to other
 processes sharing the cores; with --threads 1 it approximates the work itself.
 'peer' is the configuration of the NM512/dreamerv3-torch comparison: deter 512,
