@@ -97,10 +97,11 @@ class WorldModel(nn.Module):
     def gru(self, deter: Tensor, stoch: Tensor, action_in: Tensor) -> Tensor:
         """One deterministic step; `action_in` is `in_action(prev_action)`."""
         x = torch.cat([self.in_deter(deter), self.in_stoch(stoch), action_in], -1)
-        x = self.hid_deter(deter) + self.hid_inputs(x)
-        x = nn.functional.silu(self.hid_norm(x))
         n, g = x.shape[0], self.cfg.blocks
-        r, c, u = self.gates(x).float().reshape(n, g, 3, -1).unbind(2)  # fp32 state under autocast
+        x = self.hid_inputs(x).reshape(n, g, -1) + self.hid_deter.grouped(deter)
+        x = nn.functional.silu(self.hid_norm(x.reshape(n, -1)))
+        # gates per group: reset, candidate, update; fp32 state under autocast
+        r, c, u = self.gates.grouped(x).float().reshape(n, g, 3, -1).unbind(2)
         reset = torch.sigmoid(r)
         cand = torch.tanh(reset * c)
         update = torch.sigmoid(u - 1.0)
