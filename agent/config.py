@@ -35,9 +35,10 @@ class ModelConfig:
     rec_scale: float = 1.0
     rew_scale: float = 1.0
     con_scale: float = 1.0
-    # matmul precision of the update's forward passes: 'float32', or 'bfloat16' autocast
-    # (as the official code computes; parameters, the GRU state and every
-    # distribution stay float32). Acting is always float32.
+    # matmul precision of imagination and the actor-critic passes: 'float32', or
+    # 'bfloat16' autocast (the official code computes in bfloat16; here parameters, the
+    # GRU state and every distribution stay float32). The world model's sequential
+    # pass over 16 rows gains nothing from it on CPU and stays float32; so does acting.
     compute_dtype: str = "float32"
 
 

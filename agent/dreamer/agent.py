@@ -159,7 +159,7 @@ class DreamerAgent(nn.Module):
         prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
         prev_action = prev_action * (~is_first).unsqueeze(-1).float()
         autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.model.compute_dtype == "bfloat16")
-        with record_function("dreamer/wm_loss"), autocast:
+        with record_function("dreamer/wm_loss"):
             wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen)
         with record_function("dreamer/wm_backward"):
             self.wm_opt.zero_grad(set_to_none=True)
