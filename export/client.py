@@ -46,12 +46,10 @@ from export.protocol import (
     Step,
 )
 from export.rounds import RoundDetector
+from export.runtime import repair_observation
 
 logger = logging.getLogger(__name__)
 
-# Observations beyond this are corrupt (the game stays within a few tens); clipping keeps
-# the agent's float32 maths finite.
-OBS_LIMIT = 1.0e4
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
 EXIT_REFUSED = 3  # distinct from click's usage-error code 2
@@ -70,15 +68,7 @@ def sanitize_observation(values: Any) -> tuple[np.ndarray | None, str | None]:
         return None, "observation is not a list of numbers"
     if obs.shape != (OBS_SIZE,):
         return None, f"observation has {obs.size} values, expected {OBS_SIZE}"
-    problems = []
-    bad = ~np.isfinite(obs)
-    if bad.any():
-        problems.append(f"{int(bad.sum())} non-finite")
-        obs = np.nan_to_num(obs, nan=0.0, posinf=OBS_LIMIT, neginf=-OBS_LIMIT)
-    huge = np.abs(obs) > OBS_LIMIT
-    if huge.any():
-        problems.append(f"{int(huge.sum())} beyond +-{OBS_LIMIT:g}")
-        obs = np.clip(obs, -OBS_LIMIT, OBS_LIMIT)
+    obs, problems = repair_observation(obs)
     if problems:
         return obs, "observation repaired (" + ", ".join(problems) + " values)"
     return obs, None

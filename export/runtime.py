@@ -127,6 +127,24 @@ def _check_io(
             )
 
 
+def repair_observation(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Non-finite values replaced (nan -> 0, inf -> +-OBS_LIMIT), huge ones clipped.
+
+    Returns the repaired float64 array and what was repaired (empty when nothing was),
+    so that a corrupt observation never crashes a game.
+    """
+    problems = []
+    bad = ~np.isfinite(values)
+    if bad.any():
+        problems.append(f"{int(bad.sum())} non-finite")
+        values = np.nan_to_num(values, nan=0.0, posinf=OBS_LIMIT, neginf=-OBS_LIMIT)
+    huge = np.abs(values) > OBS_LIMIT
+    if huge.any():
+        problems.append(f"{int(huge.sum())} beyond +-{OBS_LIMIT:g}")
+        values = np.clip(values, -OBS_LIMIT, OBS_LIMIT)
+    return values, problems
+
+
 class OnnxAgent:
     """A learned player running one exported ONNX acting step per call.
 
@@ -242,14 +260,9 @@ class OnnxAgent:
             values = np.array(obs, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"observation is not numeric: {exc}") from None
-        bad = ~np.isfinite(values)
-        if bad.any():
-            self._warn(f"observation holds {int(bad.sum())} non-finite values; replaced (nan->0, inf->+-{OBS_LIMIT:g})")
-            values = np.nan_to_num(values, nan=0.0, posinf=OBS_LIMIT, neginf=-OBS_LIMIT)
-        huge = np.abs(values) > OBS_LIMIT
-        if huge.any():
-            self._warn(f"observation holds {int(huge.sum())} values beyond +-{OBS_LIMIT:g}; clipped")
-            values = np.clip(values, -OBS_LIMIT, OBS_LIMIT)
+        values, problems = repair_observation(values)
+        if problems:
+            self._warn("observation repaired (" + ", ".join(problems) + " values)")
         return values.astype(np.float32)
 
     def _step(
