@@ -160,7 +160,7 @@ def test_bad_names_are_clear_errors(override: str, message: str) -> None:
         check_train_config(fast_config(override))
 
 
-def test_train_command_errors_and_selfplay(tmp_path: Path) -> None:
+def test_train_command_errors(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from agent.commands.train import train
@@ -174,11 +174,27 @@ def test_train_command_errors_and_selfplay(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "choices" in res.output
     res = runner.invoke(train, ["--resume", "--run-dir", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "no config.json" in res.output
-    res = runner.invoke(train, ["--selfplay", "--preset", "tiny", "--run-dir", str(tmp_path / "a")])
-    try:
-        import selfplay.loop  # noqa: F401
-    except ImportError:
-        assert res.exit_code == 1 and "self-play is not available" in res.output
+
+
+def test_selfplay_flag_calls_the_loop_or_says_it_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from click.testing import CliRunner
+
+    from agent.commands.train import train
+
+    args = ["--selfplay", "--preset", "tiny", "--run-dir", str(tmp_path / "sp"), "--steps", "10"]
+    monkeypatch.setitem(sys.modules, "selfplay.loop", None)  # import fails
+    res = CliRunner().invoke(train, args)
+    assert res.exit_code == 1 and "self-play is not available" in res.output
+    calls = []
+    fake = types.ModuleType("selfplay.loop")
+    fake.run_selfplay = lambda cfg, run_dir, resume: calls.append((cfg.train.steps, cfg.train.selfplay, run_dir, resume))
+    monkeypatch.setitem(sys.modules, "selfplay.loop", fake)
+    res = CliRunner().invoke(train, args)
+    assert res.exit_code == 0, res.output
+    assert calls == [(10, True, tmp_path / "sp", False)]
 
 
 def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
