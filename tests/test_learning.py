@@ -14,9 +14,9 @@ Measured (seed 0, 2 shared CPU cores under heavy load, 455-614 s): with the core
 of 00:18 UTC wm/rec x4.13, wm/loss x2.66, random play scores 6.0%, the deterministic
 policy 20.0%, the stochastic one 27.0%; after the core's RSSM numerics change (06ba103)
 the same test gave wm/rec x3.57, wm/loss x2.44, deterministic 4.5%, stochastic 11.0%:
-it passes, but by one point. A run this short is sensitive to the numerics; close
-variants (actor lr 1e-3 or 3e-3) ended between 2% and 11.5% deterministic and 8.5%
-and 16.5% stochastic. Details in docs/entropy.md.
+it passes, but by one point (78 s at load average 2.7). A run this short is sensitive
+to the numerics; close variants (actor lr 1e-3 or 3e-3, or 3500 steps) ended between
+2% and 11.5% deterministic and 8.5% and 16.5% stochastic. Details in docs/entropy.md.
 """
 
 from __future__ import annotations
