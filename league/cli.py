@@ -91,10 +91,11 @@ def eval_cmd(
         + (f"; {summary.skipped} held by another run" if summary.skipped else "")
     )
     if summary.played or not summary.skipped:
-        _print_table(league_dir)
+        print_leaderboard(league_dir)
 
 
-def _print_table(league_dir: str, elo_k: float = 16.0) -> None:
+def print_leaderboard(league_dir: str, elo_k: float = 16.0) -> None:
+    """The leaderboard as a rich table (also printed at the end of self-play)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -127,7 +128,7 @@ def show(league_dir: str, plot_prefix: str | None, elo_k: float) -> None:
     OpenSkill is the comprl server's Plackett-Luce rating as mu - 3 sigma.
     """
     try:
-        _print_table(league_dir, elo_k)
+        print_leaderboard(league_dir, elo_k)
         if plot_prefix:
             from league.report import plot
 

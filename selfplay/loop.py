@@ -32,6 +32,13 @@ if TYPE_CHECKING:
     from league.members import Member
 
 SELF = "self"  # the PFSP name of the learner's latest self
+# `hockey-agent train --selfplay` without --preset: sized to finish in about 30 minutes
+# on 2 CPU cores (tiny preset, ~25-30 env steps/s there) with five rated snapshots.
+SELFPLAY_PRESET = "tiny"
+SELFPLAY_DEFAULTS = (
+    "train.steps=40000", "train.snapshot_every=8000", "train.eval_every=10000", "train.eval_games=50",
+    "train.checkpoint_every=10000",
+)
 OUTCOME_SCORE = {1: 1.0, 0: 0.5, -1: 0.0}  # trainer outcome -> PFSP outcome
 
 

@@ -81,3 +81,25 @@ def test_sampler_draws_by_pfsp_and_restores(tmp_path):
         action = player.act(np.zeros(18))
         assert action.shape == (4,) and np.all(np.abs(action) <= 1)
     assert SELF in seen and len(seen) > 2
+
+
+def test_selfplay_command_defaults_yield_to_the_user(monkeypatch):
+    """`train --selfplay` alone gets the CPU-sized defaults; --steps / --set still win."""
+    from click.testing import CliRunner
+
+    import agent.commands.train as train_cmd
+    from selfplay.loop import SELFPLAY_DEFAULTS
+
+    seen = {}
+    monkeypatch.setattr(train_cmd, "_selfplay", lambda cfg, run_dir, resume, preset, progress:
+                        seen.update(cfg=cfg, preset=preset, run_dir=run_dir))
+    res = CliRunner().invoke(train_cmd.train, ["--selfplay"])
+    assert res.exit_code == 0, res.output
+    assert seen["preset"] == "tiny" and seen["run_dir"].name.startswith("tiny-selfplay-s0-")
+    assert f"train.steps={seen['cfg'].train.steps}" in SELFPLAY_DEFAULTS
+    assert f"train.snapshot_every={seen['cfg'].train.snapshot_every}" in SELFPLAY_DEFAULTS
+    res = CliRunner().invoke(train_cmd.train, ["--selfplay", "--steps", "600", "--set", "train.snapshot_every=300"])
+    assert res.exit_code == 0, res.output
+    assert (seen["cfg"].train.steps, seen["cfg"].train.snapshot_every) == (600, 300)
+    res = CliRunner().invoke(train_cmd.train, ["--selfplay", "--preset", "small", "--steps", "10"])
+    assert res.exit_code == 0 and seen["preset"] == "small" and seen["cfg"].model.deter == 512

@@ -176,24 +176,6 @@ def test_train_command_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no config.json" in res.output
 
 
-def test_selfplay_without_the_loop_fails_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With selfplay.loop not importable, --selfplay exits with an error and trains nothing.
-
-    (The self-play engineer owns the path where the loop exists and tests it.)
-    """
-    import sys
-
-    from click.testing import CliRunner
-
-    from agent.commands.train import train
-
-    monkeypatch.setitem(sys.modules, "selfplay.loop", None)  # import fails
-    res = CliRunner().invoke(train, ["--selfplay", "--preset", "tiny", "--run-dir", str(tmp_path / "sp"),
-                                     "--steps", "10"])
-    assert res.exit_code != 0
-    assert not (tmp_path / "sp" / "checkpoint.pt").exists()
-
-
 def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

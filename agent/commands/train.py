@@ -10,12 +10,13 @@ import click
 
 
 def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[str, ...],
-                 resume_dir: Path | None) -> Any:
-    """The run's Config: from the preset (or the resumed run's config.json) plus options and --set."""
+                 resume_dir: Path | None, defaults: tuple[str, ...] = ()) -> Any:
+    """The run's Config: the preset (or the resumed run's config.json), then `defaults`,
+    the options and --set, each overriding the ones before."""
     from agent.config import PRESETS, apply_overrides, load_config, make_config
     from agent.trainer import check_train_config
 
-    items = [f"train.{k}={v}" for k, v in options.items() if v is not None] + list(overrides)
+    items = [*defaults, *(f"train.{k}={v}" for k, v in options.items() if v is not None), *overrides]
     try:
         if resume_dir is not None:
             config_file = resume_dir / "config.json"
@@ -49,7 +50,10 @@ def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[s
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its checkpoint.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Override any config field, e.g. --set actor.eta=1e-3 (repeatable).")
-@click.option("--selfplay", is_flag=True, help="Train against a self-play league (selfplay.loop).")
+@click.option("--selfplay", is_flag=True,
+              help="Train against a league of frozen snapshots and the scripted players (PFSP), snapshot "
+                   "every train.snapshot_every env steps, rate them, export agent.onnx at the end. Without "
+                   "--preset: a CPU-sized default (tiny preset, 40,000 env steps, about 30 minutes on 2 cores).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def train(opponent: str | None, mode: str | None, preset: str | None, steps: int | None, run_dir: Path | None,
           device: str | None, seed: int | None, resume: bool, overrides: tuple[str, ...], selfplay: bool,
@@ -61,22 +65,20 @@ def train(opponent: str | None, mode: str | None, preset: str | None, steps: int
         if preset is not None:
             raise click.BadParameter("a resumed run keeps the preset of its checkpoint", param_hint="--preset")
     options = {"opponent": opponent, "mode": mode, "steps": steps, "device": device, "seed": seed}
-    cfg = build_config(preset, options, overrides, run_dir if resume else None)
+    defaults: tuple[str, ...] = ()
+    if selfplay and preset is None and not resume:
+        from selfplay.loop import SELFPLAY_DEFAULTS, SELFPLAY_PRESET
+
+        preset, defaults = SELFPLAY_PRESET, SELFPLAY_DEFAULTS
+    cfg = build_config(preset, options, overrides, run_dir if resume else None, defaults)
     name = preset or "small"
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("runs") / f"{name}-{cfg.train.opponent}-{cfg.train.mode}-s{cfg.train.seed}-{stamp}"
+        kind = "selfplay" if selfplay else f"{cfg.train.opponent}-{cfg.train.mode}"
+        run_dir = Path("runs") / f"{name}-{kind}-s{cfg.train.seed}-{stamp}"
 
     if selfplay:
-        cfg.train.selfplay = True
-        try:
-            from selfplay.loop import run_selfplay
-        except ImportError as exc:
-            raise click.ClickException(
-                f"self-play is not available: selfplay.loop.run_selfplay cannot be imported ({exc}). "
-                "Train against scripted players with --opponent instead."
-            ) from exc
-        run_selfplay(cfg, run_dir, resume)
+        _selfplay(cfg, run_dir, resume, "" if resume else name, not no_progress)
         return
 
     from rich.console import Console
@@ -102,3 +104,27 @@ def train(opponent: str | None, mode: str | None, preset: str | None, steps: int
     if result["interrupted"]:
         console.print(f"continue with: hockey-agent train --resume --run-dir {run_dir}")
     console.print(f"diagnose with: hockey-agent diagnose {run_dir}")
+
+
+def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool) -> None:
+    """Run self-play and print where the league and the exported agent are."""
+    from rich.console import Console
+
+    from league.cli import print_leaderboard
+    from league.members import LeagueError
+    from selfplay.loop import league_dir_for, run_selfplay
+
+    console = Console()
+    console.print(f"self-play run dir [bold]{run_dir}[/], league {league_dir_for(cfg, run_dir)}")
+    try:
+        result = run_selfplay(cfg, run_dir, resume, preset=preset, progress=progress)
+    except (ValueError, FileNotFoundError, LeagueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    state = "interrupted" if result["interrupted"] else "finished"
+    console.print(f"{state} at env step {result['env_steps']}, {result['updates']} updates, "
+                  f"{result['time']:.0f} s")
+    print_leaderboard(result["league"])
+    if "agent" in result:
+        console.print(f"exported agent: {result['agent']} (hockey-agent client {result['agent']} ...)")
+    if result["interrupted"]:
+        console.print(f"continue with: hockey-agent train --selfplay --resume --run-dir {run_dir}")
