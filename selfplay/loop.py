@@ -36,8 +36,8 @@ SELF = "self"  # the PFSP name of the learner's latest self
 # on 2 CPU cores (tiny preset, ~25-30 env steps/s there) with five rated snapshots.
 SELFPLAY_PRESET = "tiny"
 SELFPLAY_DEFAULTS = (
-    "train.steps=40000", "train.snapshot_every=8000", "train.eval_every=10000", "train.eval_games=50",
-    "train.checkpoint_every=10000",
+    "train.steps=32000", "train.snapshot_every=6400", "train.eval_every=8000", "train.eval_games=50",
+    "train.checkpoint_every=8000",
 )
 OUTCOME_SCORE = {1: 1.0, 0: 0.5, -1: 0.0}  # trainer outcome -> PFSP outcome
 

@@ -53,7 +53,7 @@ def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[s
 @click.option("--selfplay", is_flag=True,
               help="Train against a league of frozen snapshots and the scripted players (PFSP), snapshot "
                    "every train.snapshot_every env steps, rate them, export agent.onnx at the end. Without "
-                   "--preset: a CPU-sized default (tiny preset, 40,000 env steps, about 30 minutes on 2 cores).")
+                   "--preset: a CPU-sized default (tiny preset, 32,000 env steps, about 30 minutes on 2 cores).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def train(opponent: str | None, mode: str | None, preset: str | None, steps: int | None, run_dir: Path | None,
           device: str | None, seed: int | None, resume: bool, overrides: tuple[str, ...], selfplay: bool,
