@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 SELF = "self"  # the PFSP name of the learner's latest self
 # `hockey-agent train --selfplay` without --preset: sized to finish in about 30 minutes
-# on 2 CPU cores (tiny preset, ~25-30 env steps/s there) with five rated snapshots.
+# on 2 CPU cores (measured: ~19 env steps/s for the tiny preset there, snapshots and
+# evaluations included) with five rated snapshots.
 SELFPLAY_PRESET = "tiny"
 SELFPLAY_DEFAULTS = (
     "train.steps=32000", "train.snapshot_every=6400", "train.eval_every=8000", "train.eval_games=50",
