@@ -35,28 +35,33 @@ def _angle_to(src_x: float, src_y: float, dst_x: float, dst_y: float) -> float:
     return float(np.clip(math.atan2(dst_y - src_y, dst_x - src_x), -MAX_ANGLE, MAX_ANGLE))
 
 
-class Still:
-    """Does nothing: the floor every learner must beat, and a clean test partner."""
+class _Memoryless:
+    """A scripted player decides from the current observation alone, so a new round
+    needs nothing cleared; it only remembers whether the keep (shoot) mechanic is on."""
+
+    def __init__(self, keep_mode: bool = True) -> None:
+        self._keep_mode = keep_mode
 
     def reset(self) -> None:
-        pass
+        """Nothing to clear between rounds."""
+
+
+class Still(_Memoryless):
+    """Does nothing: the floor every learner must beat, and a clean test partner."""
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return np.zeros(4)
 
 
-class RandomPlayer:
+class RandomPlayer(_Memoryless):
     """Uniform random actions from its own generator: an exploration-like baseline.
 
     Without keep mode the shoot value is always 0 (it would mean nothing).
     """
 
     def __init__(self, seed: int | None = None, keep_mode: bool = True) -> None:
+        super().__init__(keep_mode)
         self._rng = np.random.default_rng(seed)
-        self._keep_mode = keep_mode
-
-    def reset(self) -> None:
-        pass
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         action = self._rng.uniform(-1.0, 1.0, 4)
@@ -65,7 +70,7 @@ class RandomPlayer:
         return action
 
 
-class Basic:
+class Basic(_Memoryless):
     """The game's own BasicOpponent (weak or strong), the reference's scripted player.
 
     BasicOpponent draws its phase from numpy's global generator (GAME.md). Without a
@@ -79,8 +84,8 @@ class Basic:
     def __init__(self, weak: bool, seed: int | None = None, keep_mode: bool = True) -> None:
         from agent.game import BasicOpponent, scripted_action
 
+        super().__init__(keep_mode)
         self._weak = weak
-        self._keep_mode = keep_mode
         self._decide = scripted_action
         self._opponent = None
         self._rng = None
@@ -89,9 +94,6 @@ class Basic:
         else:
             self._rng = np.random.RandomState(seed)
             self._phase = self._rng.uniform(0, np.pi)
-
-    def reset(self) -> None:
-        pass
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         if self._opponent is not None:
@@ -136,7 +138,7 @@ def _carry_and_shoot(obs: np.ndarray, patience: float) -> np.ndarray:
     return np.append(move, shoot)
 
 
-class Shooter:
+class Shooter(_Memoryless):
     """Attacker: catch the puck, carry it towards the centre line, aim away from the keeper, shoot.
 
     It uses the keep mechanic: touching a slow puck catches it for up to 15 steps, and
@@ -146,12 +148,6 @@ class Shooter:
     coming from behind it; when the puck is out of reach in the other half it waits
     mid-way on the puck's line.
     """
-
-    def __init__(self, keep_mode: bool = True) -> None:
-        self._keep_mode = keep_mode
-
-    def reset(self) -> None:
-        pass
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         if self._keep_mode and obs[16] > 0:
@@ -170,7 +166,7 @@ def _fold(y: float, limit: float) -> float:
     return (y if y <= span else 2 * span - y) - limit
 
 
-class Keeper:
+class Keeper(_Memoryless):
     """Goal keeper: guards its goal, blocks shots, clears what it safely can.
 
     At home it stands a fixed distance in front of its goal on the segment towards the
@@ -183,12 +179,6 @@ class Keeper:
     GUARD = 0.9  # distance of the home spot from the goal centre
     THREAT_VX = -1.5  # a puck faster than this towards the goal is blocked, not chased
     WALL_Y = 3.1  # the puck centre's reach in y (wall minus puck radius)
-
-    def __init__(self, keep_mode: bool = True) -> None:
-        self._keep_mode = keep_mode
-
-    def reset(self) -> None:
-        pass
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         if self._keep_mode and obs[16] > 0:
