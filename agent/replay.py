@@ -105,7 +105,10 @@ class Replay:
         return batch
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        state = {name: getattr(self, name) for name in _FIELDS}
+        """The filled rows only: rows past every game's size are still zero, and a
+        buffer of a million rows would otherwise be written whole at every checkpoint."""
+        rows = int(self.size.max())
+        state = {name: getattr(self, name)[:, :rows] for name in _FIELDS}
         state.update(ptr=self.ptr, size=self.size, capacity=np.int64(self.capacity))
         state["rng"] = np.array(json.dumps(self.rng.bit_generator.state))
         return state
@@ -116,8 +119,13 @@ class Replay:
                 f"replay file holds {state['obs'].shape[0]} games x {int(state['capacity'])} rows, "
                 f"this run expects {self.n_envs} x {self.capacity}"
             )
+        rows = state["obs"].shape[1]
+        if rows > self.capacity or any(state[name].shape[:2] != (self.n_envs, rows) for name in _FIELDS):
+            raise ValueError(f"replay file fields disagree in shape: {[state[n].shape for n in _FIELDS]}")
         for name in _FIELDS:
-            getattr(self, name)[...] = state[name]
+            field = getattr(self, name)
+            field[:, :rows] = state[name]
+            field[:, rows:] = 0
         self.ptr[...] = state["ptr"]
         self.size[...] = state["size"]
         self.rng.bit_generator.state = json.loads(str(state["rng"]))

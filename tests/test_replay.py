@@ -87,3 +87,17 @@ def test_load_rejects_other_shape_and_corrupt_file(tmp_path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="cannot read"):
         Replay(64, 2).load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("rows", [0, 5, 40])
+def test_saved_file_holds_only_filled_rows_and_restores_every_field(tmp_path, rows: int) -> None:
+    r = Replay(64, 2, seed=1)  # 32 rows per game; 40 rows wrap
+    _fill(r, np.zeros(2, np.int64), rows)
+    r.save(tmp_path / "replay.npz")
+    with np.load(tmp_path / "replay.npz") as data:
+        assert data["obs"].shape == (2, min(rows, 32), 18)
+    stale = Replay(64, 2, seed=1)
+    _fill(stale, np.full(2, 1000, np.int64), 32)  # old contents must not survive a load
+    stale.load(tmp_path / "replay.npz")
+    for name in ("obs", "action", "reward", "is_first", "is_terminal", "ptr", "size"):
+        assert np.array_equal(getattr(stale, name), getattr(r, name)), name

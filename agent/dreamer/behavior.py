@@ -2,8 +2,10 @@
 
 From every replayed posterior state the world model imagines `horizon` steps with
 the actor's sampled actions. The actor is trained with REINFORCE, so no gradient
-flows through the dynamics: imagination runs under `torch.no_grad`, and the actor and
-critic are then evaluated on the detached features in one batched pass.
+flows through the dynamics: the world model steps run under `torch.no_grad`. The
+actor's outputs on the imagined states keep their graph, so its loss reuses them
+instead of a second actor pass; the critic is evaluated on the detached features in
+one batched pass.
 
 Per imagined state t (0..H-1), with weight w_t = prod_{k<=t} (gamma c_k) / gamma:
 - lambda-return R_t from predicted rewards, continues and critic values,
@@ -35,29 +37,29 @@ from agent.dreamer.world_model import WorldModel
 
 @dataclass
 class Imagined:
-    """An imagined batch, time first: feat [H+1, N, F], raw / action [H, N, A]."""
+    """An imagined batch, time first: feat [H+1, N, F] (detached), actor head outputs
+    [H, N, 2A] (with their graph), raw / action [H, N, A] (detached)."""
 
     feat: Tensor
+    head: Tensor
     raw: Tensor  # the distribution's own sample (pre-clip / pre-tanh), for log pi
     action: Tensor  # what the dynamics saw, in [-1, 1]
 
 
-@torch.no_grad()
 def imagine(wm: WorldModel, actor: Actor, deter: Tensor, stoch: Tensor, horizon: int,
             generator: torch.Generator) -> Imagined:
     """Roll the prior forward `horizon` steps from start states deter [N, D], stoch [N, S]."""
-    n, d = deter.shape
-    feat = deter.new_empty(horizon + 1, n, wm.feat_size)
-    raw = deter.new_empty(horizon, n, actor.act_dim)
-    action = torch.empty_like(raw)
-    feat[0, :, :d], feat[0, :, d:] = deter, stoch
+    feats = [torch.cat([deter, stoch], -1)]
+    heads, raws, actions = [], [], []
     for t in range(horizon):
-        dist = actor(feat[t])
-        raw[t] = dist.sample(generator)
-        action[t] = dist.to_action(raw[t])
-        deter, stoch = wm.img_step(deter, stoch, action[t], generator)
-        feat[t + 1, :, :d], feat[t + 1, :, d:] = deter, stoch
-    return Imagined(feat, raw, action)
+        heads.append(actor.head(feats[t]))
+        with torch.no_grad():
+            dist = actor.dist_from(heads[t])
+            raws.append(dist.sample(generator))
+            actions.append(dist.to_action(raws[t]))
+            deter, stoch = wm.img_step(deter, stoch, actions[t], generator)
+            feats.append(torch.cat([deter, stoch], -1))
+    return Imagined(torch.stack(feats), torch.stack(heads), torch.stack(raws), torch.stack(actions))
 
 
 def entropy_bounds(act_dim: int, min_std: float, max_std: float) -> tuple[float, float]:
@@ -111,7 +113,7 @@ def behavior_losses(wm: WorldModel, actor: Actor, critic: TwoHotHead, slow_criti
     retnorm.update(ret)
     adv = (ret - value[:-1]) / retnorm.divisor()
 
-    dist = actor(feat[:-1])
+    dist = actor.dist_from(imag.head)
     logpi = dist.log_prob(imag.raw)
     ent = dist.entropy(generator)
     w = weight[:-1]

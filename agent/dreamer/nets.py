@@ -216,7 +216,15 @@ class Actor(nn.Module):
             self.out.bias.zero_()
 
     def forward(self, feat: Tensor) -> ActionDist:
-        m, s = self.out(self.mlp(feat)).float().chunk(2, -1)
+        return self.dist_from(self.head(feat))
+
+    def head(self, feat: Tensor) -> Tensor:
+        """Features -> the distribution's raw parameters [..., 2 * act_dim], float32."""
+        return self.out(self.mlp(feat)).float()
+
+    def dist_from(self, head: Tensor) -> ActionDist:
+        """The distribution of `head(feat)` outputs (stacked outputs give a batched one)."""
+        m, s = head.chunk(2, -1)
         std = (self.max_std - self.min_std) * torch.sigmoid(s + 2.0) + self.min_std
         if self.dist == "bounded_normal":
             return BoundedNormal(torch.tanh(m), std)
