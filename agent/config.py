@@ -87,6 +87,17 @@ class OptimConfig:
 
 
 @dataclass
+class ExploreConfig:
+    """Intrinsic reward in imagination: ensemble disagreement (agent/dreamer/explore.py)."""
+
+    scale: float = 0.0  # weight of the bonus added to imagined rewards; 0 = off (official)
+    members: int = 5
+    layers: int = 2  # hidden layers of each member (width: model.units)
+    lr: float = 1e-4
+    clip: float = 100.0
+
+
+@dataclass
 class TrainConfig:
     """The training loop, replay, evaluation and self-play (owned by the trainer)."""
 
@@ -124,6 +135,7 @@ class Config:
     actor: ActorConfig = field(default_factory=ActorConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -227,6 +239,8 @@ def validate(cfg: Config) -> Config:
         raise ValueError("actor.min_std and actor.max_std need 0 < min_std < max_std")
     if cfg.model.deter % cfg.model.blocks:
         raise ValueError(f"model.deter={cfg.model.deter} is not divisible by model.blocks={cfg.model.blocks}")
+    if cfg.explore.scale < 0 or (cfg.explore.scale > 0 and cfg.explore.members < 2):
+        raise ValueError("explore.scale must be >= 0, and an enabled bonus needs explore.members >= 2")
     if cfg.actor.eta_schedule == "exp" and (cfg.actor.eta <= 0 or cfg.actor.eta_final <= 0):
         raise ValueError("actor.eta_schedule=exp needs actor.eta > 0 and actor.eta_final > 0")
     return cfg

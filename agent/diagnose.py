@@ -233,6 +233,8 @@ def healthy_ranges() -> list[tuple[str, str]]:
         ("actor/adv_abs", "mean |normalised advantage|; tiny (< 0.05) with rand ~1 means no signal"),
         ("actor/saturation", f"{SATURATION_AT_MAX_STD:.0%} at std 1 with centred means (from the std alone); "
          f"more than {SATURATION_EXCESS:.0%} above what the std explains (at least {SATURATION_MIN:.0%}) is bang-bang"),
+        ("explore/bonus", "only with explore.scale > 0: ensemble disagreement per imagined step, "
+         "falling as the world model learns the states it visits; scale x bonus is added to the reward"),
     ]
 
 

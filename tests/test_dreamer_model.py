@@ -145,13 +145,14 @@ def test_eta_schedule_follows_the_update_counter():
     assert etas == pytest.approx([1e-3, 5e-4, 0.0])
 
 
-def test_resume_is_bit_identical():
+@pytest.mark.parametrize("explore", ["explore.scale=0", "explore.scale=0.1"])
+def test_resume_is_bit_identical(explore):
     torch.manual_seed(0)
-    cfg = tiny_config()
+    cfg = tiny_config(explore)
     batch, batch2 = random_batch(cfg, 1), random_batch(cfg, 2)
     a = DreamerAgent(cfg)
     a.update(batch)
-    b = DreamerAgent(tiny_config("train.seed=123"))  # different init and random stream
+    b = DreamerAgent(tiny_config(explore, "train.seed=123"))  # different init and random stream
     b.load_state_dict(a.state_dict())
     b.load_optimizer_state(a.optimizer_state())
     assert "retnorm.low" in a.state_dict() and "updates" in a.state_dict()

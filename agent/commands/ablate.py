@@ -1,8 +1,10 @@
-"""`hockey-agent ablate`: the entropy-scale ablation (eta values x schedules x seeds).
+"""`hockey-agent ablate`: ablations over eta values x schedules x other fields x seeds.
 
-Runs every combination one after the other in OUT/eta<eta>-<schedule>-s<seed> (a
-finished run is skipped and an interrupted one resumed, so the command can be
-re-run), then writes OUT/summary.csv (per run: entropy and rand per phase, floor
+The entropy scale and its schedule are the default axes; `--vary SECTION.FIELD=V1,V2`
+adds any other config field (for example the intrinsic bonus, explore.scale=0,0.1,1).
+Runs every combination one after the other in
+OUT/eta<eta>-<schedule>[-<field><value>...]-s<seed> (a finished run is skipped and an
+interrupted one resumed, so the command can be re-run), then writes OUT/summary.csv (per run: entropy and rand per phase, floor
 share, |advantage|, final win rates) and OUT/ablation.png (entropy, rand and win rate
 curves side by side, one colour per eta/schedule, one line per seed). Non-constant
 schedules decay over the run's expected number of updates unless
@@ -12,6 +14,7 @@ schedules decay over the run's expected number of updates unless
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,21 @@ def _floats(text: str, what: str) -> list[float]:
     return values
 
 
-def run_name(eta: float, schedule: str, seed: int) -> str:
-    return f"eta{eta:g}-{schedule}-s{seed}"
+def run_name(eta: float, schedule: str, seed: int, varied: tuple[tuple[str, str], ...] = ()) -> str:
+    extra = "".join(f"-{key.rpartition('.')[2]}{value}" for key, value in varied)
+    return f"eta{eta:g}-{schedule}{extra}-s{seed}"
+
+
+def _varied(items: tuple[str, ...]) -> list[tuple[tuple[str, str], ...]]:
+    """--vary SECTION.FIELD=V1,V2 options -> every combination of (key, value) pairs."""
+    axes = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        choices = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or "." not in key or not choices:
+            raise click.BadParameter(f"{item!r} is not SECTION.FIELD=V1,V2,...", param_hint="--vary")
+        axes.append([(key.strip(), v) for v in choices])
+    return list(itertools.product(*axes))
 
 
 def summarise(run_dir: Path) -> dict[str, Any]:
@@ -105,11 +121,13 @@ def plot_runs(runs: dict[str, Path], out: Path) -> Path:
 @click.option("--opponent", default="still", show_default=True, help="Scripted opponent (or mix).")
 @click.option("--mode", default="shooting", show_default=True, help="normal | shooting | defense | curriculum.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output directory.")
+@click.option("--vary", multiple=True, metavar="SECTION.FIELD=V1,V2",
+              help="Another axis of the grid, e.g. explore.scale=0,0.1,1 (repeatable).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE", help="Extra overrides for every run.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 def ablate(etas: str, schedules: str, seeds: str, steps: int, preset: str, opponent: str, mode: str, out: Path,
-           overrides: tuple[str, ...], device: str) -> None:
-    """Run the eta x schedule x seed grid sequentially, then plot and summarise it."""
+           vary: tuple[str, ...], overrides: tuple[str, ...], device: str) -> None:
+    """Run the eta x schedule x --vary x seed grid sequentially, then plot and summarise it."""
     from rich.console import Console
 
     from agent.commands.train import build_config
@@ -126,33 +144,33 @@ def ablate(etas: str, schedules: str, seeds: str, steps: int, preset: str, oppon
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, Path] = {}
-    for eta in eta_values:
-        for schedule in schedule_values:
-            for seed in seed_values:
-                name = run_name(eta, schedule, seed)
-                run_dir = out / name
-                runs[name] = run_dir
-                items = (f"actor.eta={eta}", f"actor.eta_schedule={schedule}", *overrides)
-                options = {"opponent": opponent, "mode": mode, "steps": steps, "seed": seed, "device": device}
-                cfg = build_config(preset, options, items, None)
-                if schedule != "constant" and not any(o.startswith("actor.eta_decay_steps=") for o in overrides):
-                    t = cfg.train
-                    cfg.actor.eta_decay_steps = max(1, int((t.steps - t.prefill) * t.train_ratio
-                                                           / (t.batch_size * t.seq_len)))
-                resume = (run_dir / "checkpoint.pt").exists()
-                trainer = Trainer(cfg, run_dir, resume=resume, preset=preset, progress=True)
-                if trainer.env_steps >= steps:
-                    console.print(f"{name}: already done ({trainer.env_steps} env steps), skipped")
-                    trainer.close()
-                    continue
-                console.print(f"[bold]{name}[/] ({'resumed' if resume else 'new'})")
-                try:
-                    result = trainer.train()
-                finally:
-                    trainer.close()
-                if result["interrupted"]:
-                    console.print(f"interrupted in {name}; re-run the same command to continue")
-                    return
+    grid = itertools.product(eta_values, schedule_values, _varied(vary), seed_values)
+    for eta, schedule, varied, seed in grid:
+        name = run_name(eta, schedule, seed, varied)
+        run_dir = out / name
+        runs[name] = run_dir
+        items = (f"actor.eta={eta}", f"actor.eta_schedule={schedule}", *overrides,
+                 *(f"{key}={value}" for key, value in varied))
+        options = {"opponent": opponent, "mode": mode, "steps": steps, "seed": seed, "device": device}
+        cfg = build_config(preset, options, items, None)
+        if schedule != "constant" and not any(o.startswith("actor.eta_decay_steps=") for o in overrides):
+            t = cfg.train
+            cfg.actor.eta_decay_steps = max(1, int((t.steps - t.prefill) * t.train_ratio
+                                                   / (t.batch_size * t.seq_len)))
+        resume = (run_dir / "checkpoint.pt").exists()
+        trainer = Trainer(cfg, run_dir, resume=resume, preset=preset, progress=True)
+        if trainer.env_steps >= steps:
+            console.print(f"{name}: already done ({trainer.env_steps} env steps), skipped")
+            trainer.close()
+            continue
+        console.print(f"[bold]{name}[/] ({'resumed' if resume else 'new'})")
+        try:
+            result = trainer.train()
+        finally:
+            trainer.close()
+        if result["interrupted"]:
+            console.print(f"interrupted in {name}; re-run the same command to continue")
+            return
     rows = [{"run": name, **summarise(path)} for name, path in runs.items()]
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "summary.csv", "w", newline="") as f:

@@ -19,6 +19,7 @@ from torch.profiler import record_function
 
 from agent.config import Config
 from agent.dreamer.behavior import behavior_losses, eta_at, imagine
+from agent.dreamer.explore import Disagreement
 from agent.dreamer.maths import ReturnNormalizer
 from agent.dreamer.nets import Actor, TwoHotHead
 from agent.dreamer.world_model import WorldModel
@@ -87,6 +88,13 @@ class DreamerAgent(nn.Module):
         self.wm_opt = torch.optim.Adam(self.wm.parameters(), lr=o.wm_lr, eps=o.wm_eps)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=o.actor_lr, eps=o.ac_eps)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=o.critic_lr, eps=o.ac_eps)
+        e = cfg.explore
+        # the intrinsic-reward ensemble exists only when enabled, so a run without it
+        # has exactly the official agent's parameters and checkpoint
+        self.explore: Disagreement | None = None
+        if e.scale > 0:
+            self.explore = Disagreement(feat, act_dim, self.wm.stoch_size, m.units, e.layers, e.members)
+            self.explore_opt = torch.optim.Adam(self.explore.parameters(), lr=e.lr, eps=o.wm_eps)
         self._generator: torch.Generator | None = None
 
     # ---- randomness ----------------------------------------------------------------
@@ -167,6 +175,17 @@ class DreamerAgent(nn.Module):
             wm_grad = nn.utils.clip_grad_norm_(self.wm.parameters(), cfg.optim.wm_clip)
             self.wm_opt.step()
 
+        explore_scalars: dict[str, Tensor] = {}
+        if self.explore is not None:
+            with record_function("dreamer/explore"):
+                feat = torch.cat([wm_out.deter, wm_out.stoch], -1)
+                loss = self.explore.loss(feat[:, :-1], action[:, :-1], wm_out.stoch[:, 1:], ~is_first[:, 1:])
+                self.explore_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.explore.parameters(), cfg.explore.clip)
+                self.explore_opt.step()
+                explore_scalars["explore/loss"] = loss.detach()
+
         # actor and critic in imagination from every posterior state
         start_deter = wm_out.deter.flatten(0, 1)
         start_stoch = wm_out.stoch.flatten(0, 1)
@@ -174,9 +193,14 @@ class DreamerAgent(nn.Module):
         with record_function("dreamer/imagine"), autocast:
             imag = imagine(self.wm, self.actor, start_deter, start_stoch, cfg.actor.horizon, gen)
         eta = eta_at(cfg.actor, int(self.updates))
+        bonus = None
+        if self.explore is not None:
+            bonus = self.explore.bonus(imag.feat[:-1], imag.action)
+            explore_scalars["explore/bonus"] = bonus.mean()
+            bonus = cfg.explore.scale * bonus
         with record_function("dreamer/ac_loss"), autocast:
             beh = behavior_losses(self.wm, self.actor, self.critic, self.slow_critic, self.retnorm, imag,
-                                  start_cont, cfg.actor, cfg.critic, eta, gen)
+                                  start_cont, cfg.actor, cfg.critic, eta, gen, bonus)
         with record_function("dreamer/ac_backward"):
             self.actor_opt.zero_grad(set_to_none=True)
             self.critic_opt.zero_grad(set_to_none=True)
@@ -195,6 +219,7 @@ class DreamerAgent(nn.Module):
         scalars.update({"wm/grad_norm": wm_grad, "actor/loss": beh.actor_loss.detach(),
                         "actor/grad_norm": actor_grad, "critic/loss": beh.critic_loss.detach(),
                         "critic/grad_norm": critic_grad})
+        scalars.update(explore_scalars)
         per_step = {k: beh.metrics.pop(k) for k in ("actor/entropy_step", "actor/weight_step")}
         scalars.update(beh.metrics)
         values = torch.stack([v.float() for v in scalars.values()]).tolist()
@@ -206,9 +231,12 @@ class DreamerAgent(nn.Module):
     # ---- resume --------------------------------------------------------------------
 
     def optimizer_state(self) -> dict[str, Any]:
-        return {"wm": self.wm_opt.state_dict(), "actor": self.actor_opt.state_dict(),
-                "critic": self.critic_opt.state_dict(),
-                "rng": self.generator().get_state(), "rng_device": self.device.type}
+        state = {"wm": self.wm_opt.state_dict(), "actor": self.actor_opt.state_dict(),
+                 "critic": self.critic_opt.state_dict(),
+                 "rng": self.generator().get_state(), "rng_device": self.device.type}
+        if self.explore is not None:
+            state["explore"] = self.explore_opt.state_dict()
+        return state
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
         """Restore the optimisers and the random stream (when saved on this device type).
@@ -220,6 +248,10 @@ class DreamerAgent(nn.Module):
         self.wm_opt.load_state_dict(state["wm"])
         self.actor_opt.load_state_dict(state["actor"])
         self.critic_opt.load_state_dict(state["critic"])
+        if self.explore is not None:
+            if "explore" not in state:
+                raise ValueError("the optimiser state has no explore ensemble; was explore.scale changed?")
+            self.explore_opt.load_state_dict(state["explore"])
         if state.get("rng_device") == self.device.type:
             self.generator().set_state(state["rng"].cpu())
 

@@ -90,17 +90,20 @@ class BehaviorOutput:
 def behavior_losses(wm: WorldModel, actor: Actor, critic: TwoHotHead, slow_critic: TwoHotHead,
                     retnorm: ReturnNormalizer, imag: Imagined, start_cont: Tensor,
                     acfg: ActorConfig, ccfg: CriticConfig, eta: float,
-                    generator: torch.Generator) -> BehaviorOutput:
+                    generator: torch.Generator, bonus: Tensor | None = None) -> BehaviorOutput:
     """Actor and critic losses on an imagined batch; updates the return normaliser.
 
     start_cont [N] is 1 - is_terminal of the replayed start states: a terminal start
-    state gets weight 0.
+    state gets weight 0. bonus [H, N], when given, is an intrinsic reward (already
+    scaled) added to the predicted reward of the state each imagined action leads to.
     """
     bins = wm.bins
     gamma = 1.0 - 1.0 / acfg.discount_horizon
     feat = imag.feat
     with torch.no_grad():  # reward and continue of the start states are never used
         reward = twohot_mean(torch.softmax(wm.reward(feat[1:]), -1), bins)
+        if bonus is not None:
+            reward = reward + bonus
         reward = torch.cat([torch.zeros_like(reward[:1]), reward], 0)
         cont = torch.sigmoid(wm.cont(feat[1:]).float().squeeze(-1))
         cont = torch.cat([start_cont.unsqueeze(0), cont], 0)

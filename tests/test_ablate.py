@@ -1,0 +1,34 @@
+"""`hockey-agent ablate`: a grid with a --vary axis runs, summarises, plots and skips done runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from agent.commands.ablate import ablate
+from tests.test_trainer import FAST
+
+
+def test_vary_axis_makes_one_run_per_value_and_rerun_skips(tmp_path: Path) -> None:
+    out = tmp_path / "abl"
+    args = ["--etas", "3e-4", "--seeds", "0", "--steps", "100", "--preset", "tiny", "--out", str(out),
+            "--vary", "explore.scale=0,0.1", "--device", "cpu", *[a for o in FAST for a in ("--set", o)]]
+    res = CliRunner().invoke(ablate, args)
+    assert res.exit_code == 0, res.output
+    names = ["eta0.0003-constant-scale0-s0", "eta0.0003-constant-scale0.1-s0"]
+    for name, scale in zip(names, (0.0, 0.1)):
+        assert json.loads((out / name / "config.json").read_text())["explore"]["scale"] == scale
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["run"] for r in rows] == names and all(int(r["steps"]) >= 64 for r in rows)
+    assert (out / "ablation.png").stat().st_size > 0
+    again = CliRunner().invoke(ablate, args)
+    assert again.exit_code == 0 and again.output.count("already done") == 2
+
+
+def test_vary_needs_values() -> None:
+    res = CliRunner().invoke(ablate, ["--steps", "10", "--out", "x", "--vary", "explore.scale="])
+    assert res.exit_code != 0 and "SECTION.FIELD=V1,V2" in res.output
