@@ -24,6 +24,7 @@ def test_vary_axis_makes_one_run_per_value_and_rerun_skips(tmp_path: Path) -> No
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["run"] for r in rows] == names and all(int(r["steps"]) >= 64 for r in rows)
+    assert rows[0]["explore_bonus_last_tenth"] == "" and float(rows[1]["explore_bonus_last_tenth"]) > 0
     assert (out / "ablation.png").stat().st_size > 0
     again = CliRunner().invoke(ablate, args)
     assert again.exit_code == 0 and again.output.count("already done") == 2

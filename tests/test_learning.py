@@ -10,13 +10,13 @@ terms), 4 games, sequences of 16, learning rates raised (world model and critic
 - the agent scores more often than random play: over ROUNDS rounds with fixed seeds,
   the better of its deterministic (actor mean) and stochastic (acting) policies scores
   at least SCORE_MARGIN more often than uniform random actions (about 6% here).
-Measured (seed 0, 2 shared CPU cores under heavy load, 455-614 s): with the core code
-of 00:18 UTC wm/rec x4.13, wm/loss x2.66, random play scores 6.0%, the deterministic
-policy 20.0%, the stochastic one 27.0%; after the core's RSSM numerics change (06ba103)
-the same test gave wm/rec x3.57, wm/loss x2.44, deterministic 4.5%, stochastic 11.0%:
-it passes, but by one point (78 s at load average 2.7). A run this short is sensitive
-to the numerics; close variants (actor lr 1e-3 or 3e-3, or 3500 steps) ended between
-2% and 11.5% deterministic and 8.5% and 16.5% stochastic. Details in docs/entropy.md.
+Measured (seed 0, 2 CPU cores shared with one training run): with the current core
+(the actor loss reusing imagination's actor outputs, f636ff8) wm/rec x3.88, wm/loss
+x2.61, random play scores 6.0%, the deterministic policy 12.0%, the stochastic one
+20.5% (78 s). Earlier cores gave 20.0% / 27.0% and 4.5% / 11.0%: a run this short is
+sensitive to the numerics; close variants (actor lr 1e-3 or 3e-3, or 3500 steps)
+ended between 2% and 11.5% deterministic and 8.5% and 16.5% stochastic. Details in
+docs/entropy.md.
 """
 
 from __future__ import annotations

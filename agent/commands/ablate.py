@@ -59,6 +59,10 @@ def summarise(run_dir: Path) -> dict[str, Any]:
     for phase in phase_table(rows):
         for key in ("entropy", "rand", "at_floor", "adv_abs", "std_q50"):
             out[f"{key}_{phase['phase']}"] = round(phase[key], 4)
+    bonus = [r["explore/bonus"] for r in upd if "explore/bonus" in r]
+    if bonus:
+        out["explore_bonus_first_tenth"] = round(sum(bonus[:max(1, len(bonus) // 10)]) / max(1, len(bonus) // 10), 4)
+        out["explore_bonus_last_tenth"] = round(sum(bonus[-max(1, len(bonus) // 10):]) / max(1, len(bonus) // 10), 4)
     episodes = [r for r in rows if r.get("kind") == "episode"]
     tail = episodes[-max(1, len(episodes) // 5):] if episodes else []
     out["train_win_last_fifth"] = round(sum(r["train/outcome"] == 1 for r in tail) / len(tail), 4) if tail else ""
