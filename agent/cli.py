@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("agent.commands.train:train", "Train a DreamerV3 agent (against scripted players or, with --selfplay, a league)."),
     "eval": ("agent.commands.evaluate:evaluate", "Evaluate an agent against a scripted opponent, with confidence intervals."),
     "diagnose": ("agent.commands.diagnose:diagnose", "Read a run's metrics and report entropy / exploration red flags."),
-    "ablate": ("agent.commands.ablate:ablate", "Run the entropy-scale ablation (several eta values or schedules, same seeds)."),
+    "ablate": ("agent.commands.ablate:ablate", "Run an ablation: eta values, schedules or any config field (--vary), same seeds."),
     "export": ("export.cli:export_cmd", "Export a trained agent to one ONNX graph for the torch-free runtime."),
     "league": ("league.cli:league", "Manage the league: add members, evaluate, show ratings."),
     "client": ("export.client_cli:client", "Play on a comprl tournament server with an exported ONNX agent."),

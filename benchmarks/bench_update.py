@@ -5,8 +5,9 @@ Run by hand (figures depend on the machine and on what else runs on it):
     python benchmarks/bench_update.py --configs peer --updates 5 --profile
 
 On a CPU shared with other jobs, OpenMP threads that spin while waiting for a
-descheduled sibling make --threads 2 several times slower than --threads 1; run with
-OMP_WAIT_POLICY=PASSIVE in the environment (it must be set before torch starts).
+descheduled sibling make --threads 2 many times slower than --threads 1, so this
+script sets OMP_WAIT_POLICY=PASSIVE as the CLI does, unless the environment sets it
+(ACTIVE can be a few percent faster on an otherwise idle machine).
 The CPU time (summed over threads) is less sensitive than wall time to other
 processes sharing the cores; with --threads 1 it approximates the work itself.
 'peer' is the configuration of the NM512/dreamerv3-torch comparison: deter 512,
@@ -17,14 +18,18 @@ hidden 64, 32 x 4 latents, MLP units 64, batch 16 x 64, imagination 15 (which is
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import time
 
-import torch
-from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
 
-from agent.config import Config, make_config
-from agent.dreamer import DreamerAgent
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from agent.config import Config, make_config  # noqa: E402
+from agent.dreamer import DreamerAgent  # noqa: E402
 
 CONFIGS: dict[str, tuple[str, list[str]]] = {
     "tiny": ("tiny", []),
@@ -53,7 +58,7 @@ def make_batch(cfg: Config, seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def bench(name: str, updates: int, warmup: int, train_ratio: float | None, profile_phases: bool,
+def bench(name: str, updates: int, warmup: int, repeat: int, train_ratio: float | None, profile_phases: bool,
           device: str, peak: float) -> None:
     preset, overrides = CONFIGS[name]
     cfg = make_config(preset, overrides)
@@ -63,12 +68,15 @@ def bench(name: str, updates: int, warmup: int, train_ratio: float | None, profi
         agent.update(batch)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(updates):
-        agent.update(batch)
-    sync()
-    seconds = (time.perf_counter() - start) / updates
-    cpu_seconds = (time.process_time() - cpu_start) / updates
+    walls, cpus = [], []
+    for _ in range(repeat):  # the median of several timings: shared machines drift
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for _ in range(updates):
+            agent.update(batch)
+        sync()
+        walls.append((time.perf_counter() - start) / updates)
+        cpus.append((time.process_time() - cpu_start) / updates)
+    seconds, cpu_seconds = statistics.median(walls), statistics.median(cpus)
     with FlopCounterMode(display=False) as counter:
         agent.update(batch)
     gflop = counter.get_total_flops() / 1e9
@@ -79,7 +87,8 @@ def bench(name: str, updates: int, warmup: int, train_ratio: float | None, profi
           f"env steps/s at train ratio {ratio:g}: {replayed / seconds / ratio:8.1f}  "
           f"matmul GFLOP/update {gflop:6.2f}  achieved {gflop / seconds:6.1f} GFLOP/s "
           f"({100 * gflop / seconds / peak:4.1f}% of {peak:g})  "
-          f"CPU time {cpu_seconds * 1e3:7.1f} ms/update (all threads)")
+          f"CPU time {cpu_seconds * 1e3:7.1f} ms/update (all threads)  "
+          f"range {1 / max(walls):.2f}-{1 / min(walls):.2f} updates/s over {repeat} timings")
     if profile_phases:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             agent.update(batch)
@@ -96,6 +105,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--updates", type=int, default=5, help="timed updates per configuration")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="timings of --updates each; the median is reported")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-ratio", type=float, default=None, help="default: the preset's")
     parser.add_argument("--profile", action="store_true", help="time each phase and list the top ops")
@@ -105,7 +115,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
     for name in args.configs:
-        bench(name, args.updates, args.warmup, args.train_ratio, args.profile, args.device, args.peak)
+        bench(name, args.updates, args.warmup, args.repeat, args.train_ratio, args.profile, args.device, args.peak)
 
 
 if __name__ == "__main__":
