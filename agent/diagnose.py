@@ -289,9 +289,11 @@ def report(run_dir: str | Path) -> list[Flag]:
 
 
 def write_csv(run_dir: str | Path, out: str | Path) -> Path:
-    """The update rows' scalar metrics as CSV (one row per logged update row), plus train/win_rate.
+    """The update rows' scalar metrics as CSV (one row per logged update row), plus
+    train/win_rate and every eval/<opponent>/<result> the run logged.
 
-    win_rate is the recent train win rate of the last episode row at or before the row's step.
+    Those extra columns hold the last episode or eval row at or before the row's step
+    (nan before the first), so the learning curve sits beside the entropy curves.
     """
     import csv
 
@@ -300,17 +302,22 @@ def write_csv(run_dir: str | Path, out: str | Path) -> Path:
     if not upd:
         raise ValueError(f"{run_dir} has no update rows in its metrics yet")
     keys = list(dict.fromkeys(k for r in upd for k, v in r.items() if k != "kind" and not isinstance(v, list)))
-    episodes = [(r["step"], r["train/win_rate"]) for r in rows if r.get("kind") == "episode"]
+    evals = [r for r in rows if r.get("kind") == "eval"]
+    extra = ["train/win_rate", *sorted({k for r in evals for k in r if k.startswith("eval/")})]
+    # (step, values) of the rows that feed the extra columns, in step order
+    feeds = [(r["step"], {"train/win_rate": r["train/win_rate"]}) for r in rows if r.get("kind") == "episode"]
+    feeds += [(r["step"], {k: v for k, v in r.items() if k.startswith("eval/")}) for r in evals]
+    feeds.sort(key=lambda f: f[0])
     out = Path(out)
     with open(out, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*keys, "train/win_rate"])
-        j, win = 0, float("nan")
+        writer.writerow([*keys, *extra])
+        j, latest = 0, dict.fromkeys(extra, float("nan"))
         for r in upd:
-            while j < len(episodes) and episodes[j][0] <= r["step"]:
-                win = episodes[j][1]
+            while j < len(feeds) and feeds[j][0] <= r["step"]:
+                latest.update(feeds[j][1])
                 j += 1
-            writer.writerow([r.get(k, "") for k in keys] + [win])
+            writer.writerow([r.get(k, "") for k in keys] + [latest[k] for k in extra])
     return out
 
 

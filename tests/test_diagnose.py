@@ -91,6 +91,8 @@ def _write_run(tmp_path: Path, rows: list[dict]) -> Path:
         log.log_update(r["step"], r["update"], r["time"],
                        {k: v for k, v in r.items() if k not in ("kind", "step", "update", "time")})
     log.log_row("episode", rows[-1]["step"], rows[-1]["update"], 1.0, {"train/win_rate": 0.25})
+    mid = rows[len(rows) // 2]
+    log.log_row("eval", mid["step"], mid["update"], 1.0, {"eval/still/win": 0.5, "eval/still/loss": 0.1})
     log.close()
     return run
 
@@ -101,7 +103,7 @@ def test_logger_round_trip_and_nan(tmp_path: Path) -> None:
     upd = diag.update_rows(back)
     assert len(upd) == N and math.isnan(upd[70]["critic/loss"])
     assert upd[3]["actor/entropy_step"] == [0.5] * 15
-    assert back[-1]["kind"] == "episode"
+    assert back[-2]["kind"] == "episode" and back[-1]["kind"] == "eval"
 
 
 def test_logger_means_over_log_every(tmp_path: Path) -> None:
@@ -135,7 +137,11 @@ def test_cli_report_and_plot(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     lines = (tmp_path / "c.csv").read_text().splitlines()
     assert len(lines) == N + 1 and lines[0].startswith("step,update,time,n_updates,")
-    assert lines[-1].endswith(",0.25") and lines[1].endswith(",nan")
+    header = lines[0].split(",")
+    assert header[-3:] == ["train/win_rate", "eval/still/loss", "eval/still/win"]
+    assert lines[-1].endswith(",0.25,0.1,0.5") and lines[1].endswith(",nan,nan,nan")
+    half = [line.split(",")[-1] for line in lines[1:]]
+    assert half.index("0.5") == N // 2  # the eval value appears at its own step, not before
     assert "pinned at its floor" in res.output and "NEGATIVE ENTROPY IS NORMAL" in res.output
     assert out.stat().st_size > 10_000
     res = CliRunner().invoke(diagnose, [str(tmp_path)])
