@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -61,8 +62,9 @@ def summarise(run_dir: Path) -> dict[str, Any]:
             out[f"{key}_{phase['phase']}"] = round(phase[key], 4)
     bonus = [r["explore/bonus"] for r in upd if "explore/bonus" in r]
     if bonus:
-        out["explore_bonus_first_tenth"] = round(sum(bonus[:max(1, len(bonus) // 10)]) / max(1, len(bonus) // 10), 4)
-        out["explore_bonus_last_tenth"] = round(sum(bonus[-max(1, len(bonus) // 10):]) / max(1, len(bonus) // 10), 4)
+        tenth = max(1, len(bonus) // 10)
+        out["explore_bonus_first_tenth"] = round(float(np.mean(bonus[:tenth])), 4)
+        out["explore_bonus_last_tenth"] = round(float(np.mean(bonus[-tenth:])), 4)
     episodes = [r for r in rows if r.get("kind") == "episode"]
     tail = episodes[-max(1, len(episodes) // 5):] if episodes else []
     out["train_win_last_fifth"] = round(sum(r["train/outcome"] == 1 for r in tail) / len(tail), 4) if tail else ""

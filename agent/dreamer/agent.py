@@ -170,20 +170,14 @@ class DreamerAgent(nn.Module):
         with record_function("dreamer/wm_loss"):
             wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen)
         with record_function("dreamer/wm_backward"):
-            self.wm_opt.zero_grad(set_to_none=True)
-            wm_out.loss.backward()
-            wm_grad = nn.utils.clip_grad_norm_(self.wm.parameters(), cfg.optim.wm_clip)
-            self.wm_opt.step()
+            wm_grad = _adam_step(self.wm_opt, wm_out.loss, self.wm, cfg.optim.wm_clip)
 
         explore_scalars: dict[str, Tensor] = {}
         if self.explore is not None:
             with record_function("dreamer/explore"):
                 feat = torch.cat([wm_out.deter, wm_out.stoch], -1)
                 loss = self.explore.loss(feat[:, :-1], action[:, :-1], wm_out.stoch[:, 1:], ~is_first[:, 1:])
-                self.explore_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.explore.parameters(), cfg.explore.clip)
-                self.explore_opt.step()
+                _adam_step(self.explore_opt, loss, self.explore, cfg.explore.clip)
                 explore_scalars["explore/loss"] = loss.detach()
 
         # actor and critic in imagination from every posterior state
@@ -254,6 +248,15 @@ class DreamerAgent(nn.Module):
             self.explore_opt.load_state_dict(state["explore"])
         if state.get("rng_device") == self.device.type:
             self.generator().set_state(state["rng"].cpu())
+
+
+def _adam_step(opt: torch.optim.Optimizer, loss: Tensor, module: nn.Module, clip: float) -> Tensor:
+    """Backward `loss`, clip `module`'s gradients to global norm `clip`, step; the norm."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = nn.utils.clip_grad_norm_(module.parameters(), clip)
+    opt.step()
+    return norm
 
 
 class ActingPolicy:

@@ -33,14 +33,14 @@ class Disagreement(nn.Module):
 
     def predict(self, feat: Tensor, action: Tensor) -> Tensor:
         """[..., F], [..., A] -> [members, ..., target] float32 predictions."""
-        x = torch.cat([feat, action.to(feat.dtype)], -1)
+        x = torch.cat([feat, action], -1)
         return torch.stack([m(x).float() for m in self.members])
 
     def loss(self, feat: Tensor, action: Tensor, next_stoch: Tensor, valid: Tensor) -> Tensor:
         """Mean squared error of every member over the valid transitions (bool [...])."""
-        err = ((self.predict(feat, action) - next_stoch.float()) ** 2).mean(-1)  # [members, ...]
+        err = ((self.predict(feat, action) - next_stoch) ** 2).mean((0, -1))  # mean over members and values
         weight = valid.float()
-        return (err * weight).sum() / (weight.sum() * len(self.members)).clamp(min=1.0)
+        return (err * weight).sum() / weight.sum().clamp(min=1.0)
 
     @torch.no_grad()
     def bonus(self, feat: Tensor, action: Tensor) -> Tensor:
