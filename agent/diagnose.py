@@ -2,7 +2,7 @@
 
 The numbers refer to the bounded_normal actor of DreamerV3 (std in [0.1, 1], 4 action
 dimensions): per-dimension Gaussian entropy 0.5 ln(2 pi e std^2) lies in
-[-0.884, +1.419] nats, the 4-dimensional sum in [-3.54, +5.68]. Negative values are
+[-0.884, +1.419] nats, the 4-dimensional sum in [-3.53, +5.68]. Negative values are
 normal. `actor/rand` maps that range onto [0, 1] and is the number to watch.
 """
 
