@@ -59,9 +59,9 @@ def make_batch(cfg: Config, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def bench(name: str, updates: int, warmup: int, repeat: int, train_ratio: float | None, profile_phases: bool,
-          device: str, peak: float) -> None:
+          device: str, peak: float, extra: list[str]) -> None:
     preset, overrides = CONFIGS[name]
-    cfg = make_config(preset, overrides)
+    cfg = make_config(preset, [*overrides, *extra])
     agent = DreamerAgent(cfg).to(device)
     batch = make_batch(cfg)
     for _ in range(warmup):
@@ -83,7 +83,8 @@ def bench(name: str, updates: int, warmup: int, repeat: int, train_ratio: float 
     ratio = train_ratio if train_ratio is not None else cfg.train.train_ratio
     replayed = cfg.train.batch_size * cfg.train.seq_len
     params = sum(p.numel() for p in agent.parameters() if p.requires_grad)
-    print(f"{name:15s} params {params / 1e6:6.2f}M  {1 / seconds:6.2f} updates/s  {seconds * 1e3:7.1f} ms/update  "
+    label = " ".join([name, *extra])
+    print(f"{label:15s} params {params / 1e6:6.2f}M  {1 / seconds:6.2f} updates/s  {seconds * 1e3:7.1f} ms/update  "
           f"env steps/s at train ratio {ratio:g}: {replayed / seconds / ratio:8.1f}  "
           f"matmul GFLOP/update {gflop:6.2f}  achieved {gflop / seconds:6.1f} GFLOP/s "
           f"({100 * gflop / seconds / peak:4.1f}% of {peak:g})  "
@@ -111,11 +112,14 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="time each phase and list the top ops")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--peak", type=float, default=75.0, help="peak GFLOP/s of the threads used (2 cores: ~75)")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override applied on top of every configuration, e.g. train.batch_size=64")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
     for name in args.configs:
-        bench(name, args.updates, args.warmup, args.repeat, args.train_ratio, args.profile, args.device, args.peak)
+        bench(name, args.updates, args.warmup, args.repeat, args.train_ratio, args.profile, args.device, args.peak,
+              args.extra)
 
 
 if __name__ == "__main__":

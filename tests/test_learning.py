@@ -1,26 +1,31 @@
 """Learning test: a tiny agent learns to play shooting mode against `still`.
 
 Fails when learning is broken (world model, imagination, actor or critic, or the
-trainer's data plumbing). Setup, fixed seed 0: tiny preset, shooting mode vs
-`still`, the `mix` reward (sparse +-10 plus the game's closeness / touch / direction
-terms), 4 games, sequences of 16, learning rates raised (world model and critic
-1e-3, actor 2e-3) so that the 1000 updates of 2500 env steps suffice. Checks:
-- the world model learns: the mean of the last tenth of the logged rows is at most
-  1/REC_FACTOR of the first row for wm/rec and 1/LOSS_FACTOR for wm/loss;
+trainer's data plumbing). Setup: tiny preset, shooting mode vs `still`, the `mix`
+reward (sparse +-10 plus the game's closeness / touch / direction terms), 4 games,
+sequences of 16, learning rates raised (world model and critic 1e-3, actor 2e-3) so
+that 2000 updates of STEPS env steps suffice; one run per seed in SEEDS, two at a time
+in their own processes. Checks, pooled over the seeds:
+- the world model learns: the mean over seeds of the last tenth of the logged rows is
+  at most 1/REC_FACTOR of the first row for wm/rec and 1/LOSS_FACTOR for wm/loss;
 - the agent scores more often than random play: over ROUNDS rounds with fixed seeds,
-  the better of its deterministic (actor mean) and stochastic (acting) policies scores
-  at least SCORE_MARGIN more often than uniform random actions (about 6% here).
-Measured (seed 0, 2 CPU cores shared with one training run): with the current core
-(the actor loss reusing imagination's actor outputs, f636ff8) wm/rec x3.88, wm/loss
-x2.61, random play scores 6.0%, the deterministic policy 12.0%, the stochastic one
-20.5% (78 s). Earlier cores gave 20.0% / 27.0% and 4.5% / 11.0%: a run this short is
-sensitive to the numerics; close variants (actor lr 1e-3 or 3e-3, or 3500 steps)
-ended between 2% and 11.5% deterministic and 8.5% and 16.5% stochastic. Details in
-docs/entropy.md.
+  the better of each run's deterministic (actor mean) and stochastic (acting) policies,
+  averaged over the seeds, scores at least SCORE_MARGIN more often than uniform random
+  actions (6% here).
+Why several seeds: one run this short is a coin flip on its numerics. Measured on the
+device machine (torch 2.11, 16 runs at a time, the
+runs `benchmarks/learning_seeds.py` makes): at 2500 env steps 2 of 4 seeds passed on
+CPU and 2 of 4 on CUDA; at 5000 env steps 10 of 16 seeds passed on their own, the best policy per seed scoring 0% to 51.5% (mean
+20.7%, median 20.5%). Among those 16, 3% of the 4-seed subsets average under 10%, so
+a healthy core fails this test about once in 30 numerically different runs, and a
+broken one (scores at random's 6%) fails it.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -33,9 +38,8 @@ from agent.diagnose import series, update_rows
 from agent.metrics import read_rows
 from agent.trainer import Trainer
 
-torch.set_num_threads(1)
-
-STEPS = 2500
+STEPS = 5000
+SEEDS = (0, 1, 2, 3)
 REC_FACTOR = 3.0
 LOSS_FACTOR = 2.0
 SCORE_MARGIN = 0.04
@@ -64,6 +68,12 @@ def _play(act: Act) -> tuple[float, float]:
     return float(won.mean()), float(returns.mean())
 
 
+def random_score() -> float:
+    """Share of the ROUNDS evaluation rounds that uniform random actions score in."""
+    rng = np.random.default_rng(0)
+    return _play(lambda obs: rng.uniform(-1, 1, (len(obs), 4)))[0]
+
+
 def _agent_act(agent, deterministic: bool) -> Act:
     """A batched acting function over ROUNDS games, all starting at the first call."""
     state = agent.initial_state(ROUNDS)
@@ -75,37 +85,52 @@ def _agent_act(agent, deterministic: bool) -> Act:
         prev, state = agent.policy_step(torch.as_tensor(obs, dtype=torch.float32), prev, state, is_first,
                                         deterministic=deterministic)
         is_first = torch.zeros(ROUNDS, dtype=torch.bool)
-        return prev.numpy()
+        return prev.cpu().numpy()  # the agent may live on a GPU
 
     return act
 
 
-@pytest.mark.slow
-def test_tiny_agent_learns_shooting(tmp_path: Path) -> None:
+def run_seed(seed: int, steps: int = STEPS, device: str = "cpu",
+             overrides: tuple[str, ...] = ()) -> dict[str, float]:
+    """Train one tiny agent on one thread and score it: the losses' first row and
+    last-tenth mean, and the deterministic and stochastic scores (also used by
+    benchmarks/learning_seeds.py to measure how often a seed passes)."""
+    torch.set_num_threads(1)
     cfg = make_config("tiny", [
-        f"train.steps={STEPS}", "train.opponent=still", "train.mode=shooting", "train.reward=mix",
+        f"train.steps={steps}", "train.opponent=still", "train.mode=shooting", "train.reward=mix",
         "train.seq_len=16", "train.eval_every=0", "train.checkpoint_every=0", "train.log_every=10",
-        "optim.wm_lr=1e-3", "optim.actor_lr=2e-3", "optim.critic_lr=1e-3", "train.seed=0",
+        "optim.wm_lr=1e-3", "optim.actor_lr=2e-3", "optim.critic_lr=1e-3", f"train.seed={seed}",
+        f"train.device={device}", *overrides,
     ])
-    trainer = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
-    trainer.train()
-    trainer.close()
-
-    upd = update_rows(read_rows(tmp_path))
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(cfg, run_dir, progress=False, tensorboard=False)
+        trainer.train()
+        trainer.close()
+        upd = update_rows(read_rows(Path(run_dir)))
     tenth = max(1, len(upd) // 10)
-    report = []
-    for key, factor in (("wm/rec", REC_FACTOR), ("wm/loss", LOSS_FACTOR)):
+    result = {}
+    for key in ("wm/rec", "wm/loss"):
         values = series(upd, key)
-        first, last = values[0], values[-tenth:].mean()
+        result[f"{key} first"], result[f"{key} last"] = float(values[0]), float(values[-tenth:].mean())
+    result["deterministic"] = _play(_agent_act(trainer.agent, deterministic=True))[0]
+    result["stochastic"] = _play(_agent_act(trainer.agent, deterministic=False))[0]
+    return result
+
+
+@pytest.mark.slow
+def test_tiny_agent_learns_shooting() -> None:
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = list(pool.map(run_seed, SEEDS))
+    report = [f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in run.items()) for seed, run in zip(SEEDS, runs)]
+    for key, factor in (("wm/rec", REC_FACTOR), ("wm/loss", LOSS_FACTOR)):
+        first = np.mean([run[f"{key} first"] for run in runs])
+        last = np.mean([run[f"{key} last"] for run in runs])
         report.append(f"{key} {first:.3f} -> {last:.3f} (x{first / last:.2f})")
         assert last * factor <= first, f"{key} fell only from {first:.3f} to {last:.3f} (need x{factor})"
 
-    rng = np.random.default_rng(0)
-    random_score, random_return = _play(lambda obs: rng.uniform(-1, 1, (len(obs), 4)))
-    mean_score, mean_return = _play(_agent_act(trainer.agent, deterministic=True))
-    acting_score, acting_return = _play(_agent_act(trainer.agent, deterministic=False))
-    report.append(f"random: scores {random_score:.3f}, return {random_return:.2f}; deterministic: "
-                  f"{mean_score:.3f}, {mean_return:.2f}; stochastic: {acting_score:.3f}, {acting_return:.2f}")
+    random = random_score()
+    best = float(np.mean([max(run["deterministic"], run["stochastic"]) for run in runs]))
+    report.append(f"random play scores {random:.3f}; the best policy per seed, averaged: {best:.3f}")
     print("\n".join(report))
-    assert random_score < 0.12, f"random play scored {random_score:.0%}: the game or env changed"
-    assert max(mean_score, acting_score) >= random_score + SCORE_MARGIN, report[-1]
+    assert random < 0.12, f"random play scored {random:.0%}: the game or env changed"
+    assert best >= random + SCORE_MARGIN, "\n".join(report)
