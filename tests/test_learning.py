@@ -4,7 +4,7 @@ Fails when learning is broken (world model, imagination, actor or critic, or the
 trainer's data plumbing). Setup: tiny preset, shooting mode vs `still`, the `mix`
 reward (sparse +-10 plus the game's closeness / touch / direction terms), 4 games,
 sequences of 16, learning rates raised (world model and critic 1e-3, actor 2e-3) so
-that 2000 updates of STEPS env steps suffice; one run per seed in SEEDS, two at a time
+that the 2250 updates of STEPS env steps suffice; one run per seed in SEEDS, two at a time
 in their own processes. Checks, pooled over the seeds:
 - the world model learns: the mean over seeds of the last tenth of the logged rows is
   at most 1/REC_FACTOR of the first row for wm/rec and 1/LOSS_FACTOR for wm/loss;
