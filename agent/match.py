@@ -77,6 +77,14 @@ def _round_seeds(seed: int | None, rounds: int) -> list[int | None]:
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(rounds)]
 
 
+def player1_starts(round_index: int) -> bool:
+    """Whether player 1 starts round `round_index` (0-based) of a NORMAL game: the puck lies in its half.
+
+    A fresh game's own toggle makes player 2 start the first round, then they alternate.
+    """
+    return round_index % 2 == 1
+
+
 def play_game(
     player1: Policy,
     player2: Policy,
@@ -102,7 +110,7 @@ def play_game(
     winners: list[int] = []
     steps = 0
     for index, round_seed in enumerate(_round_seeds(seed, rounds)):
-        obs1, _ = env.reset(one_starting=index % 2 == 1, seed=round_seed)
+        obs1, _ = env.reset(one_starting=player1_starts(index), seed=round_seed)
         obs2 = env.obs_agent_two()
         player1.reset()
         player2.reset()

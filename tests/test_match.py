@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agent.game import HockeyEnv, Mode
-from agent.match import GameResult, check_action, play_game
+from agent.match import GameResult, check_action, play_game, player1_starts
 from agent.opponents import make_scripted
 
 
@@ -73,6 +73,7 @@ def test_each_round_resets_players_and_player_two_sees_the_mirror() -> None:
     # player 2 starts the first round (the puck on its side), then it alternates
     puck_x = [o[12] for o in p1.first_obs]
     assert [x > 0 for x in puck_x] == [True, False, True, False]
+    assert [x < 0 for x in puck_x] == [player1_starts(i) for i in range(4)]
 
 
 def test_same_seed_same_game() -> None:
