@@ -18,7 +18,7 @@ as player 1, the side the drills train) with gymnasium.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
@@ -215,6 +215,15 @@ def _opponent_fn(opponent: OpponentSpec | OpponentFn, seed: int | None) -> Oppon
     raise TypeError(f"opponent must be a Policy, a scripted name or a function index -> Policy, got {opponent!r}")
 
 
+def _per_game(value: Any, n: int, name: str) -> list[Any]:
+    """One value per game: a list or tuple is taken as given (its length must be n)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name} has {len(value)} entries for {n} games")
+        return list(value)
+    return [value] * n
+
+
 class VectorHockey:
     """n learner games stepped together; finished games restart on their own.
 
@@ -223,8 +232,9 @@ class VectorHockey:
     obs is already the first observation of the next episode; the last observation of
     the finished one is in that game's info['final_obs'] (and its info in
     info['final_info']). `opponent_fn(env_index)` is called at every episode start;
-    a scripted name or a fixed Policy is accepted too. `side` is per game as in
-    HockeyLearnerEnv ('random': data from both sides); `game` is None or a name.
+    a scripted name or a fixed Policy is accepted too. `mode` and `side` are as in
+    HockeyLearnerEnv ('random': data from both sides), one for all games or a list
+    with one per game (drills beside full games); `game` is None or a name.
     """
 
     def __init__(
@@ -234,7 +244,7 @@ class VectorHockey:
         mode: Any = "normal",
         reward: RewardConfig = RewardConfig(),
         seed: int | None = None,
-        side: str = "random",
+        side: str | Sequence[str] = "random",
         game: Any = None,
     ) -> None:
         if n < 1:
@@ -249,9 +259,10 @@ class VectorHockey:
         else:
             seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
         # the opponent given here is replaced at every episode start by _start
+        modes, sides = _per_game(mode, n, "mode"), _per_game(side, n, "side")
         self.envs = [
-            HockeyLearnerEnv(opponent="still", mode=mode, side=side, reward=reward, seed=s, game=game)
-            for s in seeds
+            HockeyLearnerEnv(opponent="still", mode=m, side=d, reward=reward, seed=s, game=game)
+            for m, d, s in zip(modes, sides, seeds)
         ]
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space

@@ -4,8 +4,8 @@ Every update's metrics enter the statistics, but a row is written every `log_eve
 updates holding the MEAN over the updates since the previous row (lists such as
 `actor/entropy_step` are averaged element-wise; `n_updates` says how many were
 averaged). Writing a row and a TensorBoard point per update would cost more than a
-small model's update. Episode and evaluation rows are written as they come.
-Each row has `kind` ("update", "episode" or "eval"), `step` (env steps), `update`
+small model's update. Episode, drill, evaluation and league rows are written as they
+come. Each row has `kind` ("update" or one of ROW_KINDS), `step` (env steps), `update`
 and `time` (seconds since the run started, summed over resumed sessions).
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 
 METRICS_FILE = "metrics.jsonl"
 
-ROW_KINDS = ("episode", "eval", "league")
+ROW_KINDS = ("episode", "drill", "eval", "league")
 
 
 def _jsonable(value: Any) -> Any:
@@ -120,7 +120,7 @@ class MetricsLogger:
         self._sums, self._count = {}, 0
 
     def log_row(self, kind: str, step: int, update: int, time_s: float, values: dict[str, Any]) -> None:
-        """An episode, evaluation or league (self-play snapshot) row, written at once."""
+        """An episode, drill, evaluation or league (self-play snapshot) row, written at once."""
         if kind not in ROW_KINDS:
             raise ValueError(f"unknown row kind {kind!r}; choices: {', '.join(ROW_KINDS)}")
         row = {"kind": kind, "step": step, "update": update, "time": time_s}

@@ -13,6 +13,10 @@ Modes: 'normal', 'shooting', 'defense', or 'curriculum' = shooting for the first
 of `steps`, defense for the second, normal for the last (scoring first, then
 defending, then the full game). The learner plays player 1 in the training modes
 (their start positions favour player 1) and a random side per round in normal.
+Drills: the last `drill_envs` of the games play `drill_mode` rounds throughout, beside
+the mode's rounds, so a skill the full game rarely demands is practised all along;
+their outcomes are logged in 'drill' rows (`train/drill_outcome`), kept out of the
+win rate and the opponent sampler.
 
 Opponents: a scripted name, or 'mix' (weak or strong drawn per round). An
 `opponent_sampler` (`sample(env_index) -> (name, Policy)`, `report(name, outcome)`
@@ -75,6 +79,9 @@ def check_train_config(cfg: Config) -> None:
     t = cfg.train
     if t.mode not in MODES:
         raise ValueError(f"unknown mode {t.mode!r}; choices: {', '.join(MODES)}")
+    if not 0 <= t.drill_envs < t.envs:
+        raise ValueError(f"train.drill_envs must be in [0, envs={t.envs}), got {t.drill_envs}: "
+                         "at least one game plays the run's mode")
     if t.opponent not in OPPONENTS:
         raise ValueError(f"unknown opponent {t.opponent!r}; choices: {', '.join(OPPONENTS)}")
     for name in t.eval_opponents:
@@ -241,8 +248,10 @@ class Trainer:
         from agent.envs import RewardConfig, VectorHockey
 
         t = self.cfg.train
-        self.envs = VectorHockey(t.envs, self._opponent_for, mode=mode, reward=RewardConfig(kind=t.reward),
-                                 seed=t.seed + 1009 * (self._env_builds + 1), side=_side(mode))
+        full = t.envs - t.drill_envs
+        self.envs = VectorHockey(t.envs, self._opponent_for, mode=[mode] * full + [t.drill_mode] * t.drill_envs,
+                                 reward=RewardConfig(kind=t.reward), seed=t.seed + 1009 * (self._env_builds + 1),
+                                 side=[_side(mode)] * full + [_side(t.drill_mode)] * t.drill_envs)
         self._env_builds += 1
         if self._env_rng_states:  # restored from a checkpoint
             for env, state in zip(self.envs.envs, self._env_rng_states):
@@ -293,10 +302,15 @@ class Trainer:
             fn(self)
 
     def _finish_round(self, index: int, outcome: int) -> None:
+        self.episodes += 1
+        if index >= self.cfg.train.envs - self.cfg.train.drill_envs:
+            self.metrics.log_row("drill", self.env_steps, self.updates, self.elapsed(), {
+                "train/drill_return": self._returns[index], "train/drill_outcome": outcome})
+            self._returns[index] = 0.0
+            return
         name = self._opponent_names[index]
         self.sampler.report(name, outcome)
         self.recent.append(outcome)
-        self.episodes += 1
         self.metrics.log_row("episode", self.env_steps, self.updates, self.elapsed(), {
             "train/win_rate": self.win_rate(), "train/episode_return": self._returns[index],
             "train/outcome": outcome,

@@ -164,6 +164,19 @@ def test_vector_with_a_name_or_fixed_policy_and_bad_actions() -> None:
         VectorHockey(2, "nobody")
 
 
+def test_vector_modes_and_sides_per_game() -> None:
+    vec = VectorHockey(2, "still", mode=["normal", "defense"], side=["p2", "p1"], seed=4)
+    vec.reset()
+    ends = np.zeros(2, int)
+    for _ in range(100):
+        _, _, terminated, truncated, _ = vec.step(np.zeros((2, 4)))
+        ends += terminated | truncated
+    assert ends[0] == 0 and ends[1] >= 1  # normal rounds last 250 steps, defense drills at most 81
+    assert [env.side for env in vec.envs] == ["p2", "p1"]
+    with pytest.raises(ValueError, match="mode has 1 entries for 2 games"):
+        VectorHockey(2, "still", mode=["normal"])
+
+
 def test_vector_same_seed_same_data() -> None:
     def run() -> np.ndarray:
         vec = VectorHockey(2, "weak", seed=9)

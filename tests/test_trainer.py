@@ -149,7 +149,28 @@ def test_curriculum_switches_the_games(tmp_path: Path) -> None:
     assert modes[0] == "shooting" and modes[60] == "defense" and modes[-1] == "normal"
 
 
+def test_drills_play_beside_the_mode_and_stay_out_of_the_win_rate(tmp_path: Path) -> None:
+    sampler = RecordingSampler()
+    tr = Trainer(fast_config("train.steps=900", "train.envs=3", "train.drill_envs=1", "train.mode=normal",
+                             "train.eval_every=0", "train.prefill=1000"),
+                 tmp_path, opponent_sampler=sampler, progress=False, tensorboard=False)
+    tr.train()
+    tr.close()
+    modes = [env.mode.name for env in tr.envs.envs]
+    assert modes == ["NORMAL", "NORMAL", "TRAIN_DEFENSE"] and tr.envs.envs[2].side == "p1"
+    rows = read_rows(tmp_path)
+    drills = [r for r in rows if r["kind"] == "drill"]
+    episodes = [r for r in rows if r["kind"] == "episode"]
+    assert len(drills) >= 3  # defense rounds last at most 81 steps: game 2 played 300
+    assert all(r["train/drill_outcome"] in (-1, 0, 1) and "train/win_rate" not in r for r in drills)
+    assert len(sampler.reports) == len(episodes) == len(tr.recent)  # drill rounds never reach them
+    assert sampler.sampled.count(2) == len(drills) + 1  # the drill game still draws its opponent
+    assert tr.episodes == len(drills) + len(episodes)
+
+
 @pytest.mark.parametrize("override,message", [
+    ("train.drill_envs=2", r"train.drill_envs must be in \[0, envs=2\), got 2"),
+    ("train.drill_envs=-1", r"train.drill_envs must be in \[0, envs=2\), got -1"),
     ("train.opponent=nobody", "unknown opponent 'nobody'; choices: still, random, weak"),
     ("train.mode=hard", "unknown mode 'hard'; choices: normal, shooting, defense, curriculum"),
     ("train.device=tpu", "unknown device 'tpu'; choices: auto, cpu, cuda"),

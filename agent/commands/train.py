@@ -41,6 +41,9 @@ def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[s
                    "shooter, keeper). Default: the preset's (weak).")
 @click.option("--mode", default=None, help="normal | shooting | defense | curriculum (shooting, defense, "
                                            "normal by thirds of --steps). Default: normal.")
+@click.option("--drills", type=int, default=None,
+              help="How many of the train.envs games play defense drills throughout, beside the mode's "
+                   "rounds (train.drill_envs; --set train.drill_mode=shooting for shooting). Default 0.")
 @click.option("--preset", default=None, help="Model and loop sizes: tiny | small | medium (default small).")
 @click.option("--steps", type=int, default=None, help="Env steps of the learner (default: the preset's).")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -55,7 +58,7 @@ def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[s
                    "every train.snapshot_every env steps, rate them, export agent.onnx at the end. Without "
                    "--preset: a CPU-sized default (tiny preset, 32,000 env steps, about 30 minutes on 2 cores).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
-def train(opponent: str | None, mode: str | None, preset: str | None, steps: int | None, run_dir: Path | None,
+def train(opponent: str | None, mode: str | None, drills: int | None, preset: str | None, steps: int | None, run_dir: Path | None,
           device: str | None, seed: int | None, resume: bool, overrides: tuple[str, ...], selfplay: bool,
           no_progress: bool) -> None:
     """Train a DreamerV3 agent; Ctrl-C saves a checkpoint, --resume continues it."""
@@ -64,7 +67,8 @@ def train(opponent: str | None, mode: str | None, preset: str | None, steps: int
             raise click.BadParameter("--resume needs the --run-dir of the run to continue", param_hint="--resume")
         if preset is not None:
             raise click.BadParameter("a resumed run keeps the preset of its checkpoint", param_hint="--preset")
-    options = {"opponent": opponent, "mode": mode, "steps": steps, "device": device, "seed": seed}
+    options = {"opponent": opponent, "mode": mode, "drill_envs": drills, "steps": steps, "device": device,
+               "seed": seed}
     defaults: tuple[str, ...] = ()
     if selfplay and preset is None and not resume:
         from selfplay.loop import SELFPLAY_DEFAULTS, SELFPLAY_PRESET
