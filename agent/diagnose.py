@@ -38,6 +38,7 @@ STUCK_RAND = 0.9  # bounded_normal starts at std 0.89, rand 0.95
 TINY_ADV = 0.05
 FLOOR_SHARE = 0.9
 PINNED_SHARE = 0.8
+DRILL_WINDOW = 50  # drill rounds in the plot's rolling share lost
 SATURATION_EXCESS = 0.2  # saturation above what the std alone explains
 SATURATION_MIN = 0.5
 GROWTH = 3.0
@@ -87,6 +88,8 @@ def phase_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         lo, hi = part[0]["step"], part[-1]["step"]
         episodes = [r for r in rows if r.get("kind") == "episode" and lo <= r["step"] <= hi]
+        drills = [float(r["train/drill_outcome"] == -1) for r in rows
+                  if r.get("kind") == "drill" and lo <= r["step"] <= hi]
         table.append({
             "phase": name, "steps": f"{lo}-{hi}",
             "entropy": _mean(part, "actor/entropy"), "rand": _mean(part, "actor/rand"),
@@ -94,6 +97,7 @@ def phase_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "adv_abs": _mean(part, "actor/adv_abs"), "saturation": _mean(part, "actor/saturation"),
             "pg_term": _mean(part, "actor/pg_term"), "ent_term": _mean(part, "actor/ent_term"),
             "win_rate": _mean(episodes, "train/win_rate"),
+            "drill_lost": float(np.mean(drills)) if drills else float("nan"),
         })
     return table
 
@@ -261,6 +265,8 @@ def report(run_dir: str | Path) -> list[Flag]:
     table = Table(title="Per phase (thirds of the logged updates)")
     cols = ["phase", "steps", "entropy", "rand", "std_q50", "at_floor", "adv_abs", "saturation", "pg_term",
             "ent_term", "win_rate"]
+    if any(r.get("kind") == "drill" for r in rows):
+        cols.append("drill_lost")  # share of the drill rounds (train --drills) lost in the phase
     for c in cols:
         table.add_column(c, justify="right")
     for row in phase_table(rows):
@@ -378,6 +384,10 @@ def plot(run_dir: str | Path, out: str | Path) -> Path:
     sx, sy = _episode_x_y(rows, "episode", "train/win_rate")
     if sx.size:
         ax[8].plot(sx, sy, label="train (recent)", lw=1)
+    dx, dy = _episode_x_y(rows, "drill", "train/drill_outcome")
+    if dx.size:
+        lost = np.convolve(dy == -1, np.ones(DRILL_WINDOW), "valid") / DRILL_WINDOW
+        ax[8].plot(dx[DRILL_WINDOW - 1:], lost, label=f"drills lost (last {DRILL_WINDOW})", lw=1)
     for key in sorted({k for r in rows if r.get("kind") == "eval" for k in r if k.endswith("/win")}):
         ex, ey = _episode_x_y(rows, "eval", key)
         ax[8].plot(ex, ey, marker="o", label=key)

@@ -78,6 +78,25 @@ def test_phase_table_splits_in_thirds() -> None:
     assert table[0]["steps"] == "0-2900"
 
 
+def test_phase_table_reports_lost_drills_when_the_run_had_them(tmp_path: Path) -> None:
+    from agent.commands.diagnose import diagnose
+
+    rows = _rows()
+    assert all(np.isnan(t["drill_lost"]) for t in diag.phase_table(rows))
+    drills = [{"kind": "drill", "step": 100 * i + 50, "update": 0, "time": 0.0,  # early phase: steps 0-2900
+               "train/drill_outcome": -1 if i < 29 else (0 if i % 2 else 1)} for i in range(89)]
+    table = diag.phase_table(rows + drills)
+    assert [t["drill_lost"] for t in table] == [1.0, 0.0, 0.0]
+    run = _write_run(tmp_path, rows)
+    log = MetricsLogger(run, log_every=1, tensorboard=False, resume_step=rows[-1]["step"])
+    for r in drills:
+        log.log_row("drill", r["step"], 0, 0.0, {"train/drill_outcome": r["train/drill_outcome"]})
+    log.close()
+    res = CliRunner().invoke(diagnose, [str(run), "--plot", str(tmp_path / "d.png")], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "drill_lost" in res.output and (tmp_path / "d.png").stat().st_size > 0
+
+
 def test_healthy_ranges_say_negative_entropy_is_normal() -> None:
     text = " ".join(v for _, v in diag.healthy_ranges())
     assert "NEGATIVE ENTROPY IS NORMAL" in text
