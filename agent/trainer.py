@@ -248,10 +248,9 @@ class Trainer:
         from agent.envs import RewardConfig, VectorHockey
 
         t = self.cfg.train
-        full = t.envs - t.drill_envs
-        self.envs = VectorHockey(t.envs, self._opponent_for, mode=[mode] * full + [t.drill_mode] * t.drill_envs,
-                                 reward=RewardConfig(kind=t.reward), seed=t.seed + 1009 * (self._env_builds + 1),
-                                 side=[_side(mode)] * full + [_side(t.drill_mode)] * t.drill_envs)
+        modes = [t.drill_mode if self._is_drill(i) else mode for i in range(t.envs)]
+        self.envs = VectorHockey(t.envs, self._opponent_for, mode=modes, reward=RewardConfig(kind=t.reward),
+                                 seed=t.seed + 1009 * (self._env_builds + 1), side=[_side(m) for m in modes])
         self._env_builds += 1
         if self._env_rng_states:  # restored from a checkpoint
             for env, state in zip(self.envs.envs, self._env_rng_states):
@@ -301,20 +300,22 @@ class Trainer:
         for fn in self.on_env_step:
             fn(self)
 
+    def _is_drill(self, index: int) -> bool:
+        """Whether game `index` is one of the last `drill_envs`, which play drills."""
+        return index >= self.cfg.train.envs - self.cfg.train.drill_envs
+
     def _finish_round(self, index: int, outcome: int) -> None:
         self.episodes += 1
-        if index >= self.cfg.train.envs - self.cfg.train.drill_envs:
-            self.metrics.log_row("drill", self.env_steps, self.updates, self.elapsed(), {
-                "train/drill_return": self._returns[index], "train/drill_outcome": outcome})
-            self._returns[index] = 0.0
-            return
-        name = self._opponent_names[index]
-        self.sampler.report(name, outcome)
-        self.recent.append(outcome)
-        self.metrics.log_row("episode", self.env_steps, self.updates, self.elapsed(), {
-            "train/win_rate": self.win_rate(), "train/episode_return": self._returns[index],
-            "train/outcome": outcome,
-        })
+        if self._is_drill(index):
+            kind = "drill"
+            values = {"train/drill_return": self._returns[index], "train/drill_outcome": outcome}
+        else:
+            self.sampler.report(self._opponent_names[index], outcome)
+            self.recent.append(outcome)
+            kind = "episode"
+            values = {"train/win_rate": self.win_rate(), "train/episode_return": self._returns[index],
+                      "train/outcome": outcome}
+        self.metrics.log_row(kind, self.env_steps, self.updates, self.elapsed(), values)
         self._returns[index] = 0.0
 
     def win_rate(self) -> float:

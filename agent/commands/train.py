@@ -58,9 +58,9 @@ def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[s
                    "every train.snapshot_every env steps, rate them, export agent.onnx at the end. Without "
                    "--preset: a CPU-sized default (tiny preset, 32,000 env steps, about 30 minutes on 2 cores).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
-def train(opponent: str | None, mode: str | None, drills: int | None, preset: str | None, steps: int | None, run_dir: Path | None,
-          device: str | None, seed: int | None, resume: bool, overrides: tuple[str, ...], selfplay: bool,
-          no_progress: bool) -> None:
+def train(opponent: str | None, mode: str | None, drills: int | None, preset: str | None, steps: int | None,
+          run_dir: Path | None, device: str | None, seed: int | None, resume: bool, overrides: tuple[str, ...],
+          selfplay: bool, no_progress: bool) -> None:
     """Train a DreamerV3 agent; Ctrl-C saves a checkpoint, --resume continues it."""
     if resume:
         if run_dir is None:
