@@ -111,7 +111,7 @@ class TrainConfig:
     opponent: str = "weak"
     mode: str = "normal"
     drill_envs: int = 0  # of the `envs` games, how many play `drill_mode` rounds throughout
-    drill_mode: str = "defense"  # 'defense' | 'shooting'
+    drill_mode: str = "defense"  # 'defense' | 'shooting' | 'mixed' (drill games alternate defense, shooting)
     reward: str = "sparse"  # 'sparse' | 'shaped' | 'mix'
     eval_every: int = 50_000
     eval_games: int = 100
@@ -146,7 +146,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("actor", "dist"): ("bounded_normal", "tanh_normal"),
     ("actor", "eta_schedule"): ("constant", "linear", "exp"),
     ("train", "reward"): ("sparse", "shaped", "mix"),
-    ("train", "drill_mode"): ("shooting", "defense"),
+    ("train", "drill_mode"): ("shooting", "defense", "mixed"),
     ("train", "pfsp"): ("squared", "variance"),
 }
 

@@ -79,6 +79,11 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "-" if not math.isfinite(x) else f"{x:.{digits}g}"
 
 
+def _shooting(row: dict[str, Any]) -> bool:
+    """Whether a drill row is a shooting drill (rows from before the flag are defense drills)."""
+    return bool(row.get("train/drill_shooting", 0.0))
+
+
 def phase_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per phase: env-step range and means of the exploration metrics (and win rate when logged)."""
     upd = update_rows(rows)
@@ -88,8 +93,9 @@ def phase_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         lo, hi = part[0]["step"], part[-1]["step"]
         episodes = [r for r in rows if r.get("kind") == "episode" and lo <= r["step"] <= hi]
-        drills = [float(r["train/drill_outcome"] == -1) for r in rows
-                  if r.get("kind") == "drill" and lo <= r["step"] <= hi]
+        drills = [r for r in rows if r.get("kind") == "drill" and lo <= r["step"] <= hi]
+        lost = [float(r["train/drill_outcome"] == -1) for r in drills if not _shooting(r)]
+        scored = [float(r["train/drill_outcome"] == 1) for r in drills if _shooting(r)]
         table.append({
             "phase": name, "steps": f"{lo}-{hi}",
             "entropy": _mean(part, "actor/entropy"), "rand": _mean(part, "actor/rand"),
@@ -97,7 +103,8 @@ def phase_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "adv_abs": _mean(part, "actor/adv_abs"), "saturation": _mean(part, "actor/saturation"),
             "pg_term": _mean(part, "actor/pg_term"), "ent_term": _mean(part, "actor/ent_term"),
             "win_rate": _mean(episodes, "train/win_rate"),
-            "drill_lost": float(np.mean(drills)) if drills else float("nan"),
+            "drill_lost": float(np.mean(lost)) if lost else float("nan"),
+            "drill_scored": float(np.mean(scored)) if scored else float("nan"),
         })
     return table
 
@@ -265,8 +272,11 @@ def report(run_dir: str | Path) -> list[Flag]:
     table = Table(title="Per phase (thirds of the logged updates)")
     cols = ["phase", "steps", "entropy", "rand", "std_q50", "at_floor", "adv_abs", "saturation", "pg_term",
             "ent_term", "win_rate"]
-    if any(r.get("kind") == "drill" for r in rows):
-        cols.append("drill_lost")  # share of the drill rounds (train --drills) lost in the phase
+    drills = [r for r in rows if r.get("kind") == "drill"]
+    if any(not _shooting(r) for r in drills):
+        cols.append("drill_lost")  # share of the defense drill rounds (train --drills) lost in the phase
+    if any(_shooting(r) for r in drills):
+        cols.append("drill_scored")  # share of the shooting drill rounds won in the phase
     for c in cols:
         table.add_column(c, justify="right")
     for row in phase_table(rows):
@@ -384,10 +394,13 @@ def plot(run_dir: str | Path, out: str | Path) -> Path:
     sx, sy = _episode_x_y(rows, "episode", "train/win_rate")
     if sx.size:
         ax[8].plot(sx, sy, label="train (recent)", lw=1)
-    dx, dy = _episode_x_y(rows, "drill", "train/drill_outcome")
-    if dx.size:
-        lost = np.convolve(dy == -1, np.ones(DRILL_WINDOW), "valid") / DRILL_WINDOW
-        ax[8].plot(dx[DRILL_WINDOW - 1:], lost, label=f"drills lost (last {DRILL_WINDOW})", lw=1)
+    for shooting, counted, label in ((False, -1, "defense drills lost"), (True, 1, "shooting drills scored")):
+        drills = [r for r in rows if r.get("kind") == "drill" and _shooting(r) == shooting]
+        if len(drills) >= DRILL_WINDOW:
+            share = np.convolve([r["train/drill_outcome"] == counted for r in drills], np.ones(DRILL_WINDOW),
+                                "valid") / DRILL_WINDOW
+            ax[8].plot([r["step"] for r in drills[DRILL_WINDOW - 1:]], share, label=f"{label} (last {DRILL_WINDOW})",
+                       lw=1)
     for key in sorted({k for r in rows if r.get("kind") == "eval" for k in r if k.endswith("/win")}):
         ex, ey = _episode_x_y(rows, "eval", key)
         ax[8].plot(ex, ey, marker="o", label=key)

@@ -14,9 +14,10 @@ of `steps`, defense for the second, normal for the last (scoring first, then
 defending, then the full game). The learner plays player 1 in the training modes
 (their start positions favour player 1) and a random side per round in normal.
 Drills: the last `drill_envs` of the games play `drill_mode` rounds throughout, beside
-the mode's rounds, so a skill the full game rarely demands is practised all along;
-their outcomes are logged in 'drill' rows (`train/drill_outcome`), kept out of the
-win rate and the opponent sampler.
+the mode's rounds, so a skill the full game rarely demands is practised all along
+('mixed': those games alternate defense, shooting, defense, ...); their outcomes are
+logged in 'drill' rows (`train/drill_outcome`, `train/drill_shooting` 1 for a shooting
+drill), kept out of the win rate and the opponent sampler.
 
 Opponents: a scripted name, or 'mix' (weak or strong drawn per round). An
 `opponent_sampler` (`sample(env_index) -> (name, Policy)`, `report(name, outcome)`
@@ -248,7 +249,7 @@ class Trainer:
         from agent.envs import RewardConfig, VectorHockey
 
         t = self.cfg.train
-        modes = [t.drill_mode if self._is_drill(i) else mode for i in range(t.envs)]
+        modes = [self._drill_mode(i) if self._is_drill(i) else mode for i in range(t.envs)]
         self.envs = VectorHockey(t.envs, self._opponent_for, mode=modes, reward=RewardConfig(kind=t.reward),
                                  seed=t.seed + 1009 * (self._env_builds + 1), side=[_side(m) for m in modes])
         self._env_builds += 1
@@ -304,11 +305,19 @@ class Trainer:
         """Whether game `index` is one of the last `drill_envs`, which play drills."""
         return index >= self.cfg.train.envs - self.cfg.train.drill_envs
 
+    def _drill_mode(self, index: int) -> str:
+        """The drill game `index` plays: `drill_mode`, or for 'mixed' defense and shooting in turn."""
+        t = self.cfg.train
+        if t.drill_mode != "mixed":
+            return t.drill_mode
+        return ("defense", "shooting")[(index - (t.envs - t.drill_envs)) % 2]
+
     def _finish_round(self, index: int, outcome: int) -> None:
         self.episodes += 1
         if self._is_drill(index):
             kind = "drill"
-            values = {"train/drill_return": self._returns[index], "train/drill_outcome": outcome}
+            values = {"train/drill_return": self._returns[index], "train/drill_outcome": outcome,
+                      "train/drill_shooting": float(self._drill_mode(index) == "shooting")}
         else:
             self.sampler.report(self._opponent_names[index], outcome)
             self.recent.append(outcome)

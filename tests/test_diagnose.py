@@ -94,7 +94,15 @@ def test_phase_table_reports_lost_drills_when_the_run_had_them(tmp_path: Path) -
     log.close()
     res = CliRunner().invoke(diagnose, [str(run), "--plot", str(tmp_path / "d.png")], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    assert "drill_lost" in res.output and (tmp_path / "d.png").stat().st_size > 0
+    assert "drill_lost" in res.output and "drill_scored" not in res.output
+    assert (tmp_path / "d.png").stat().st_size > 0
+
+
+def test_shooting_drills_are_counted_by_goals_scored_not_rounds_lost() -> None:
+    drills = [{"kind": "drill", "step": 100 * i + 50, "update": 0, "time": 0.0,
+               "train/drill_shooting": float(i % 2), "train/drill_outcome": 1 if i % 2 else -1} for i in range(29)]
+    early = diag.phase_table(_rows() + drills)[0]
+    assert early["drill_lost"] == 1.0 and early["drill_scored"] == 1.0  # defense all lost, shooting all scored
 
 
 def test_healthy_ranges_say_negative_entropy_is_normal() -> None:

@@ -168,7 +168,20 @@ def test_drills_play_beside_the_mode_and_stay_out_of_the_win_rate(tmp_path: Path
     assert tr.episodes == len(drills) + len(episodes)
 
 
+def test_mixed_drills_alternate_defense_and_shooting(tmp_path: Path) -> None:
+    tr = Trainer(fast_config("train.steps=600", "train.envs=4", "train.drill_envs=2", "train.drill_mode=mixed",
+                             "train.mode=normal", "train.eval_every=0", "train.prefill=1000"),
+                 tmp_path, progress=False, tensorboard=False)
+    tr.train()
+    tr.close()
+    assert [env.mode.name for env in tr.envs.envs] == ["NORMAL", "NORMAL", "TRAIN_DEFENSE", "TRAIN_SHOOTING"]
+    drills = [r for r in read_rows(tmp_path) if r["kind"] == "drill"]
+    flags = sorted({r["train/drill_shooting"] for r in drills})
+    assert flags == [0.0, 1.0]  # both drills finished rounds (at most 81 steps each in 150 per game)
+
+
 @pytest.mark.parametrize("override,message", [
+    ("train.drill_mode=attack", "is not one of shooting, defense, mixed"),
     ("train.drill_envs=2", r"train.drill_envs must be in \[0, envs=2\), got 2"),
     ("train.drill_envs=-1", r"train.drill_envs must be in \[0, envs=2\), got -1"),
     ("train.opponent=nobody", "unknown opponent 'nobody'; choices: still, random, weak"),

@@ -43,7 +43,8 @@ def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[s
                                            "normal by thirds of --steps). Default: normal.")
 @click.option("--drills", type=int, default=None,
               help="How many of the train.envs games play defense drills throughout, beside the mode's "
-                   "rounds (train.drill_envs; --set train.drill_mode=shooting for shooting). Default 0.")
+                   "rounds (train.drill_envs; --set train.drill_mode=shooting|mixed for shooting drills or "
+                   "defense and shooting in turn). Default 0.")
 @click.option("--preset", default=None, help="Model and loop sizes: tiny | small | medium (default small).")
 @click.option("--steps", type=int, default=None, help="Env steps of the learner (default: the preset's).")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
