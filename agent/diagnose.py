@@ -272,14 +272,12 @@ def report(run_dir: str | Path) -> list[Flag]:
     table = Table(title="Per phase (thirds of the logged updates)")
     cols = ["phase", "steps", "entropy", "rand", "std_q50", "at_floor", "adv_abs", "saturation", "pg_term",
             "ent_term", "win_rate"]
-    drills = [r for r in rows if r.get("kind") == "drill"]
-    if any(not _shooting(r) for r in drills):
-        cols.append("drill_lost")  # share of the defense drill rounds (train --drills) lost in the phase
-    if any(_shooting(r) for r in drills):
-        cols.append("drill_scored")  # share of the shooting drill rounds won in the phase
+    per_phase = phase_table(rows)
+    # shares of the defense drill rounds lost and of the shooting drill rounds won (train --drills), when played
+    cols += [c for c in ("drill_lost", "drill_scored") if any(math.isfinite(row[c]) for row in per_phase)]
     for c in cols:
         table.add_column(c, justify="right")
-    for row in phase_table(rows):
+    for row in per_phase:
         table.add_row(*[row[c] if isinstance(row[c], str) else _fmt(row[c]) for c in cols])
     console.print(table)
 

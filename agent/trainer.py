@@ -301,16 +301,17 @@ class Trainer:
         for fn in self.on_env_step:
             fn(self)
 
+    def _drill_number(self, index: int) -> int:
+        """Game `index`'s place among the drill games (the last `drill_envs`); negative for a full game."""
+        return index - (self.cfg.train.envs - self.cfg.train.drill_envs)
+
     def _is_drill(self, index: int) -> bool:
-        """Whether game `index` is one of the last `drill_envs`, which play drills."""
-        return index >= self.cfg.train.envs - self.cfg.train.drill_envs
+        return self._drill_number(index) >= 0
 
     def _drill_mode(self, index: int) -> str:
         """The drill game `index` plays: `drill_mode`, or for 'mixed' defense and shooting in turn."""
-        t = self.cfg.train
-        if t.drill_mode != "mixed":
-            return t.drill_mode
-        return ("defense", "shooting")[(index - (t.envs - t.drill_envs)) % 2]
+        mode = self.cfg.train.drill_mode
+        return ("defense", "shooting")[self._drill_number(index) % 2] if mode == "mixed" else mode
 
     def _finish_round(self, index: int, outcome: int) -> None:
         self.episodes += 1
