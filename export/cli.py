@@ -19,7 +19,7 @@ from export.onnx_export import DEFAULT_OPSET, EXPORTERS
               help="Where to write the .onnx file (written atomically; replaced if present).")
 @click.option("--check", is_flag=True,
               help="Play whole games with the ONNX graph and the PyTorch agent side by side; "
-                   "exit 1 unless actions and states agree within 1e-4 and the outcomes match.")
+                   "exit 1 unless actions and states agree within 1e-4 and every game has the same winner.")
 @click.option("--opset", type=int, default=None,
               help="ONNX opset (default: " + ", ".join(f"{v} for {k}" for k, v in DEFAULT_OPSET.items()) + ").")
 @click.option("--exporter", type=click.Choice(EXPORTERS), default="torchscript", show_default=True,
@@ -60,7 +60,8 @@ def export_cmd(source: Path, output: Path, check: bool, opset: int | None, expor
     click.echo(f"check against '{opponent}', {report.games} game(s), {report.steps} steps:")
     click.echo(f"  max |action diff| {report.max_action_diff:.3g}  max |state diff| "
                f"{report.max_state_diff:.3g}  (tolerance {report.tolerance:g})")
-    click.echo(f"  rounds PyTorch {list(report.torch_rounds)}  ONNX {list(report.onnx_rounds)}  "
+    click.echo(f"  rounds PyTorch {list(report.torch_rounds)}  ONNX {list(report.onnx_rounds)}")
+    click.echo(f"  game winners PyTorch {list(report.torch_winners)}  ONNX {list(report.onnx_winners)}  "
                f"same outcome: {report.same_outcome}")
     click.echo(verdict)
     if not report.ok:

@@ -19,6 +19,7 @@ from export.cli import export_cmd
 from export.onnx_export import (
     ACTION_LAYOUT,
     OBS_LAYOUT,
+    CheckReport,
     check_export,
     export_agent,
     load_checkpoint_agent,
@@ -78,6 +79,19 @@ def test_check_fails_on_a_different_agent(run_dir: Path, tmp_path: Path) -> None
     report = check_export(loaded.agent, out, games=1, seed=3)
     assert not report.ok and report.steps >= 250
     assert report.max_action_diff > 1e-3
+
+
+def test_check_asks_for_the_same_game_winners_not_the_same_rounds() -> None:
+    def report(onnx_rounds: tuple[int, ...], onnx_winner: int) -> CheckReport:
+        return CheckReport(steps=300, games=1, max_action_diff=1e-5, max_state_diff=1e-6,
+                           torch_rounds=((1, 1, -1, 1),), onnx_rounds=(onnx_rounds,),
+                           torch_winners=(1,), onnx_winners=(onnx_winner,))
+
+    assert report((0, 1, 1, 1), 1).ok  # a round flipped by float noise, the same game result
+    assert not report((-1, -1, 1, 0), -1).ok
+    diverged = CheckReport(steps=300, games=1, max_action_diff=2e-4, max_state_diff=1e-6,
+                           torch_rounds=((1,),), onnx_rounds=((1,),), torch_winners=(1,), onnx_winners=(1,))
+    assert not diverged.ok
 
 
 def test_batch_graph_matches_torch_policy_step(tmp_path: Path) -> None:
