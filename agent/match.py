@@ -37,6 +37,11 @@ class GameResult:
     duration: float
 
 
+def game_winner(rounds: tuple[int, ...] | list[int]) -> int:
+    """+1 / -1 for the player with more round wins (rounds as +1 / -1 / 0), 0 for a draw."""
+    return int(np.sign(rounds.count(1) - rounds.count(-1)))
+
+
 def check_action(action: Any, who: str) -> np.ndarray:
     """The server's rule: exactly 4 finite values in [-1, 1]; otherwise a ValueError."""
     try:
@@ -128,13 +133,11 @@ def play_game(
             if frames is not None:
                 frames.append(env.render(mode="rgb_array"))
         winners.append(int(info["winner"]))
-    score1 = winners.count(1)
-    score2 = winners.count(-1)
     return GameResult(
         rounds=tuple(winners),
-        score1=score1,
-        score2=score2,
-        winner=int(np.sign(score1 - score2)),
+        score1=winners.count(1),
+        score2=winners.count(-1),
+        winner=game_winner(winners),
         steps=steps,
         duration=time.perf_counter() - start,
     )

@@ -244,6 +244,12 @@ class Lockstep:
         return action
 
 
+def _game_winners(games: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+    from agent.match import game_winner  # the game (Box2D) loads only when a check runs
+
+    return tuple(game_winner(rounds) for rounds in games)
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """What `check_export` measured: differences over `steps` steps and both outcomes."""
@@ -254,9 +260,15 @@ class CheckReport:
     max_state_diff: float
     torch_rounds: tuple[tuple[int, ...], ...]
     onnx_rounds: tuple[tuple[int, ...], ...]
-    torch_winners: tuple[int, ...]
-    onnx_winners: tuple[int, ...]
     tolerance: float = CHECK_TOLERANCE
+
+    @property
+    def torch_winners(self) -> tuple[int, ...]:
+        return _game_winners(self.torch_rounds)
+
+    @property
+    def onnx_winners(self) -> tuple[int, ...]:
+        return _game_winners(self.onnx_rounds)
 
     @property
     def same_outcome(self) -> bool:
@@ -290,17 +302,15 @@ def check_export(agent: DreamerAgent, onnx_path: str | os.PathLike[str], *, game
     agent = _cpu_eval_copy(agent)
     lockstep = Lockstep(ActingPolicy(agent, deterministic=True), OnnxAgent(onnx_path))
     onnx_player = OnnxAgent(onnx_path)
-    torch_rounds, onnx_rounds, torch_winners, onnx_winners = [], [], [], []
+    torch_rounds, onnx_rounds = [], []
     game = 0
     while game < games or lockstep.steps < MIN_CHECK_STEPS:
         game_seed = seed + game
         game += 1
         result = play_game(lockstep, make_scripted(opponent, seed=game_seed), seed=game_seed)
         torch_rounds.append(result.rounds)
-        torch_winners.append(result.winner)
         result = play_game(onnx_player, make_scripted(opponent, seed=game_seed), seed=game_seed)
         onnx_rounds.append(result.rounds)
-        onnx_winners.append(result.winner)
     return CheckReport(
         steps=lockstep.steps,
         games=game,
@@ -308,6 +318,4 @@ def check_export(agent: DreamerAgent, onnx_path: str | os.PathLike[str], *, game
         max_state_diff=lockstep.max_state_diff,
         torch_rounds=tuple(torch_rounds),
         onnx_rounds=tuple(onnx_rounds),
-        torch_winners=tuple(torch_winners),
-        onnx_winners=tuple(onnx_winners),
     )
