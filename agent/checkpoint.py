@@ -83,11 +83,16 @@ def load_model_state(agent: Any, state: dict[str, Any], what: str) -> None:
     own = agent.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state)) if tuple(state[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if missing or extra or shapes:
-        raise ValueError(f"{what} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}, "
-                         f"shape mismatches {shapes[:5]}")
+        raise ValueError(
+            f"{what} does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}, "
+            f"shape mismatches {shapes[:5]}"
+        )
     agent.load_state_dict(state, strict=True)
 
 

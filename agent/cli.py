@@ -19,10 +19,22 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # name -> ("module:attribute", one-line help shown by --help without importing it)
 COMMANDS: dict[str, tuple[str, str]] = {
     "play": ("agent.commands.play:play", "Play matches between two players and tabulate the results."),
-    "train": ("agent.commands.train:train", "Train a DreamerV3 agent (against scripted players or, with --selfplay, a league)."),
-    "eval": ("agent.commands.evaluate:evaluate", "Evaluate an agent against a scripted opponent, with confidence intervals."),
-    "diagnose": ("agent.commands.diagnose:diagnose", "Read a run's metrics and report entropy / exploration red flags."),
-    "ablate": ("agent.commands.ablate:ablate", "Run an ablation: eta values, schedules or any config field (--vary), same seeds."),
+    "train": (
+        "agent.commands.train:train",
+        "Train a DreamerV3 agent (against scripted players or, with --selfplay, a league).",
+    ),
+    "eval": (
+        "agent.commands.evaluate:evaluate",
+        "Evaluate an agent against a scripted opponent, with confidence intervals.",
+    ),
+    "diagnose": (
+        "agent.commands.diagnose:diagnose",
+        "Read a run's metrics and report entropy / exploration red flags.",
+    ),
+    "ablate": (
+        "agent.commands.ablate:ablate",
+        "Run an ablation: eta values, schedules or any config field (--vary), same seeds.",
+    ),
     "export": ("export.cli:export_cmd", "Export a trained agent to one ONNX graph for the torch-free runtime."),
     "league": ("league.cli:league", "Manage the league: add members, evaluate, show ratings."),
     "client": ("export.client_cli:client", "Play on a comprl tournament server with an exported ONNX agent."),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass
@@ -155,8 +156,14 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # CPU smoke runs: everything tiny, short sequences, a small replay.
     "tiny": {
         "model": {"deter": 64, "hidden": 32, "stoch": 8, "classes": 4, "blocks": 4, "units": 32},
-        "train": {"batch_size": 8, "seq_len": 32, "train_ratio": 64.0, "prefill": 500,
-                  "replay_capacity": 100_000, "envs": 4},
+        "train": {
+            "batch_size": 8,
+            "seq_len": 32,
+            "train_ratio": 64.0,
+            "prefill": 500,
+            "replay_capacity": 100_000,
+            "envs": 4,
+        },
     },
     # ~ official size1m, the paper's preset for proprioceptive control.
     "small": {},

@@ -66,7 +66,7 @@ def phases(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Split update rows into thirds by order: early, mid, late."""
     n = len(rows)
     cuts = [0, n // 3, 2 * n // 3, n]
-    return {p: rows[cuts[i]:cuts[i + 1]] for i, p in enumerate(PHASES)}
+    return {p: rows[cuts[i] : cuts[i + 1]] for i, p in enumerate(PHASES)}
 
 
 def _mean(rows: list[dict[str, Any]], key: str) -> float:
@@ -96,16 +96,23 @@ def phase_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         drills = [r for r in rows if r.get("kind") == "drill" and lo <= r["step"] <= hi]
         lost = [float(r["train/drill_outcome"] == -1) for r in drills if not _shooting(r)]
         scored = [float(r["train/drill_outcome"] == 1) for r in drills if _shooting(r)]
-        table.append({
-            "phase": name, "steps": f"{lo}-{hi}",
-            "entropy": _mean(part, "actor/entropy"), "rand": _mean(part, "actor/rand"),
-            "std_q50": _mean(part, "actor/std_q50"), "at_floor": _mean(part, "ret/at_floor"),
-            "adv_abs": _mean(part, "actor/adv_abs"), "saturation": _mean(part, "actor/saturation"),
-            "pg_term": _mean(part, "actor/pg_term"), "ent_term": _mean(part, "actor/ent_term"),
-            "win_rate": _mean(episodes, "train/win_rate"),
-            "drill_lost": float(np.mean(lost)) if lost else float("nan"),
-            "drill_scored": float(np.mean(scored)) if scored else float("nan"),
-        })
+        table.append(
+            {
+                "phase": name,
+                "steps": f"{lo}-{hi}",
+                "entropy": _mean(part, "actor/entropy"),
+                "rand": _mean(part, "actor/rand"),
+                "std_q50": _mean(part, "actor/std_q50"),
+                "at_floor": _mean(part, "ret/at_floor"),
+                "adv_abs": _mean(part, "actor/adv_abs"),
+                "saturation": _mean(part, "actor/saturation"),
+                "pg_term": _mean(part, "actor/pg_term"),
+                "ent_term": _mean(part, "actor/ent_term"),
+                "win_rate": _mean(episodes, "train/win_rate"),
+                "drill_lost": float(np.mean(lost)) if lost else float("nan"),
+                "drill_scored": float(np.mean(scored)) if scored else float("nan"),
+            }
+        )
     return table
 
 
@@ -116,8 +123,10 @@ def step_table(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
         return []
     weights = np.array([r["actor/weight_step"] for r in upd], np.float64)
     entropy = np.array([r["actor/entropy_step"] for r in upd], np.float64)
-    return [{"k": k, "weight": float(weights[:, k].mean()), "entropy": float(entropy[:, k].mean())}
-            for k in range(weights.shape[1])]
+    return [
+        {"k": k, "weight": float(weights[:, k].mean()), "entropy": float(entropy[:, k].mean())}
+        for k in range(weights.shape[1])
+    ]
 
 
 def _growing(values: np.ndarray) -> tuple[bool, str]:
@@ -139,113 +148,150 @@ def find_flags(rows: list[dict[str, Any]]) -> list[Flag]:
         return []
     flags: list[Flag] = []
     parts = phases(upd)
-    late_half = upd[len(upd) // 2:]
+    late_half = upd[len(upd) // 2 :]
 
     for phase in ("early", "mid"):
         part = parts[phase]
         rand, std50 = _mean(part, "actor/rand"), _mean(part, "actor/std_q50")
         if part and (rand < COLLAPSE_RAND or std50 <= COLLAPSE_STD):
-            flags.append(Flag(
-                "entropy_collapse", "Entropy collapse",
-                f"{phase} phase (steps {part[0]['step']}-{part[-1]['step']}): mean rand {_fmt(rand)} "
-                f"(flag below {COLLAPSE_RAND}), median std {_fmt(std50)} (floor {STD_MIN}), "
-                f"entropy {_fmt(_mean(part, 'actor/entropy'))} nats (min {H_MIN:.2f})",
-                "The policy became near-deterministic before it learned to win. Raise eta (try 1e-3, "
-                "3e-3 with `hockey-agent ablate`), check that S is not tiny (floor must be max(1, S)), "
-                "and check the advantages are not huge (actor/adv_abs).",
-            ))
+            flags.append(
+                Flag(
+                    "entropy_collapse",
+                    "Entropy collapse",
+                    f"{phase} phase (steps {part[0]['step']}-{part[-1]['step']}): mean rand {_fmt(rand)} "
+                    f"(flag below {COLLAPSE_RAND}), median std {_fmt(std50)} (floor {STD_MIN}), "
+                    f"entropy {_fmt(_mean(part, 'actor/entropy'))} nats (min {H_MIN:.2f})",
+                    "The policy became near-deterministic before it learned to win. Raise eta (try 1e-3, "
+                    "3e-3 with `hockey-agent ablate`), check that S is not tiny (floor must be max(1, S)), "
+                    "and check the advantages are not huge (actor/adv_abs).",
+                )
+            )
             break
 
     late = parts["late"]
     rand, adv = _mean(late, "actor/rand"), _mean(late, "actor/adv_abs")
     if late and rand > STUCK_RAND and adv < TINY_ADV:
-        flags.append(Flag(
-            "entropy_stuck_max", "Entropy stuck near its maximum with no learning signal",
-            f"late phase: mean rand {_fmt(rand)} (flag above {STUCK_RAND}) while mean |advantage| is "
-            f"{_fmt(adv)} (flag below {TINY_ADV})",
-            "The actor sees no advantage, so only the entropy bonus moves it. The reward is too "
-            "sparse for the horizon: use a shaped reward or an easier mode (shooting, curriculum), "
-            "check the reward head learns (wm/rew falling), or lower eta.",
-        ))
+        flags.append(
+            Flag(
+                "entropy_stuck_max",
+                "Entropy stuck near its maximum with no learning signal",
+                f"late phase: mean rand {_fmt(rand)} (flag above {STUCK_RAND}) while mean |advantage| is "
+                f"{_fmt(adv)} (flag below {TINY_ADV})",
+                "The actor sees no advantage, so only the entropy bonus moves it. The reward is too "
+                "sparse for the horizon: use a shaped reward or an easier mode (shooting, curriculum), "
+                "check the reward head learns (wm/rew falling), or lower eta.",
+            )
+        )
 
     floor = series(late_half, "ret/at_floor")
     floor = floor[np.isfinite(floor)]
     if floor.size and floor.mean() >= FLOOR_SHARE:
-        flags.append(Flag(
-            "s_at_floor", "Return scale S pinned at its floor",
-            f"S < 1 in {floor.mean():.0%} of the second half's updates (flag at {FLOOR_SHARE:.0%}); "
-            f"median S {_fmt(float(np.nanmedian(series(late_half, 'ret/scale'))))}",
-            "Returns span less than 1, so advantages are not rescaled and stay small next to the "
-            "entropy term. Normal before the first goals; if it lasts, the agent rarely scores: use "
-            "an easier mode or opponent. Do not lower the floor (1 is the official value).",
-        ))
+        flags.append(
+            Flag(
+                "s_at_floor",
+                "Return scale S pinned at its floor",
+                f"S < 1 in {floor.mean():.0%} of the second half's updates (flag at {FLOOR_SHARE:.0%}); "
+                f"median S {_fmt(float(np.nanmedian(series(late_half, 'ret/scale'))))}",
+                "Returns span less than 1, so advantages are not rescaled and stay small next to the "
+                "entropy term. Normal before the first goals; if it lasts, the agent rarely scores: use "
+                "an easier mode or opponent. Do not lower the floor (1 is the official value).",
+            )
+        )
 
     q05, q95 = series(late_half, "actor/std_q05"), series(late_half, "actor/std_q95")
     if q95.size and np.mean(q95 <= COLLAPSE_STD) >= PINNED_SHARE:
-        flags.append(Flag(
-            "std_at_min", "Action std pinned at its lower bound",
-            f"std_q95 <= {COLLAPSE_STD} in {np.mean(q95 <= COLLAPSE_STD):.0%} of the second half's updates",
-            "All dimensions sit at std 0.1: exploration in the real game is gone. Raise eta or "
-            "check the advantage scale.",
-        ))
+        flags.append(
+            Flag(
+                "std_at_min",
+                "Action std pinned at its lower bound",
+                f"std_q95 <= {COLLAPSE_STD} in {np.mean(q95 <= COLLAPSE_STD):.0%} of the second half's updates",
+                "All dimensions sit at std 0.1: exploration in the real game is gone. Raise eta or "
+                "check the advantage scale.",
+            )
+        )
     if q05.size and np.mean(q05 >= 0.99 * STD_MAX) >= PINNED_SHARE:
-        flags.append(Flag(
-            "std_at_max", "Action std pinned at its upper bound",
-            f"std_q05 >= {0.99 * STD_MAX:.2f} in {np.mean(q05 >= 0.99 * STD_MAX):.0%} of the second half's updates",
-            "Every dimension is as random as it can be: the actor ignores the advantages. Look at "
-            "actor/adv_abs and ret/at_floor; lower eta if the advantage is healthy.",
-        ))
+        flags.append(
+            Flag(
+                "std_at_max",
+                "Action std pinned at its upper bound",
+                f"std_q05 >= {0.99 * STD_MAX:.2f} in {np.mean(q05 >= 0.99 * STD_MAX):.0%} of the second half's updates",
+                "Every dimension is as random as it can be: the actor ignores the advantages. Look at "
+                "actor/adv_abs and ret/at_floor; lower eta if the advantage is healthy.",
+            )
+        )
 
     sat, std50 = _mean(late_half, "actor/saturation"), _mean(late_half, "actor/std_q50")
     limit = max(SATURATION_MIN, centred_saturation(std50) + SATURATION_EXCESS) if math.isfinite(std50) else 1.0
     if sat > limit:
-        flags.append(Flag(
-            "saturation", "Actions saturated",
-            f"{sat:.0%} of imagined actions have |a| > 0.99 in some dimension in the second half; "
-            f"a centred policy at its median std {std50:.2f} gives {centred_saturation(std50):.0%} "
-            f"(flag above {limit:.0%})",
-            "Bang-bang control: the means sit at +-1 (the environment clips). It can be the task's "
-            "optimum (full force ahead), but it also hides exploration in the clipped dimensions: "
-            "watch a game (`hockey-agent play RUN_DIR still -n 1 --render game.gif`). A TanhNormal "
-            "with a wide pre-tanh std gives the same picture; prefer bounded_normal.",
-        ))
+        flags.append(
+            Flag(
+                "saturation",
+                "Actions saturated",
+                f"{sat:.0%} of imagined actions have |a| > 0.99 in some dimension in the second half; "
+                f"a centred policy at its median std {std50:.2f} gives {centred_saturation(std50):.0%} "
+                f"(flag above {limit:.0%})",
+                "Bang-bang control: the means sit at +-1 (the environment clips). It can be the task's "
+                "optimum (full force ahead), but it also hides exploration in the clipped dimensions: "
+                "watch a game (`hockey-agent play RUN_DIR still -n 1 --render game.gif`). A TanhNormal "
+                "with a wide pre-tanh std gives the same picture; prefer bounded_normal.",
+            )
+        )
 
     for key in sorted({k for r in upd for k in r if k.endswith("loss") or k.endswith("grad_norm")}):
         values = series(upd, key)
         bad = int(np.sum(~np.isfinite(values)))
         if bad:
             first = next(r["update"] for r in upd if key in r and not math.isfinite(float(r[key])))
-            flags.append(Flag(
-                "nonfinite_loss", f"Non-finite {key}",
-                f"{bad} rows with NaN/inf, first at update {first}",
-                "Lower the learning rate, check gradient clipping and the inputs (symlog), and "
-                "resume from the last finite checkpoint.",
-            ))
+            flags.append(
+                Flag(
+                    "nonfinite_loss",
+                    f"Non-finite {key}",
+                    f"{bad} rows with NaN/inf, first at update {first}",
+                    "Lower the learning rate, check gradient clipping and the inputs (symlog), and "
+                    "resume from the last finite checkpoint.",
+                )
+            )
         elif key.endswith("loss") and key in ("wm/loss", "wm/rec", "critic/loss"):
             grew, evidence = _growing(values)
             if grew:
-                flags.append(Flag(
-                    "growing_loss", f"Growing {key}", evidence,
-                    "A loss that should fall is rising: lower the learning rate, check the replay "
-                    "(train ratio too high overfits), and look at the grad norms.",
-                ))
+                flags.append(
+                    Flag(
+                        "growing_loss",
+                        f"Growing {key}",
+                        evidence,
+                        "A loss that should fall is rising: lower the learning rate, check the replay "
+                        "(train ratio too high overfits), and look at the grad norms.",
+                    )
+                )
     return flags
 
 
 def healthy_ranges() -> list[tuple[str, str]]:
     return [
-        ("actor/entropy", f"[{H_MIN:.2f}, {H_MAX:.2f}] nats for 4 dims, std in [0.1, 1] "
-         f"(per dim [{H_DIM_MIN:.3f}, {H_DIM_MAX:.3f}]). NEGATIVE ENTROPY IS NORMAL: differential "
-         "entropy has no floor at 0; it is negative for std < 0.242 and the bonus still pushes std up."),
-        ("actor/rand", "[0, 1]; starts at 0.95 (initial std 0.89), falls as the agent learns; "
-         "near 0 before it wins is collapse"),
+        (
+            "actor/entropy",
+            f"[{H_MIN:.2f}, {H_MAX:.2f}] nats for 4 dims, std in [0.1, 1] "
+            f"(per dim [{H_DIM_MIN:.3f}, {H_DIM_MAX:.3f}]). NEGATIVE ENTROPY IS NORMAL: differential "
+            "entropy has no floor at 0; it is negative for std < 0.242 and the bonus still pushes std up.",
+        ),
+        (
+            "actor/rand",
+            "[0, 1]; starts at 0.95 (initial std 0.89), falls as the agent learns; near 0 before it wins is collapse",
+        ),
         ("actor/std_q05..q95", "inside [0.1, 1]; all at 0.1 or all at 1 is pinned"),
         ("ret/at_floor", "share of updates with S < 1: high before the first goals, falling after"),
         ("actor/adv_abs", "mean |normalised advantage|; tiny (< 0.05) with rand ~1 means no signal"),
-        ("actor/saturation", f"{SATURATION_AT_MAX_STD:.0%} at std 1 with centred means (from the std alone); "
-         f"more than {SATURATION_EXCESS:.0%} above what the std explains (at least {SATURATION_MIN:.0%}) is bang-bang"),
-        ("explore/bonus", "only with explore.scale > 0: ensemble disagreement per imagined step, "
-         "falling as the world model learns the states it visits; scale x bonus is added to the reward"),
+        (
+            "actor/saturation",
+            f"{SATURATION_AT_MAX_STD:.0%} at std 1 with centred means (from the std alone); "
+            f"more than {SATURATION_EXCESS:.0%} above what the std explains "
+            f"(at least {SATURATION_MIN:.0%}) is bang-bang",
+        ),
+        (
+            "explore/bonus",
+            "only with explore.scale > 0: ensemble disagreement per imagined step, "
+            "falling as the world model learns the states it visits; scale x bonus is added to the reward",
+        ),
     ]
 
 
@@ -260,8 +306,9 @@ def report(run_dir: str | Path) -> list[Flag]:
     console = Console()
     if not upd:
         raise ValueError(f"{run_dir} has no update rows in its metrics yet")
-    console.print(f"[bold]{run_dir}[/]: {len(upd)} update rows, up to env step {upd[-1]['step']}, "
-                  f"update {upd[-1]['update']}")
+    console.print(
+        f"[bold]{run_dir}[/]: {len(upd)} update rows, up to env step {upd[-1]['step']}, update {upd[-1]['update']}"
+    )
     ranges = Table(title="Healthy ranges (bounded_normal, 4 action dims)", show_lines=False)
     ranges.add_column("metric")
     ranges.add_column("healthy")
@@ -270,8 +317,19 @@ def report(run_dir: str | Path) -> list[Flag]:
     console.print(ranges)
 
     table = Table(title="Per phase (thirds of the logged updates)")
-    cols = ["phase", "steps", "entropy", "rand", "std_q50", "at_floor", "adv_abs", "saturation", "pg_term",
-            "ent_term", "win_rate"]
+    cols = [
+        "phase",
+        "steps",
+        "entropy",
+        "rand",
+        "std_q50",
+        "at_floor",
+        "adv_abs",
+        "saturation",
+        "pg_term",
+        "ent_term",
+        "win_rate",
+    ]
     per_phase = phase_table(rows)
     # shares of the defense drill rounds lost and of the shooting drill rounds won (train --drills), when played
     cols += [c for c in ("drill_lost", "drill_scored") if any(math.isfinite(row[c]) for row in per_phase)]
@@ -283,8 +341,10 @@ def report(run_dir: str | Path) -> list[Flag]:
 
     steps = step_table(rows)
     if steps:
-        per_step = Table(title="Per imagined step (mean over updates): the entropy bonus of step k is "
-                               "weighted by weight[k]; their sum is the bonus's total weight")
+        per_step = Table(
+            title="Per imagined step (mean over updates): the entropy bonus of step k is "
+            "weighted by weight[k]; their sum is the bonus's total weight"
+        )
         per_step.add_column("k", justify="right")
         for s in steps:
             per_step.add_column(str(s["k"]), justify="right")
@@ -297,8 +357,13 @@ def report(run_dir: str | Path) -> list[Flag]:
     if not flags:
         console.print("[green]No red flags found.[/]")
     for f in flags:
-        console.print(Panel(f"[bold]Evidence:[/] {f.evidence}\n[bold]Try:[/] {f.advice}",
-                            title=f"[red]{f.title}[/]", title_align="left"))
+        console.print(
+            Panel(
+                f"[bold]Evidence:[/] {f.evidence}\n[bold]Try:[/] {f.advice}",
+                title=f"[red]{f.title}[/]",
+                title_align="left",
+            )
+        )
     return flags
 
 
@@ -395,10 +460,13 @@ def plot(run_dir: str | Path, out: str | Path) -> Path:
     for shooting, counted, label in ((False, -1, "defense drills lost"), (True, 1, "shooting drills scored")):
         drills = [r for r in rows if r.get("kind") == "drill" and _shooting(r) == shooting]
         if len(drills) >= DRILL_WINDOW:
-            share = np.convolve([r["train/drill_outcome"] == counted for r in drills], np.ones(DRILL_WINDOW),
-                                "valid") / DRILL_WINDOW
-            ax[8].plot([r["step"] for r in drills[DRILL_WINDOW - 1:]], share, label=f"{label} (last {DRILL_WINDOW})",
-                       lw=1)
+            share = (
+                np.convolve([r["train/drill_outcome"] == counted for r in drills], np.ones(DRILL_WINDOW), "valid")
+                / DRILL_WINDOW
+            )
+            ax[8].plot(
+                [r["step"] for r in drills[DRILL_WINDOW - 1 :]], share, label=f"{label} (last {DRILL_WINDOW})", lw=1
+            )
     for key in sorted({k for r in rows if r.get("kind") == "eval" for k in r if k.endswith("/win")}):
         ex, ey = _episode_x_y(rows, "eval", key)
         ax[8].plot(ex, ey, marker="o", label=key)

@@ -17,8 +17,9 @@ as player 1, the side the drills train) with gymnasium.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, Union
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -32,7 +33,7 @@ REWARD_KINDS = ("sparse", "shaped", "mix")
 SIDES = ("random", "p1", "p2")
 SPARSE = 10.0  # the game's reward for a goal
 
-OpponentSpec = Union[Policy, str]
+OpponentSpec = Policy | str
 OpponentFn = Callable[[int], Policy]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from agent.game import HockeyEnv, Mode, parse_mode
 from agent.policy import Policy
 
+
 class FrameSink(Protocol):
     """Where rendered frames go: a list, or a writer that streams them to a file."""
 

@@ -60,8 +60,9 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 class MetricsLogger:
     """Aggregates update metrics and writes rows to metrics.jsonl and TensorBoard."""
 
-    def __init__(self, run_dir: str | Path, log_every: int = 1, resume_step: int | None = None,
-                 tensorboard: bool = True) -> None:
+    def __init__(
+        self, run_dir: str | Path, log_every: int = 1, resume_step: int | None = None, tensorboard: bool = True
+    ) -> None:
         if log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {log_every}")
         self.run_dir = Path(run_dir)

@@ -48,8 +48,9 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -81,8 +82,10 @@ def check_train_config(cfg: Config) -> None:
     if t.mode not in MODES:
         raise ValueError(f"unknown mode {t.mode!r}; choices: {', '.join(MODES)}")
     if not 0 <= t.drill_envs < t.envs:
-        raise ValueError(f"train.drill_envs must be in [0, envs={t.envs}), got {t.drill_envs}: "
-                         "at least one game plays the run's mode")
+        raise ValueError(
+            f"train.drill_envs must be in [0, envs={t.envs}), got {t.drill_envs}: "
+            "at least one game plays the run's mode"
+        )
     if t.opponent not in OPPONENTS:
         raise ValueError(f"unknown opponent {t.opponent!r}; choices: {', '.join(OPPONENTS)}")
     for name in t.eval_opponents:
@@ -96,8 +99,10 @@ def check_train_config(cfg: Config) -> None:
     if t.train_ratio <= 0:
         raise ValueError(f"train.train_ratio must be > 0, got {t.train_ratio}")
     if t.replay_capacity // t.envs < t.seq_len:
-        raise ValueError(f"train.replay_capacity={t.replay_capacity} leaves fewer than seq_len={t.seq_len} "
-                         f"rows per game for {t.envs} games")
+        raise ValueError(
+            f"train.replay_capacity={t.replay_capacity} leaves fewer than seq_len={t.seq_len} "
+            f"rows per game for {t.envs} games"
+        )
 
 
 def resolve_device(name: str) -> str:
@@ -147,7 +152,10 @@ class ScriptedSampler:
         self.outcomes[name][int(outcome) + 1] += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": json.dumps(self.rng.bit_generator.state), "outcomes": {k: list(v) for k, v in self.outcomes.items()}}
+        return {
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "outcomes": {k: list(v) for k, v in self.outcomes.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = json.loads(state["rng"])
@@ -230,8 +238,9 @@ class Trainer:
         elif (self.run_dir / ckpt.CHECKPOINT_FILE).exists():
             raise ValueError(f"{self.run_dir} already holds a checkpoint: pass --resume or choose another --run-dir")
         save_config(cfg, self.run_dir / ckpt.CONFIG_FILE)
-        self.metrics = MetricsLogger(self.run_dir, t.log_every, resume_step=self.env_steps if resume else None,
-                                     tensorboard=tensorboard)
+        self.metrics = MetricsLogger(
+            self.run_dir, t.log_every, resume_step=self.env_steps if resume else None, tensorboard=tensorboard
+        )
 
     # ----- time and opponents -------------------------------------------------------
     def elapsed(self) -> float:
@@ -250,8 +259,14 @@ class Trainer:
 
         t = self.cfg.train
         modes = [self._drill_mode(i) if self._is_drill(i) else mode for i in range(t.envs)]
-        self.envs = VectorHockey(t.envs, self._opponent_for, mode=modes, reward=RewardConfig(kind=t.reward),
-                                 seed=t.seed + 1009 * (self._env_builds + 1), side=[_side(m) for m in modes])
+        self.envs = VectorHockey(
+            t.envs,
+            self._opponent_for,
+            mode=modes,
+            reward=RewardConfig(kind=t.reward),
+            seed=t.seed + 1009 * (self._env_builds + 1),
+            side=[_side(m) for m in modes],
+        )
         self._env_builds += 1
         if self._env_rng_states:  # restored from a checkpoint
             for env, state in zip(self.envs.envs, self._env_rng_states):
@@ -276,8 +291,12 @@ class Trainer:
         n = t.envs
         with torch.no_grad():
             action_t, self._state = self.agent.policy_step(
-                torch.as_tensor(self._obs, device=self.device), self._prev_action, self._state,
-                torch.as_tensor(self._is_first, device=self.device), deterministic=False)
+                torch.as_tensor(self._obs, device=self.device),
+                self._prev_action,
+                self._state,
+                torch.as_tensor(self._is_first, device=self.device),
+                deterministic=False,
+            )
         if self.env_steps < t.prefill:
             action = self.rng.uniform(-1.0, 1.0, (n, 4)).astype(np.float32)
         else:
@@ -290,8 +309,14 @@ class Trainer:
         if done.any():
             idx = np.flatnonzero(done)
             final = np.stack([infos[i]["final_obs"] for i in idx]).astype(np.float32)
-            self.replay.add(final, np.zeros((idx.size, 4), np.float32), reward[idx], np.zeros(idx.size, bool),
-                            terminated[idx], envs=idx)
+            self.replay.add(
+                final,
+                np.zeros((idx.size, 4), np.float32),
+                reward[idx],
+                np.zeros(idx.size, bool),
+                terminated[idx],
+                envs=idx,
+            )
             for i in idx:
                 self._finish_round(int(i), int(infos[i]["final_info"]["winner"]))
         self._obs = obs.astype(np.float32)
@@ -317,14 +342,20 @@ class Trainer:
         self.episodes += 1
         if self._is_drill(index):
             kind = "drill"
-            values = {"train/drill_return": self._returns[index], "train/drill_outcome": outcome,
-                      "train/drill_shooting": float(self._drill_mode(index) == "shooting")}
+            values = {
+                "train/drill_return": self._returns[index],
+                "train/drill_outcome": outcome,
+                "train/drill_shooting": float(self._drill_mode(index) == "shooting"),
+            }
         else:
             self.sampler.report(self._opponent_names[index], outcome)
             self.recent.append(outcome)
             kind = "episode"
-            values = {"train/win_rate": self.win_rate(), "train/episode_return": self._returns[index],
-                      "train/outcome": outcome}
+            values = {
+                "train/win_rate": self.win_rate(),
+                "train/episode_return": self._returns[index],
+                "train/outcome": outcome,
+            }
         self.metrics.log_row(kind, self.env_steps, self.updates, self.elapsed(), values)
         self._returns[index] = 0.0
 
@@ -359,8 +390,9 @@ class Trainer:
         with torch.no_grad():
             for opp in t.eval_opponents:
                 n = t.eval_games
-                envs = VectorHockey(n, opp, mode=mode, reward=RewardConfig(kind="sparse"),
-                                    seed=t.seed + 1_000_003, side=_side(mode))
+                envs = VectorHockey(
+                    n, opp, mode=mode, reward=RewardConfig(kind="sparse"), seed=t.seed + 1_000_003, side=_side(mode)
+                )
                 obs, _ = envs.reset()
                 state = self.agent.initial_state(n)
                 prev = torch.zeros(n, 4, device=self.device)
@@ -369,8 +401,12 @@ class Trainer:
                 live = np.ones(n, bool)
                 while live.any():
                     action, state = self.agent.policy_step(
-                        torch.as_tensor(obs, dtype=torch.float32, device=self.device), prev, state, first,
-                        deterministic=True)
+                        torch.as_tensor(obs, dtype=torch.float32, device=self.device),
+                        prev,
+                        state,
+                        first,
+                        deterministic=True,
+                    )
                     prev = action
                     first = torch.zeros(n, dtype=torch.bool, device=self.device)
                     obs, _, term, trunc, infos = envs.step(action.cpu().numpy())
@@ -397,17 +433,24 @@ class Trainer:
         trainer_state: dict[str, Any] = {"recent": list(self.recent), "env_builds": self._env_builds}
         if hasattr(self.sampler, "state_dict"):
             trainer_state["sampler"] = self.sampler.state_dict()
-        path = ckpt.save(self.run_dir / ckpt.CHECKPOINT_FILE, {
-            "preset": self.preset,
-            "config": config_to_dict(self.cfg),
-            "model": self.agent.state_dict(),
-            "optimizer": self.agent.optimizer_state(),
-            "counters": {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
-                         "time": self.elapsed()},
-            "rng": rng,
-            "trainer": trainer_state,
-            "replay": replay_name,
-        })
+        path = ckpt.save(
+            self.run_dir / ckpt.CHECKPOINT_FILE,
+            {
+                "preset": self.preset,
+                "config": config_to_dict(self.cfg),
+                "model": self.agent.state_dict(),
+                "optimizer": self.agent.optimizer_state(),
+                "counters": {
+                    "env_steps": self.env_steps,
+                    "updates": self.updates,
+                    "episodes": self.episodes,
+                    "time": self.elapsed(),
+                },
+                "rng": rng,
+                "trainer": trainer_state,
+                "replay": replay_name,
+            },
+        )
         for old in self.run_dir.glob("replay-*.npz"):
             if old.name != replay_name:
                 old.unlink()
@@ -510,8 +553,14 @@ class Trainer:
             for sig, handler in previous:
                 signal.signal(sig, handler)
             self.metrics.flush_updates(self.env_steps, self.updates, self.elapsed())
-        return {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
-                "interrupted": self._stop, "saved": saved, "time": self.elapsed()}
+        return {
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "episodes": self.episodes,
+            "interrupted": self._stop,
+            "saved": saved,
+            "time": self.elapsed(),
+        }
 
     def close(self) -> None:
         self.metrics.close()
@@ -521,7 +570,11 @@ class Trainer:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         return Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("env steps"),
-            TextColumn("{task.fields[ups]:.1f} updates/s"), TextColumn("win {task.fields[win]}"),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("env steps"),
+            TextColumn("{task.fields[ups]:.1f} updates/s"),
+            TextColumn("win {task.fields[win]}"),
             TimeRemainingColumn(),
         )

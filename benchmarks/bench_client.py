@@ -44,8 +44,12 @@ def synthetic_agent(path: Path, deter: int = 512, stoch: int = 32 * 32, hidden: 
     size = deter + stoch
     rng = np.random.default_rng(0)
     shapes = {
-        "enc": (18, hidden), "img": (size + 4 + hidden, hidden), "gru": (hidden, 3 * deter),
-        "gru_out": (3 * deter, deter), "post": (deter + hidden, stoch), "act1": (size, hidden),
+        "enc": (18, hidden),
+        "img": (size + 4 + hidden, hidden),
+        "gru": (hidden, 3 * deter),
+        "gru_out": (3 * deter, deter),
+        "post": (deter + hidden, stoch),
+        "act1": (size, hidden),
         "act2": (hidden, 4),
     }
     inits = [
@@ -55,35 +59,55 @@ def synthetic_agent(path: Path, deter: int = 512, stoch: int = 32 * 32, hidden: 
     inits.append(numpy_helper.from_array(np.array([-1.0, 1.0], dtype=np.float32), name="bounds"))
     n = helper.make_node
     nodes = [
-        n("MatMul", ["obs", "enc"], ["e0"]), n("Tanh", ["e0"], ["e"]),
+        n("MatMul", ["obs", "enc"], ["e0"]),
+        n("Tanh", ["e0"], ["e"]),
         n("Concat", ["state", "prev_action", "e"], ["x"], axis=1),
-        n("MatMul", ["x", "img"], ["h0"]), n("Tanh", ["h0"], ["h"]),
-        n("MatMul", ["h", "gru"], ["g0"]), n("Sigmoid", ["g0"], ["g"]),
-        n("MatMul", ["g", "gru_out"], ["d0"]), n("Tanh", ["d0"], ["d"]),
+        n("MatMul", ["x", "img"], ["h0"]),
+        n("Tanh", ["h0"], ["h"]),
+        n("MatMul", ["h", "gru"], ["g0"]),
+        n("Sigmoid", ["g0"], ["g"]),
+        n("MatMul", ["g", "gru_out"], ["d0"]),
+        n("Tanh", ["d0"], ["d"]),
         n("Concat", ["d", "e"], ["de"], axis=1),
-        n("MatMul", ["de", "post"], ["z0"]), n("Softmax", ["z0"], ["z"], axis=1),
+        n("MatMul", ["de", "post"], ["z0"]),
+        n("Softmax", ["z0"], ["z"], axis=1),
         n("Concat", ["d", "z"], ["next_state"], axis=1),
-        n("MatMul", ["next_state", "act1"], ["a0"]), n("Tanh", ["a0"], ["a1"]),
-        n("MatMul", ["a1", "act2"], ["a2"]), n("Tanh", ["a2"], ["action"]),
+        n("MatMul", ["next_state", "act1"], ["a0"]),
+        n("Tanh", ["a0"], ["a1"]),
+        n("MatMul", ["a1", "act2"], ["a2"]),
+        n("Tanh", ["a2"], ["action"]),
     ]
     graph = helper.make_graph(
-        nodes, "synthetic_agent",
-        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", 18]),
-         helper.make_tensor_value_info("prev_action", TensorProto.FLOAT, ["batch", 4]),
-         helper.make_tensor_value_info("state", TensorProto.FLOAT, ["batch", size])],
-        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", 4]),
-         helper.make_tensor_value_info("next_state", TensorProto.FLOAT, ["batch", size])],
+        nodes,
+        "synthetic_agent",
+        [
+            helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", 18]),
+            helper.make_tensor_value_info("prev_action", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, ["batch", size]),
+        ],
+        [
+            helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("next_state", TensorProto.FLOAT, ["batch", size]),
+        ],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    helper.set_model_props(model, {
-        "hockey_agent.format": "1", "exporter_version": "bench", "preset": "synthetic", "train_step": "0",
-        "obs_layout": json.dumps([f"o{i}" for i in range(18)]),
-        "action_layout": json.dumps(["x", "y", "torque", "shoot"]),
-        "state_size": str(size), "deter_size": str(deter), "stoch_size": str(stoch),
-        "initial_state": json.dumps({"kind": "zeros"}),
-    })
+    helper.set_model_props(
+        model,
+        {
+            "hockey_agent.format": "1",
+            "exporter_version": "bench",
+            "preset": "synthetic",
+            "train_step": "0",
+            "obs_layout": json.dumps([f"o{i}" for i in range(18)]),
+            "action_layout": json.dumps(["x", "y", "torque", "shoot"]),
+            "state_size": str(size),
+            "deter_size": str(deter),
+            "stoch_size": str(stoch),
+            "initial_state": json.dumps({"kind": "zeros"}),
+        },
+    )
     onnx.save(model, path)
     return path
 
@@ -96,9 +120,26 @@ def free_port() -> int:
 
 def client_process(agent: list[str], port: int, token: str, log: Path, games: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "client", *agent, "--server-url", "127.0.0.1",
-         "--server-port", str(port), "--token", token, "--games", str(games), "--log", str(log)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=ENV,
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "client",
+            *agent,
+            "--server-url",
+            "127.0.0.1",
+            "--server-port",
+            str(port),
+            "--token",
+            token,
+            "--games",
+            str(games),
+            "--log",
+            str(log),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        env=ENV,
     )
 
 
@@ -161,9 +202,28 @@ def games_per_minute(agent: Path, games: int, workdir: Path) -> tuple[float, flo
     port = free_port()
     log = workdir / "server.jsonl"
     server = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "serve", "--port", str(port), "--games", str(games),
-         "--token", TOKENS[0], "--token", TOKENS[1], "--log", str(log), "--seed", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--games",
+            str(games),
+            "--token",
+            TOKENS[0],
+            "--token",
+            TOKENS[1],
+            "--log",
+            str(log),
+            "--seed",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
     )
     assert server.stdout is not None
     server.stdout.readline()  # "listening on ..."
@@ -194,7 +254,15 @@ def installed_size(workdir: Path) -> tuple[float, float]:
     env_dir = workdir / "venv"
     venv.create(env_dir, with_pip=True)
     subprocess.run(
-        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{source}[client]"],
+        [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            f"{source}[client]",
+        ],
         check=True,
     )
     (site,) = (env_dir / "lib").glob("python*/site-packages")
@@ -204,7 +272,11 @@ def installed_size(workdir: Path) -> tuple[float, float]:
         return sum(int(line.split()[0]) for line in out.splitlines()) / 1024
 
     everything = list(site.iterdir())
-    own = [p for p in everything if not p.name.lower().startswith(("pip", "setuptools", "_distutils_hack", "distutils-precedence"))]
+    own = [
+        p
+        for p in everything
+        if not p.name.lower().startswith(("pip", "setuptools", "_distutils_hack", "distutils-precedence"))
+    ]
     return mib(everything), mib(own)
 
 
@@ -223,13 +295,19 @@ def main() -> None:
         agent = args.agent or synthetic_agent(workdir / "synthetic.onnx")
         print(f"agent: {agent if args.agent else 'synthetic (deter 512, stoch 32x32)'}; cores: {os.cpu_count()}")
         acting = act_times(agent, min(args.steps, 1000)) * 1e3
-        print(f"agent act() alone, in process: median {np.median(acting):.3f} ms, p99 {np.percentile(acting, 99):.3f} ms")
+        print(
+            f"agent act() alone, in process: median {np.median(acting):.3f} ms, p99 {np.percentile(acting, 99):.3f} ms"
+        )
         times = step_round_trip(agent, args.steps, workdir) * 1e3
-        print(f"Step round trip over loopback ({len(times)} calls): median {np.median(times):.3f} ms, "
-              f"p99 {np.percentile(times, 99):.3f} ms, max {times.max():.3f} ms")
+        print(
+            f"Step round trip over loopback ({len(times)} calls): median {np.median(times):.3f} ms, "
+            f"p99 {np.percentile(times, 99):.3f} ms, max {times.max():.3f} ms"
+        )
         overall, pure, steps = games_per_minute(agent, args.games, workdir)
-        print(f"games per minute ({args.games} games, {steps} steps, agent vs keeper on the local server): "
-              f"{overall:.1f} including start-up, {pure:.1f} of game time")
+        print(
+            f"games per minute ({args.games} games, {steps} steps, agent vs keeper on the local server): "
+            f"{overall:.1f} including start-up, {pure:.1f} of game time"
+        )
         if not args.skip_install:
             total, own = installed_size(workdir)
             print(f"client extra installed size: site-packages {total:.0f} MiB, {own:.0f} MiB without pip/setuptools")

@@ -37,9 +37,11 @@ def _line(label: str, run: tuple[RunSummary, float]) -> float:
     rate = s.played / s.wall_seconds
     finished = sorted(r.created for r in s.records)
     steady = (len(finished) - 1) / (finished[-1] - finished[0])
-    print(f"{label:<22} {s.played:4d} games {s.wall_seconds:7.2f} s wall {rate:6.2f} games/s "
-          f"(steady {steady:6.2f}, without start-up)  {s.game_seconds / s.played:6.3f} s/game in play_game  "
-          f"parent CPU {1000 * parent_cpu / s.played:5.1f} ms/game")
+    print(
+        f"{label:<22} {s.played:4d} games {s.wall_seconds:7.2f} s wall {rate:6.2f} games/s "
+        f"(steady {steady:6.2f}, without start-up)  {s.game_seconds / s.played:6.3f} s/game in play_game  "
+        f"parent CPU {1000 * parent_cpu / s.played:5.1f} ms/game"
+    )
     return steady
 
 
@@ -61,17 +63,22 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray measurement")
     args = parser.parse_args()
 
-    import agent.match  # noqa: F401  (one-time imports are not per-game overhead)
     import rich.progress  # noqa: F401
+
+    import agent.match  # noqa: F401  (one-time imports are not per-game overhead)
 
     inline, inline_cpu = _run(args.games_per_pair, workers=0)
     _line("inline (workers=0)", (inline, inline_cpu))
     overhead = inline.wall_seconds - inline.game_seconds
-    print(f"scheduler overhead: {1000 * overhead / inline.played:.1f} ms/game = "
-          f"{100 * overhead / inline.game_seconds:.1f}% of game time (claim, build players, make the env, record)")
+    print(
+        f"scheduler overhead: {1000 * overhead / inline.played:.1f} ms/game = "
+        f"{100 * overhead / inline.game_seconds:.1f}% of game time (claim, build players, make the env, record)"
+    )
     db_ms = _db_ms_per_game()
-    print(f"  of which the database (claim + record): {db_ms:.2f} ms/game = "
-          f"{100 * db_ms / (1000 * inline.game_seconds / inline.played):.1f}% of game time")
+    print(
+        f"  of which the database (claim + record): {db_ms:.2f} ms/game = "
+        f"{100 * db_ms / (1000 * inline.game_seconds / inline.played):.1f}% of game time"
+    )
 
     one = _line("1 worker process", _run(args.games_per_pair, workers=1))
     two = _line("2 worker processes", _run(args.games_per_pair, workers=2))

@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -63,8 +63,9 @@ def startup(path: Path) -> dict[str, float]:
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(repo))
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", STARTUP_CODE, str(path)], capture_output=True, text=True,
-                         env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", STARTUP_CODE, str(path)], capture_output=True, text=True, env=env, check=True
+    )
     result = json.loads(out.stdout)
     result["process_s"] = time.perf_counter() - start
     return result
@@ -106,7 +107,7 @@ def main() -> None:
             state = np.tile(onnx_agent.initial_state, (1, 1))
             prev = np.zeros((1, 4), np.float32)
 
-            def graph_step(obs: np.ndarray) -> None:
+            def graph_step(obs: np.ndarray, onnx_agent: OnnxAgent = onnx_agent) -> None:
                 nonlocal state, prev
                 prev, state = onnx_agent.run_graph(obs[None].astype(np.float32), prev, state)
 
@@ -125,25 +126,35 @@ def main() -> None:
             rows.append(result)
 
     for column, clock in enumerate(("wall", "thread CPU")):
-        print(f"acting latency at batch 1, one thread, {clock} time, {args.steps} steps after "
-              f"{args.warmup} warm-up (exporter {args.exporter}); microseconds, median / p99")
-        print(f"{'preset':<7} {'agent params':>12} {'S':>5} {'onnx act':>15} {'onnx graph':>15} "
-              f"{'torch act':>15} {'speed-up':>8}")
+        print(
+            f"acting latency at batch 1, one thread, {clock} time, {args.steps} steps after "
+            f"{args.warmup} warm-up (exporter {args.exporter}); microseconds, median / p99"
+        )
+        print(
+            f"{'preset':<7} {'agent params':>12} {'S':>5} {'onnx act':>15} {'onnx graph':>15} "
+            f"{'torch act':>15} {'speed-up':>8}"
+        )
         for r in rows:
             cells = []
             for key in ("onnx act", "onnx graph", "torch act"):
                 t = r[key][:, column] * 1e6
                 cells.append(f"{np.median(t):7.0f}/{np.percentile(t, 99):<7.0f}")
             speedup = np.median(r["torch act"][:, column]) / np.median(r["onnx act"][:, column])
-            print(f"{r['preset']:<7} {r['params']:>12} {r['state']:>5} {cells[0]:>15} {cells[1]:>15} "
-                  f"{cells[2]:>15} {speedup:7.1f}x")
+            print(
+                f"{r['preset']:<7} {r['params']:>12} {r['state']:>5} {cells[0]:>15} {cells[1]:>15} "
+                f"{cells[2]:>15} {speedup:7.1f}x"
+            )
         print()
     print("runtime start-up without torch (fresh subprocess: import + load + first action)")
-    print(f"{'preset':<7} {'file KiB':>9} {'export s':>9} {'start-up s':>11} {'process s':>10} "
-          f"{'RSS MiB':>8} {'peak MiB':>9}")
+    print(
+        f"{'preset':<7} {'file KiB':>9} {'export s':>9} {'start-up s':>11} {'process s':>10} "
+        f"{'RSS MiB':>8} {'peak MiB':>9}"
+    )
     for r in rows:
-        print(f"{r['preset']:<7} {r['file_kib']:9.0f} {r['export_s']:9.2f} {r['startup_s']:11.3f} "
-              f"{r['process_s']:10.3f} {r['rss_mib']:8.1f} {r['peak_mib']:9.1f}")
+        print(
+            f"{r['preset']:<7} {r['file_kib']:9.0f} {r['export_s']:9.2f} {r['startup_s']:11.3f} "
+            f"{r['process_s']:10.3f} {r['rss_mib']:8.1f} {r['peak_mib']:9.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,19 @@ def bench(preset: str, steps: int, device: str) -> dict[str, float]:
 
     base = make_config(preset)
     warm = base.train.seq_len * base.train.envs  # prefill: just enough rows for the first batch
-    cfg = make_config(preset, [f"train.steps={steps + warm}", "train.opponent=weak", "train.mode=normal",
-                               f"train.prefill={warm}", "train.eval_every=0", "train.checkpoint_every=0",
-                               "train.replay_capacity=100000", f"train.device={device}"])
+    cfg = make_config(
+        preset,
+        [
+            f"train.steps={steps + warm}",
+            "train.opponent=weak",
+            "train.mode=normal",
+            f"train.prefill={warm}",
+            "train.eval_every=0",
+            "train.checkpoint_every=0",
+            "train.replay_capacity=100000",
+            f"train.device={device}",
+        ],
+    )
     with tempfile.TemporaryDirectory() as run:
         tr = Trainer(cfg, run, progress=False, tensorboard=False)
         while tr.env_steps < warm:
@@ -44,8 +54,13 @@ def bench(preset: str, steps: int, device: str) -> dict[str, float]:
         tr.close()
     env_steps = tr.env_steps - steps0
     updates = tr.updates - updates0
-    return {"env_steps_s": env_steps / total, "updates_s": updates / max(total - collect_time, 1e-9),
-            "collect_env_steps_s": env_steps / collect_time, "updates": updates, "seconds": total}
+    return {
+        "env_steps_s": env_steps / total,
+        "updates_s": updates / max(total - collect_time, 1e-9),
+        "collect_env_steps_s": env_steps / collect_time,
+        "updates": updates,
+        "seconds": total,
+    }
 
 
 def main() -> None:
@@ -60,8 +75,10 @@ def main() -> None:
     print(f"{'preset':8} {'env steps/s':>12} {'updates/s':>10} {'collect only':>13} {'updates':>8} {'seconds':>8}")
     for preset in args.presets.split(","):
         r = bench(preset.strip(), args.steps, args.device)
-        print(f"{preset:8} {r['env_steps_s']:12.1f} {r['updates_s']:10.2f} {r['collect_env_steps_s']:13.1f} "
-              f"{r['updates']:8d} {r['seconds']:8.1f}")
+        print(
+            f"{preset:8} {r['env_steps_s']:12.1f} {r['updates_s']:10.2f} {r['collect_env_steps_s']:13.1f} "
+            f"{r['updates']:8d} {r['seconds']:8.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,19 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "tiny": ("tiny", []),
     "small": ("small", []),
     "medium": ("medium", []),
-    "peer": ("small", ["model.deter=512", "model.hidden=64", "model.stoch=32", "model.classes=4",
-                       "model.units=64", "train.batch_size=16", "train.seq_len=64", "actor.horizon=15"]),
+    "peer": (
+        "small",
+        [
+            "model.deter=512",
+            "model.hidden=64",
+            "model.stoch=32",
+            "model.classes=4",
+            "model.units=64",
+            "train.batch_size=16",
+            "train.seq_len=64",
+            "actor.horizon=15",
+        ],
+    ),
     "peer_dense_gru": ("small", ["model.blocks=1"]),
     "peer_bf16": ("small", ["model.compute_dtype=bfloat16"]),
     "medium_bf16": ("medium", ["model.compute_dtype=bfloat16"]),
@@ -58,8 +69,17 @@ def make_batch(cfg: Config, seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def bench(name: str, updates: int, warmup: int, repeat: int, train_ratio: float | None, profile_phases: bool,
-          device: str, peak: float, extra: list[str]) -> None:
+def bench(
+    name: str,
+    updates: int,
+    warmup: int,
+    repeat: int,
+    train_ratio: float | None,
+    profile_phases: bool,
+    device: str,
+    peak: float,
+    extra: list[str],
+) -> None:
     preset, overrides = CONFIGS[name]
     cfg = make_config(preset, [*overrides, *extra])
     agent = DreamerAgent(cfg).to(device)
@@ -84,19 +104,25 @@ def bench(name: str, updates: int, warmup: int, repeat: int, train_ratio: float 
     replayed = cfg.train.batch_size * cfg.train.seq_len
     params = sum(p.numel() for p in agent.parameters() if p.requires_grad)
     label = " ".join([name, *extra])
-    print(f"{label:15s} params {params / 1e6:6.2f}M  {1 / seconds:6.2f} updates/s  {seconds * 1e3:7.1f} ms/update  "
-          f"env steps/s at train ratio {ratio:g}: {replayed / seconds / ratio:8.1f}  "
-          f"matmul GFLOP/update {gflop:6.2f}  achieved {gflop / seconds:6.1f} GFLOP/s "
-          f"({100 * gflop / seconds / peak:4.1f}% of {peak:g})  "
-          f"CPU time {cpu_seconds * 1e3:7.1f} ms/update (all threads)  "
-          f"range {1 / max(walls):.2f}-{1 / min(walls):.2f} updates/s over {repeat} timings")
+    print(
+        f"{label:15s} params {params / 1e6:6.2f}M  {1 / seconds:6.2f} updates/s  {seconds * 1e3:7.1f} ms/update  "
+        f"env steps/s at train ratio {ratio:g}: {replayed / seconds / ratio:8.1f}  "
+        f"matmul GFLOP/update {gflop:6.2f}  achieved {gflop / seconds:6.1f} GFLOP/s "
+        f"({100 * gflop / seconds / peak:4.1f}% of {peak:g})  "
+        f"CPU time {cpu_seconds * 1e3:7.1f} ms/update (all threads)  "
+        f"range {1 / max(walls):.2f}-{1 / min(walls):.2f} updates/s over {repeat} timings"
+    )
     if profile_phases:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             agent.update(batch)
         totals = {e.key: e.cpu_time_total / 1e3 for e in prof.key_averages() if e.key in PHASES}
         whole = sum(totals.values())
-        print("    phases (profiled, ms): " + "  ".join(
-            f"{p.split('/')[1]} {totals.get(p, 0.0):.0f} ({100 * totals.get(p, 0.0) / whole:.0f}%)" for p in PHASES))
+        print(
+            "    phases (profiled, ms): "
+            + "  ".join(
+                f"{p.split('/')[1]} {totals.get(p, 0.0):.0f} ({100 * totals.get(p, 0.0) / whole:.0f}%)" for p in PHASES
+            )
+        )
         top = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
         print("\n".join("    " + line for line in top.splitlines()))
 
@@ -112,14 +138,29 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="time each phase and list the top ops")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--peak", type=float, default=75.0, help="peak GFLOP/s of the threads used (2 cores: ~75)")
-    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override applied on top of every configuration, e.g. train.batch_size=64")
+    parser.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override applied on top of every configuration, e.g. train.batch_size=64",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
     for name in args.configs:
-        bench(name, args.updates, args.warmup, args.repeat, args.train_ratio, args.profile, args.device, args.peak,
-              args.extra)
+        bench(
+            name,
+            args.updates,
+            args.warmup,
+            args.repeat,
+            args.train_ratio,
+            args.profile,
+            args.device,
+            args.peak,
+            args.extra,
+        )
 
 
 if __name__ == "__main__":

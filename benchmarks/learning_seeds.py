@@ -39,8 +39,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=learning.STEPS, help="env steps per run")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=2, help="runs at a time, one thread each")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override on top of the test's configuration (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override on top of the test's configuration (repeatable)",
+    )
     args = parser.parse_args()
     random_score = learning.random_score()
     print(f"random play scores {random_score:.3f}; a seed passes at {random_score + learning.SCORE_MARGIN:.3f}")
@@ -51,13 +57,18 @@ def main() -> None:
         for seed, result in zip(args.seeds, pool.map(run, args.seeds)):
             best = max(result["deterministic"], result["stochastic"])
             bests.append(best)
-            print(f"seed {seed:3d}: deterministic {result['deterministic']:.3f} stochastic {result['stochastic']:.3f} "
-                  f"wm/loss {result['wm/loss first']:.2f} -> {result['wm/loss last']:.2f} "
-                  f"pass {best >= random_score + learning.SCORE_MARGIN}", flush=True)
+            print(
+                f"seed {seed:3d}: deterministic {result['deterministic']:.3f} stochastic {result['stochastic']:.3f} "
+                f"wm/loss {result['wm/loss first']:.2f} -> {result['wm/loss last']:.2f} "
+                f"pass {best >= random_score + learning.SCORE_MARGIN}",
+                flush=True,
+            )
     passed = sum(b >= random_score + learning.SCORE_MARGIN for b in bests)
-    print(f"{passed} of {len(bests)} seeds pass; best policy per seed: mean {sum(bests) / len(bests):.3f}, "
-          f"min {min(bests):.3f}, max {max(bests):.3f}; {time.perf_counter() - start:.0f} s "
-          f"({args.steps} env steps, {args.workers} workers, {args.device})")
+    print(
+        f"{passed} of {len(bests)} seeds pass; best policy per seed: mean {sum(bests) / len(bests):.3f}, "
+        f"min {min(bests):.3f}, max {max(bests):.3f}; {time.perf_counter() - start:.0f} s "
+        f"({args.steps} env steps, {args.workers} workers, {args.device})"
+    )
 
 
 if __name__ == "__main__":

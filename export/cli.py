@@ -15,22 +15,46 @@ from export.onnx_export import DEFAULT_OPSET, EXPORTERS
 
 @click.command("export")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the .onnx file (written atomically; replaced if present).")
-@click.option("--check", is_flag=True,
-              help="Play whole games with the ONNX graph and the PyTorch agent side by side; "
-                   "exit 1 unless actions and states agree within 1e-4 and every game has the same winner.")
-@click.option("--opset", type=int, default=None,
-              help="ONNX opset (default: " + ", ".join(f"{v} for {k}" for k, v in DEFAULT_OPSET.items()) + ").")
-@click.option("--exporter", type=click.Choice(EXPORTERS), default="torchscript", show_default=True,
-              help="torch.onnx exporter; 'dynamo' needs the onnxscript package.")
-@click.option("--games", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Games (4 rounds each) played by --check.")
-@click.option("--opponent", type=click.Choice(SCRIPTED), default="weak", show_default=True,
-              help="Scripted opponent of the --check games.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the .onnx file (written atomically; replaced if present).",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Play whole games with the ONNX graph and the PyTorch agent side by side; "
+    "exit 1 unless actions and states agree within 1e-4 and every game has the same winner.",
+)
+@click.option(
+    "--opset",
+    type=int,
+    default=None,
+    help="ONNX opset (default: " + ", ".join(f"{v} for {k}" for k, v in DEFAULT_OPSET.items()) + ").",
+)
+@click.option(
+    "--exporter",
+    type=click.Choice(EXPORTERS),
+    default="torchscript",
+    show_default=True,
+    help="torch.onnx exporter; 'dynamo' needs the onnxscript package.",
+)
+@click.option(
+    "--games", type=click.IntRange(min=1), default=1, show_default=True, help="Games (4 rounds each) played by --check."
+)
+@click.option(
+    "--opponent",
+    type=click.Choice(SCRIPTED),
+    default="weak",
+    show_default=True,
+    help="Scripted opponent of the --check games.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --check games.")
-def export_cmd(source: Path, output: Path, check: bool, opset: int | None, exporter: str,
-               games: int, opponent: str, seed: int) -> None:
+def export_cmd(
+    source: Path, output: Path, check: bool, opset: int | None, exporter: str, games: int, opponent: str, seed: int
+) -> None:
     """Export the trained agent in SOURCE (a run directory or a checkpoint file) to ONNX.
 
     The graph is one deterministic acting step (see docs/ARCHITECTURE.md, "The exported
@@ -47,8 +71,9 @@ def export_cmd(source: Path, output: Path, check: bool, opset: int | None, expor
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        export_agent(loaded.agent, output, preset=loaded.preset, train_step=loaded.train_step,
-                     opset=opset, exporter=exporter)
+        export_agent(
+            loaded.agent, output, preset=loaded.preset, train_step=loaded.train_step, opset=opset, exporter=exporter
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--opset / --exporter") from exc
     click.echo(f"exported {loaded.source} -> {output}")
@@ -58,11 +83,15 @@ def export_cmd(source: Path, output: Path, check: bool, opset: int | None, expor
     report = check_export(loaded.agent, output, games=games, seed=seed, opponent=opponent)
     verdict = "PASS" if report.ok else "FAIL"
     click.echo(f"check against '{opponent}', {report.games} game(s), {report.steps} steps:")
-    click.echo(f"  max |action diff| {report.max_action_diff:.3g}  max |state diff| "
-               f"{report.max_state_diff:.3g}  (tolerance {report.tolerance:g})")
+    click.echo(
+        f"  max |action diff| {report.max_action_diff:.3g}  max |state diff| "
+        f"{report.max_state_diff:.3g}  (tolerance {report.tolerance:g})"
+    )
     click.echo(f"  rounds PyTorch {list(report.torch_rounds)}  ONNX {list(report.onnx_rounds)}")
-    click.echo(f"  game winners PyTorch {list(report.torch_winners)}  ONNX {list(report.onnx_winners)}  "
-               f"same outcome: {report.same_outcome}")
+    click.echo(
+        f"  game winners PyTorch {list(report.torch_winners)}  ONNX {list(report.onnx_winners)}  "
+        f"same outcome: {report.same_outcome}"
+    )
     click.echo(verdict)
     if not report.ok:
         raise SystemExit(1)

@@ -344,8 +344,7 @@ class TournamentClient:
         detail = self._text(reason.getErrorMessage())
         if self._failures > self.max_retries:
             self._say(
-                f"{what} {self.host}:{self.port} ({detail}); giving up after "
-                f"{self.max_retries} retries",
+                f"{what} {self.host}:{self.port} ({detail}); giving up after {self.max_retries} retries",
                 "bold red",
             )
             self.log.write("gave_up", host=self.host, port=self.port, retries=self.max_retries)
@@ -353,8 +352,7 @@ class TournamentClient:
             return
         delay = min(self.retry_delay * 2 ** (self._failures - 1), self.max_delay)
         self._say(
-            f"{what} {self.host}:{self.port} ({detail}); retry {self._failures}/{self.max_retries} "
-            f"in {delay:.1f} s",
+            f"{what} {self.host}:{self.port} ({detail}); retry {self._failures}/{self.max_retries} in {delay:.1f} s",
             "yellow",
         )
         self.log.write("retry", attempt=self._failures, delay_s=delay, reason=detail)
@@ -493,8 +491,12 @@ class TournamentClient:
         for column in ("games", "wins", "draws", "losses", "rounds", "interrupted"):
             table.add_column(column, justify="right")
         table.add_row(
-            str(s.games), str(s.wins), str(s.draws), str(s.losses),
-            f"{s.rounds_won:g}:{s.rounds_lost:g}", str(s.interrupted),
+            str(s.games),
+            str(s.wins),
+            str(s.draws),
+            str(s.losses),
+            f"{s.rounds_won:g}:{s.rounds_lost:g}",
+            str(s.interrupted),
         )
         return table
 

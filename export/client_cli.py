@@ -26,18 +26,50 @@ def _client_scripted_names() -> list[str]:
 @click.argument("agent_file", metavar="AGENT.onnx", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--server-url", envvar="COMPRL_SERVER_URL", show_envvar=True, help="Server host name or address.")
 @click.option(
-    "--server-port", envvar="COMPRL_SERVER_PORT", show_envvar=True, default=65335, show_default=True,
-    type=click.IntRange(1, 65535), help="Server TCP port.",
+    "--server-port",
+    envvar="COMPRL_SERVER_PORT",
+    show_envvar=True,
+    default=65335,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Server TCP port.",
 )
 @click.option(
-    "--token", envvar="COMPRL_ACCESS_TOKEN", show_envvar=True,
+    "--token",
+    envvar="COMPRL_ACCESS_TOKEN",
+    show_envvar=True,
     help="Your access token (never printed or logged).",
 )
-@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), help="Append events and game results to this JSON-lines file.")
-@click.option("--max-retries", default=8, show_default=True, type=click.IntRange(0), help="Consecutive failed connections before giving up.")
-@click.option("--retry-delay", default=1.0, show_default=True, type=click.FloatRange(0.01), help="First backoff delay in seconds (doubles per retry, at most 30 s).")
-@click.option("--games", default=0, show_default=True, type=click.IntRange(0), help="Stop after this many games (0: play until stopped).")
-@click.option("--scripted", metavar="NAME", help="Play a Box2D-free scripted player instead of an agent file (for testing).")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append events and game results to this JSON-lines file.",
+)
+@click.option(
+    "--max-retries",
+    default=8,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Consecutive failed connections before giving up.",
+)
+@click.option(
+    "--retry-delay",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="First backoff delay in seconds (doubles per retry, at most 30 s).",
+)
+@click.option(
+    "--games",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Stop after this many games (0: play until stopped).",
+)
+@click.option(
+    "--scripted", metavar="NAME", help="Play a Box2D-free scripted player instead of an agent file (for testing)."
+)
 def client(
     agent_file: Path | None,
     server_url: str | None,
@@ -59,20 +91,29 @@ def client(
     from rich.logging import RichHandler
 
     console = Console()
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    logging.basicConfig(
+        level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
+    )
     if (agent_file is None) == (scripted is None):
         raise click.UsageError("give exactly one of AGENT.onnx or --scripted NAME")
     if not server_url:
-        raise click.BadParameter("no server given: pass --server-url or set COMPRL_SERVER_URL", param_hint="--server-url")
+        raise click.BadParameter(
+            "no server given: pass --server-url or set COMPRL_SERVER_URL", param_hint="--server-url"
+        )
     if "://" in server_url or "/" in server_url:
-        raise click.BadParameter(f"{server_url!r} is not a host name (give e.g. comprl.example.org, no scheme or path)", param_hint="--server-url")
+        raise click.BadParameter(
+            f"{server_url!r} is not a host name (give e.g. comprl.example.org, no scheme or path)",
+            param_hint="--server-url",
+        )
     if not token:
         raise click.BadParameter("no access token: pass --token or set COMPRL_ACCESS_TOKEN", param_hint="--token")
 
     if scripted is not None:
         names = _client_scripted_names()
         if scripted not in names:
-            raise click.BadParameter(f"unknown scripted player {scripted!r}; choices: {', '.join(names)}", param_hint="--scripted")
+            raise click.BadParameter(
+                f"unknown scripted player {scripted!r}; choices: {', '.join(names)}", param_hint="--scripted"
+            )
         from agent.opponents import make_scripted
 
         policy = make_scripted(scripted)
@@ -92,8 +133,15 @@ def client(
 
     try:
         runner = TournamentClient(
-            policy, token, server_url, server_port,
-            max_retries=max_retries, retry_delay=retry_delay, games=games, log_path=log_path, console=console,
+            policy,
+            token,
+            server_url,
+            server_port,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            games=games,
+            log_path=log_path,
+            console=console,
         )
     except OSError as exc:
         raise click.BadParameter(f"cannot open the log file: {exc}", param_hint="--log") from None
@@ -103,13 +151,46 @@ def client(
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=65335, show_default=True, type=click.IntRange(0, 65535), help="TCP port (0: any free port, printed).")
-@click.option("--games", default=0, show_default=True, type=click.IntRange(0), help="Stop after this many games (0: run until Ctrl-C).")
-@click.option("--tokens", "tokens_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="File of accepted tokens: 'NAME TOKEN' or 'TOKEN' per line.")
-@click.option("--token", "token_list", multiple=True, help="An accepted token (repeatable). Without any token every client is accepted.")
-@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.01), help="Seconds each call to a client may take.")
+@click.option(
+    "--port",
+    default=65335,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free port, printed).",
+)
+@click.option(
+    "--games",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Stop after this many games (0: run until Ctrl-C).",
+)
+@click.option(
+    "--tokens",
+    "tokens_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File of accepted tokens: 'NAME TOKEN' or 'TOKEN' per line.",
+)
+@click.option(
+    "--token",
+    "token_list",
+    multiple=True,
+    help="An accepted token (repeatable). Without any token every client is accepted.",
+)
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Seconds each call to a client may take.",
+)
 @click.option("--seed", type=int, help="Seed the rounds (round r of game g uses seed + 4 g + r).")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), help="Append events and game results to this JSON-lines file.")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append events and game results to this JSON-lines file.",
+)
 def serve(
     host: str,
     port: int,
@@ -124,7 +205,8 @@ def serve(
     from rich.console import Console
     from rich.table import Table
 
-    from export.server import read_tokens, serve as run_server, summary
+    from export.server import read_tokens, summary
+    from export.server import serve as run_server
 
     tokens: dict[str, str] | None = None
     if tokens_file is not None:
@@ -158,7 +240,11 @@ def serve(
             table.add_column(column, justify="right")
         for name, row in sorted(summary(reports).items()):
             table.add_row(
-                name, str(row["games"]), str(row["wins"]), str(row["draws"]), str(row["losses"]),
+                name,
+                str(row["games"]),
+                str(row["wins"]),
+                str(row["draws"]),
+                str(row["losses"]),
                 f"{row['rounds_won']}:{row['rounds_lost']}",
             )
         console.print(table)

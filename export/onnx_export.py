@@ -111,8 +111,9 @@ def _export_dynamo(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> 
     import torch
 
     if importlib.util.find_spec("onnxscript") is None:
-        raise ValueError("exporter 'dynamo' needs the onnxscript package (pip install onnxscript); "
-                         "choices: " + ", ".join(EXPORTERS))
+        raise ValueError(
+            "exporter 'dynamo' needs the onnxscript package (pip install onnxscript); choices: " + ", ".join(EXPORTERS)
+        )
     batch = torch.export.Dim("batch")
     program = torch.onnx.export(
         step,
@@ -128,8 +129,9 @@ def _export_dynamo(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> 
     return program.model_proto.SerializeToString()
 
 
-def build_metadata(preset: str, train_step: int, deter_size: int, stoch_size: int,
-                   initial_state: np.ndarray, exporter: str) -> dict[str, str]:
+def build_metadata(
+    preset: str, train_step: int, deter_size: int, stoch_size: int, initial_state: np.ndarray, exporter: str
+) -> dict[str, str]:
     """The metadata strings of the graph contract."""
     import torch
 
@@ -194,15 +196,20 @@ def export_agent(
         raise ValueError(f"unknown exporter {exporter!r}; choices: {', '.join(EXPORTERS)}")
     opset = DEFAULT_OPSET[exporter] if opset is None else opset
     if not MIN_OPSET[exporter] <= opset <= MAX_OPSET[exporter]:
-        raise ValueError(f"opset {opset} unsupported by the {exporter} exporter; "
-                         f"choose {MIN_OPSET[exporter]} to {MAX_OPSET[exporter]}")
+        raise ValueError(
+            f"opset {opset} unsupported by the {exporter} exporter; "
+            f"choose {MIN_OPSET[exporter]} to {MAX_OPSET[exporter]}"
+        )
     agent = _cpu_eval_copy(agent)
     step = agent.export_modules().eval()
     init = agent.initial_state(1)
     initial_state = torch.cat([init["deter"], init["stoch"]], -1)[0].numpy()
     batch = 2  # an example batch of 1 could be specialised as a constant by the tracer
-    args = (torch.zeros(batch, OBS_SIZE), torch.zeros(batch, ACTION_SIZE),
-            torch.as_tensor(initial_state).repeat(batch, 1))
+    args = (
+        torch.zeros(batch, OBS_SIZE),
+        torch.zeros(batch, ACTION_SIZE),
+        torch.as_tensor(initial_state).repeat(batch, 1),
+    )
     with torch.no_grad():
         if exporter == "torchscript":
             raw = _export_torchscript(step, args, opset)
@@ -281,8 +288,9 @@ class CheckReport:
         return self.max_action_diff < self.tolerance and self.max_state_diff < self.tolerance and self.same_outcome
 
 
-def check_export(agent: DreamerAgent, onnx_path: str | os.PathLike[str], *, games: int = 1,
-                 seed: int = 0, opponent: str = "weak") -> CheckReport:
+def check_export(
+    agent: DreamerAgent, onnx_path: str | os.PathLike[str], *, games: int = 1, seed: int = 0, opponent: str = "weak"
+) -> CheckReport:
     """Run the ONNX graph and the PyTorch agent side by side over whole games.
 
     At least `games` games are played, and more until the PyTorch agent has acted

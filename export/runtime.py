@@ -101,9 +101,7 @@ def _initial_state(metadata: dict[str, str], state_size: int) -> np.ndarray:
     raise AgentFileError(f"metadata initial_state kind {kind!r} unknown; choices: 'zeros', 'vector'")
 
 
-def _check_io(
-    kind: str, nodes: list[Any], expected: dict[str, int], dynamic_batch: bool
-) -> None:
+def _check_io(kind: str, nodes: list[Any], expected: dict[str, int], dynamic_batch: bool) -> None:
     """Check names, float32 type, rank 2 and feature sizes of the graph's inputs or outputs."""
     names = [node.name for node in nodes]
     if sorted(names) != sorted(expected):
@@ -118,9 +116,7 @@ def _check_io(
             raise AgentFileError(f"{kind} '{node.name}' has rank {len(shape)}, expected 2 ([batch, size])")
         size = shape[1]
         if isinstance(size, int) and size != expected[node.name]:
-            raise AgentFileError(
-                f"{kind} '{node.name}' has size {size}, expected {expected[node.name]}"
-            )
+            raise AgentFileError(f"{kind} '{node.name}' has size {size}, expected {expected[node.name]}")
         if dynamic_batch and isinstance(shape[0], int):
             raise AgentFileError(
                 f"{kind} '{node.name}' has a fixed batch dimension {shape[0]}; the contract needs a dynamic one"
@@ -232,9 +228,7 @@ class OnnxAgent:
                 f"{next_state.shape}, expected (2, {ACTION_SIZE}) and (2, {self.state_size})"
             )
 
-    def run_graph(
-        self, obs: np.ndarray, prev_action: np.ndarray, state: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def run_graph(self, obs: np.ndarray, prev_action: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One raw graph call on float32 batches, no checks: (action [B,4], next_state [B,S])."""
         action, next_state = self._session.run(
             ["action", "next_state"],
@@ -265,9 +259,7 @@ class OnnxAgent:
             self._warn("observation repaired (" + ", ".join(problems) + " values)")
         return values.astype(np.float32)
 
-    def _step(
-        self, obs: np.ndarray, prev: np.ndarray, state: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _step(self, obs: np.ndarray, prev: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Graph step for [B] rows; rows with a non-finite output act zeros and restart."""
         action, next_state = self.run_graph(obs, prev, state)
         broken = ~(np.isfinite(action).all(axis=1) & np.isfinite(next_state).all(axis=1))

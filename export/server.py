@@ -269,8 +269,9 @@ class LocalServer:
             if conn.connected and not conn.closing:
                 own, other_score = report.scores[index], report.scores[1 - index]
                 ends.append(
-                    conn.call(EndGame, result=report.winner == index, stats=[float(own), float(other_score)])
-                    .addErrback(lambda _: None)
+                    conn.call(
+                        EndGame, result=report.winner == index, stats=[float(own), float(other_score)]
+                    ).addErrback(lambda _: None)
                 )
         yield defer.DeferredList(ends)
         if self._may_start():
@@ -390,11 +391,12 @@ def summary(reports: list[GameReport]) -> dict[str, dict[str, float]]:
     table: dict[str, dict[str, float]] = {}
     for report in reports:
         for index, name in enumerate(report.players):
-            row = table.setdefault(name, {"games": 0, "wins": 0, "draws": 0, "losses": 0, "rounds_won": 0, "rounds_lost": 0})
+            row = table.setdefault(
+                name, {"games": 0, "wins": 0, "draws": 0, "losses": 0, "rounds_won": 0, "rounds_lost": 0}
+            )
             own, other = report.scores[index], report.scores[1 - index]
             row["games"] += 1
             row["draws" if report.winner is None else "wins" if report.winner == index else "losses"] += 1
             row["rounds_won"] += own
             row["rounds_lost"] += other
     return table
-

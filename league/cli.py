@@ -15,7 +15,11 @@ from league.members import KINDS, LeagueError
 from league.schedule import SCHEDULES
 
 LEAGUE_OPTION = click.option(
-    "--league", "league_dir", default=DEFAULT_LEAGUE, show_default=True, type=click.Path(file_okay=False),
+    "--league",
+    "league_dir",
+    default=DEFAULT_LEAGUE,
+    show_default=True,
+    type=click.Path(file_okay=False),
     help="League directory (holds league.db).",
 )
 
@@ -33,8 +37,13 @@ def league() -> None:
 @click.argument("name")
 @click.argument("path", type=click.Path(exists=True))
 @LEAGUE_OPTION
-@click.option("--kind", type=click.Choice(KINDS[1:]), default="external", show_default=True,
-              help="'snapshot' for a frozen copy of our learner, 'external' for anyone else's agent.")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS[1:]),
+    default="external",
+    show_default=True,
+    help="'snapshot' for a frozen copy of our learner, 'external' for anyone else's agent.",
+)
 @click.option("--parent-run", default=None, help="Training run the member comes from.")
 @click.option("--step", type=int, default=None, help="Training step of the snapshot.")
 def add(name: str, path: str, league_dir: str, kind: str, parent_run: str | None, step: int | None) -> None:
@@ -57,18 +66,42 @@ def add(name: str, path: str, league_dir: str, kind: str, parent_run: str | None
 
 @league.command(name="eval")
 @LEAGUE_OPTION
-@click.option("--games-per-pair", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Round robin: games every pair should have; uncertain: games added per chosen pair.")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Worker processes (default: one per CPU; 0 plays in this process). "
-                   "With --ray auto and no running cluster: the CPUs of the local Ray instance.")
-@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
-              help="Play on Ray: 'auto' (a running cluster, else a local one) or a cluster address.")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default="round-robin", show_default=True,
-              help="round-robin: every pair up to --games-per-pair; uncertain: the quarter of pairs "
-                   "with the widest Bradley-Terry intervals.")
-@click.option("--members", "only", default=None, metavar="NAME,NAME,...",
-              help="Only schedule matches among these members (default: everyone).")
+@click.option(
+    "--games-per-pair",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Round robin: games every pair should have; uncertain: games added per chosen pair.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Worker processes (default: one per CPU; 0 plays in this process). "
+    "With --ray auto and no running cluster: the CPUs of the local Ray instance.",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Play on Ray: 'auto' (a running cluster, else a local one) or a cluster address.",
+)
+@click.option(
+    "--schedule",
+    type=click.Choice(SCHEDULES),
+    default="round-robin",
+    show_default=True,
+    help="round-robin: every pair up to --games-per-pair; uncertain: the quarter of pairs "
+    "with the widest Bradley-Terry intervals.",
+)
+@click.option(
+    "--members",
+    "only",
+    default=None,
+    metavar="NAME,NAME,...",
+    help="Only schedule matches among these members (default: everyone).",
+)
 def eval_cmd(
     league_dir: str, games_per_pair: int, workers: int | None, ray_address: str | None, schedule: str, only: str | None
 ) -> None:
@@ -117,10 +150,20 @@ def print_leaderboard(league_dir: str, elo_k: float = 16.0) -> None:
 
 @league.command()
 @LEAGUE_OPTION
-@click.option("--plot", "plot_prefix", default=None, metavar="PREFIX",
-              help="Also write PREFIX_ratings.png (Bradley-Terry over time) and PREFIX_h2h.png (win rates).")
-@click.option("--elo-k", type=click.FloatRange(min=0.0, min_open=True), default=16.0, show_default=True,
-              help="K factor of the online Elo column.")
+@click.option(
+    "--plot",
+    "plot_prefix",
+    default=None,
+    metavar="PREFIX",
+    help="Also write PREFIX_ratings.png (Bradley-Terry over time) and PREFIX_h2h.png (win rates).",
+)
+@click.option(
+    "--elo-k",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=16.0,
+    show_default=True,
+    help="K factor of the online Elo column.",
+)
 def show(league_dir: str, plot_prefix: str | None, elo_k: float) -> None:
     """Print the leaderboard: Bradley-Terry with 95% interval, Elo, OpenSkill, games, W/D/L.
 

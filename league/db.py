@@ -20,9 +20,10 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 from league.members import LeagueError, Member
 from league.ratings import Game
@@ -182,7 +183,7 @@ class LeagueDB:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "LeagueDB":
+    def __enter__(self) -> LeagueDB:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -367,9 +368,18 @@ class LeagueDB:
                 "INSERT OR IGNORE INTO matches (pair_a, pair_b, game_index, player1, player2, seed, rounds, "
                 "score1, score2, steps, duration, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    key.pair_a, key.pair_b, key.game_index, match.player1, match.player2, match.seed,
-                    json.dumps(list(match.rounds)), match.score1, match.score2, match.steps,
-                    match.duration, match.created,
+                    key.pair_a,
+                    key.pair_b,
+                    key.game_index,
+                    match.player1,
+                    match.player2,
+                    match.seed,
+                    json.dumps(list(match.rounds)),
+                    match.score1,
+                    match.score2,
+                    match.steps,
+                    match.duration,
+                    match.created,
                 ),
             )
             conn.execute(

@@ -19,8 +19,9 @@ more rounds won, 0.5 for equal (a draw counts as half a win), 0 for fewer.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -176,8 +177,7 @@ class BTRatings:
 
     def as_dict(self) -> dict[str, tuple[float, float, float]]:
         return {
-            name: (float(self.value[i]), float(self.low[i]), float(self.high[i]))
-            for i, name in enumerate(self.members)
+            name: (float(self.value[i]), float(self.low[i]), float(self.high[i])) for i, name in enumerate(self.members)
         }
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -31,14 +31,14 @@ class LeaderRow:
 
 def _record(games: Sequence[Game], name: str) -> tuple[int, int, int]:
     """Wins, draws, losses of `name` over its games."""
-    w = d = l = 0
+    wins = draws = losses = 0
     for g in games:
         if name not in (g.player1, g.player2):
             continue
         s = outcome(g.score1, g.score2)
         s = s if g.player1 == name else 1.0 - s
-        w, d, l = w + (s == 1.0), d + (s == 0.5), l + (s == 0.0)
-    return w, d, l
+        wins, draws, losses = wins + (s == 1.0), draws + (s == 0.5), losses + (s == 0.0)
+    return wins, draws, losses
 
 
 def leaderboard(league_dir: str | Path, n_boot: int = 200, elo_k: float = ELO_K) -> list[LeaderRow]:
@@ -55,10 +55,22 @@ def leaderboard(league_dir: str | Path, n_boot: int = 200, elo_k: float = ELO_K)
     skill = openskill(games, names)
     rows = []
     for m in members:
-        w, d, l = _record(games, m.name)
+        wins, draws, losses = _record(games, m.name)
         value, low, high = bt[m.name]
         rows.append(
-            LeaderRow(m.name, m.kind, value, low, high, el[m.name], skill[m.name].conservative, w + d + l, w, d, l)
+            LeaderRow(
+                m.name,
+                m.kind,
+                value,
+                low,
+                high,
+                el[m.name],
+                skill[m.name].conservative,
+                wins + draws + losses,
+                wins,
+                draws,
+                losses,
+            )
         )
     return sorted(rows, key=lambda r: (r.games == 0, -r.bt, r.name))
 

@@ -20,9 +20,9 @@ import concurrent.futures as cf
 import os
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -169,7 +169,12 @@ def run_tasks(
     meanwhile. A worker error stops the run with a LeagueError naming the match.
     """
     from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
     )
 
     workers = default_workers() if workers is None else workers
@@ -187,8 +192,14 @@ def run_tasks(
     inflight: dict[cf.Future, Task] = {}
     executor, max_inflight = _executor(workers, ray_address)
     bar = Progress(
-        TextColumn("league eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress, transient=False,
+        TextColumn("league eval"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=False,
     )
     try:
         with bar:
@@ -227,7 +238,8 @@ def run_tasks(
                         summary.game_seconds += record.duration
                         summary.records.append(record)
                     bar.update(
-                        bar_id, advance=1,
+                        bar_id,
+                        advance=1,
                         last=f"{record.player1} {record.score1}:{record.score2} {record.player2}",
                     )
     finally:

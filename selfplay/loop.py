@@ -37,7 +37,10 @@ SELF = "self"  # the PFSP name of the learner's latest self
 # evaluations included) with five rated snapshots.
 SELFPLAY_PRESET = "tiny"
 SELFPLAY_DEFAULTS = (
-    "train.steps=32000", "train.snapshot_every=6400", "train.eval_every=8000", "train.eval_games=50",
+    "train.steps=32000",
+    "train.snapshot_every=6400",
+    "train.eval_every=8000",
+    "train.eval_games=50",
     "train.checkpoint_every=8000",
 )
 OUTCOME_SCORE = {1: 1.0, 0: 0.5, -1: 0.0}  # trainer outcome -> PFSP outcome
@@ -64,8 +67,9 @@ class LeagueSampler:
         self.league_dir = league_dir
         self.seed = t.seed
         self.rng = np.random.default_rng(t.seed + 4243)
-        self.pfsp = PFSPSampler(scripted=SCRIPTED, weighting=t.pfsp, self_share=t.latest_share,
-                                scripted_share=t.scripted_share, latest=SELF)
+        self.pfsp = PFSPSampler(
+            scripted=SCRIPTED, weighting=t.pfsp, self_share=t.latest_share, scripted_share=t.scripted_share, latest=SELF
+        )
         with LeagueDB(league_dir, create=True) as db:
             db.start_with(scripted_members())
             self.members = {m.name: m for m in db.members()}
@@ -124,8 +128,9 @@ class LeagueSampler:
 class Snapshotter:
     """Every `every` env steps: export the learner, add it to the league, rate it."""
 
-    def __init__(self, sampler: LeagueSampler, run_name: str, preset: str, every: int, games: int,
-                 start_step: int) -> None:
+    def __init__(
+        self, sampler: LeagueSampler, run_name: str, preset: str, every: int, games: int, start_step: int
+    ) -> None:
         self.sampler = sampler
         self.run_name = run_name
         self.preset = preset
@@ -158,8 +163,9 @@ class Snapshotter:
                 db.add_members([member])
                 self.sampler.add(member)
         evaluate(self.sampler.league_dir, games_per_pair=self.games, workers=0, progress=False)
-        trainer.metrics.log_row("league", trainer.env_steps, trainer.updates, trainer.elapsed(),
-                                _league_row(self.sampler, name))
+        trainer.metrics.log_row(
+            "league", trainer.env_steps, trainer.updates, trainer.elapsed(), _league_row(self.sampler, name)
+        )
         self.latest, self.latest_step = path, trainer.env_steps
         return path
 
@@ -179,8 +185,9 @@ def _league_row(sampler: LeagueSampler, newest: str) -> dict[str, float]:
     return row
 
 
-def run_selfplay(cfg: Config, run_dir: str | Path, resume: bool = False, *, preset: str = "",
-                 progress: bool = True) -> dict[str, Any]:
+def run_selfplay(
+    cfg: Config, run_dir: str | Path, resume: bool = False, *, preset: str = "", progress: bool = True
+) -> dict[str, Any]:
     """Train with self-play until cfg.train.steps; returns the trainer's result plus paths.
 
     At the end (unless interrupted) the learner is snapshotted once more and also
@@ -196,8 +203,9 @@ def run_selfplay(cfg: Config, run_dir: str | Path, resume: bool = False, *, pres
     sampler = LeagueSampler(cfg, league_dir)
     trainer = Trainer(cfg, run_dir, opponent_sampler=sampler, resume=resume, preset=preset, progress=progress)
     sampler.bind(trainer)
-    snapshots = Snapshotter(sampler, run_dir.name, trainer.preset, cfg.train.snapshot_every,
-                            cfg.train.snapshot_games, trainer.env_steps)
+    snapshots = Snapshotter(
+        sampler, run_dir.name, trainer.preset, cfg.train.snapshot_every, cfg.train.snapshot_games, trainer.env_steps
+    )
     trainer.on_env_step.append(snapshots)
     try:
         result = trainer.train()

@@ -14,7 +14,8 @@ Win rates come from each opponent's last `window` outcomes plus a prior of
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 

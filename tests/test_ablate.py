@@ -14,8 +14,23 @@ from tests.test_trainer import FAST
 
 def test_vary_axis_makes_one_run_per_value_and_rerun_skips(tmp_path: Path) -> None:
     out = tmp_path / "abl"
-    args = ["--etas", "3e-4", "--seeds", "0", "--steps", "100", "--preset", "tiny", "--out", str(out),
-            "--vary", "explore.scale=0,0.1", "--device", "cpu", *[a for o in FAST for a in ("--set", o)]]
+    args = [
+        "--etas",
+        "3e-4",
+        "--seeds",
+        "0",
+        "--steps",
+        "100",
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--vary",
+        "explore.scale=0,0.1",
+        "--device",
+        "cpu",
+        *[a for o in FAST for a in ("--set", o)],
+    ]
     res = CliRunner().invoke(ablate, args)
     assert res.exit_code == 0, res.output
     names = ["eta0.0003-constant-scale0-s0", "eta0.0003-constant-scale0.1-s0"]

@@ -14,11 +14,27 @@ from agent.trainer import Trainer
 
 torch.set_num_threads(1)
 
-SMALL = ["model.deter=32", "model.hidden=16", "model.stoch=4", "model.classes=4", "model.blocks=1",
-         "model.units=16", "model.layers=1", "actor.horizon=4", "train.envs=2", "train.batch_size=4",
-         "train.seq_len=8", "train.train_ratio=16", "train.prefill=64", "train.replay_capacity=2000",
-         "train.opponent=still", "train.mode=shooting", "train.eval_every=0", "train.checkpoint_every=0",
-         "train.steps=100"]
+SMALL = [
+    "model.deter=32",
+    "model.hidden=16",
+    "model.stoch=4",
+    "model.classes=4",
+    "model.blocks=1",
+    "model.units=16",
+    "model.layers=1",
+    "actor.horizon=4",
+    "train.envs=2",
+    "train.batch_size=4",
+    "train.seq_len=8",
+    "train.train_ratio=16",
+    "train.prefill=64",
+    "train.replay_capacity=2000",
+    "train.opponent=still",
+    "train.mode=shooting",
+    "train.eval_every=0",
+    "train.checkpoint_every=0",
+    "train.steps=100",
+]
 
 
 @pytest.fixture(scope="module")

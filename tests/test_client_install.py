@@ -15,7 +15,6 @@ import venv
 from pathlib import Path
 
 import pytest
-
 from test_client_protocol import TOKEN, write_agent_file
 from test_server import OTHER_TOKEN, events, finish, free_port, start_server
 
@@ -38,7 +37,9 @@ def test_client_extra_in_fresh_venv_plays_a_game(tmp_path: Path) -> None:
     python = env_dir / "bin" / "python"
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{source}[client]"],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert install.returncode == 0, install.stdout + install.stderr
     for heavy in ("torch", "Box2D", "gymnasium", "onnx"):
@@ -52,14 +53,30 @@ def test_client_extra_in_fresh_venv_plays_a_game(tmp_path: Path) -> None:
     def venv_client(token: str, log: str, *player: str) -> subprocess.Popen:
         # the token through the environment, as in the Docker image; nothing else inherited
         return subprocess.Popen(
-            [str(env_dir / "bin" / "hockey-agent"), "client", *player, "--server-url", "127.0.0.1",
-             "--server-port", str(port), "--games", "1", "--log", str(tmp_path / log)],
+            [
+                str(env_dir / "bin" / "hockey-agent"),
+                "client",
+                *player,
+                "--server-url",
+                "127.0.0.1",
+                "--server-port",
+                str(port),
+                "--games",
+                "1",
+                "--log",
+                str(tmp_path / log),
+            ],
             env={"COMPRL_ACCESS_TOKEN": token, "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     # the ONNX agent, and a scripted player (the --scripted ones need no Box2D either)
-    clients = [venv_client(TOKEN, "venv.jsonl", str(agent)), venv_client(OTHER_TOKEN, "scripted.jsonl", "--scripted", "keeper")]
+    clients = [
+        venv_client(TOKEN, "venv.jsonl", str(agent)),
+        venv_client(OTHER_TOKEN, "scripted.jsonl", "--scripted", "keeper"),
+    ]
     for process in (*clients, server):
         code, out = finish(process, timeout=90)
         assert code == 0, out

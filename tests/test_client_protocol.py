@@ -131,8 +131,14 @@ class Wire:
         self.log_path = tmp_path / "client.jsonl"
         self.policy = policy if policy is not None else Counting()
         self.client = TournamentClient(
-            self.policy, TOKEN, "127.0.0.1", 4711, reactor=self.reactor, log_path=self.log_path,
-            console=Console(file=self.out, width=200), **options,
+            self.policy,
+            TOKEN,
+            "127.0.0.1",
+            4711,
+            reactor=self.reactor,
+            log_path=self.log_path,
+            console=Console(file=self.out, width=200),
+            **options,
         )
         self.connect()
 
@@ -210,7 +216,9 @@ def test_malformed_step_answers_a_valid_action_and_warns(tmp_path: Path, name: s
         assert seen.shape == (18,) and np.all(np.isfinite(seen))
 
 
-@pytest.mark.parametrize("action", [(np.nan, 0, 0, 0), (2.0, -3.0, 0.5, np.inf), (1, 2, 3), "left", RuntimeError("boom")])
+@pytest.mark.parametrize(
+    "action", [(np.nan, 0, 0, 0), (2.0, -3.0, 0.5, np.inf), (1, 2, 3), "left", RuntimeError("boom")]
+)
 def test_broken_policy_answers_a_valid_action(tmp_path: Path, action: Any) -> None:
     wire = Wire(tmp_path, policy=Counting(action))
     wire.call(StartGame, game_id=b"x" * 16)
@@ -292,7 +300,9 @@ def test_token_never_printed_or_logged(tmp_path: Path) -> None:
 
 def test_redaction_long_and_short_tokens() -> None:
     def redact(token: str, text: str) -> str:
-        client = TournamentClient(Counting(), token, "h", 1, reactor=MemoryReactorClock(), console=Console(file=io.StringIO()))
+        client = TournamentClient(
+            Counting(), token, "h", 1, reactor=MemoryReactorClock(), console=Console(file=io.StringIO())
+        )
         return client.redact(text)
 
     assert redact(TOKEN, f"x{TOKEN}y and {TOKEN}") == "x***y and ***"
@@ -395,4 +405,3 @@ def test_garbage_bytes_drop_the_connection_and_retry(tmp_path: Path) -> None:
     assert wire.client._connection is None and not wire.client.done.called
     wire.reactor.advance(0.5)
     assert len(wire.reactor.tcpClients) == 1
-

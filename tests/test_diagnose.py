@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -22,11 +21,20 @@ def _healthy(i: int) -> dict[str, float]:
     rand = 0.9 - 0.4 * f
     std = 0.1 + 0.9 * rand
     return {
-        "actor/entropy": diag.H_MIN + rand * (diag.H_MAX - diag.H_MIN), "actor/rand": rand,
-        "actor/std_q05": std * 0.8, "actor/std_q50": std, "actor/std_q95": min(1.0, std * 1.1),
-        "actor/saturation": 0.3, "actor/adv_abs": 0.4, "ret/scale": 0.5 + 10 * f,
-        "ret/at_floor": float(f < 0.2), "wm/loss": 5.0 / (1 + 5 * f), "wm/rec": 2.0 / (1 + 5 * f),
-        "critic/loss": 3.0 + 0.5 * math.sin(i), "actor/loss": -0.1 * f, "wm/grad_norm": 10.0,
+        "actor/entropy": diag.H_MIN + rand * (diag.H_MAX - diag.H_MIN),
+        "actor/rand": rand,
+        "actor/std_q05": std * 0.8,
+        "actor/std_q50": std,
+        "actor/std_q95": min(1.0, std * 1.1),
+        "actor/saturation": 0.3,
+        "actor/adv_abs": 0.4,
+        "ret/scale": 0.5 + 10 * f,
+        "ret/at_floor": float(f < 0.2),
+        "wm/loss": 5.0 / (1 + 5 * f),
+        "wm/rec": 2.0 / (1 + 5 * f),
+        "critic/loss": 3.0 + 0.5 * math.sin(i),
+        "actor/loss": -0.1 * f,
+        "wm/grad_norm": 10.0,
         "actor/entropy_step": [0.5] * 15,
     }
 
@@ -49,16 +57,19 @@ def test_healthy_run_has_no_flags() -> None:
     assert _names(_rows()) == set()
 
 
-@pytest.mark.parametrize("change,late_only,name", [
-    ({"actor/rand": 0.01, "actor/std_q50": 0.1}, False, "entropy_collapse"),
-    ({"actor/rand": 0.99, "actor/adv_abs": 0.001}, True, "entropy_stuck_max"),
-    ({"ret/at_floor": 1.0, "ret/scale": 0.2}, False, "s_at_floor"),
-    ({"actor/std_q95": 0.1, "actor/std_q50": 0.1, "actor/std_q05": 0.1}, True, "std_at_min"),
-    ({"actor/std_q05": 1.0, "actor/std_q50": 1.0, "actor/std_q95": 1.0}, True, "std_at_max"),
-    ({"actor/saturation": 0.97}, True, "saturation"),
-    ({"wm/loss": lambda i: 1.0 + 0.01 * i ** 2}, False, "growing_loss"),
-    ({"critic/loss": lambda i: float("nan") if i == 70 else 3.0}, False, "nonfinite_loss"),
-])
+@pytest.mark.parametrize(
+    "change,late_only,name",
+    [
+        ({"actor/rand": 0.01, "actor/std_q50": 0.1}, False, "entropy_collapse"),
+        ({"actor/rand": 0.99, "actor/adv_abs": 0.001}, True, "entropy_stuck_max"),
+        ({"ret/at_floor": 1.0, "ret/scale": 0.2}, False, "s_at_floor"),
+        ({"actor/std_q95": 0.1, "actor/std_q50": 0.1, "actor/std_q05": 0.1}, True, "std_at_min"),
+        ({"actor/std_q05": 1.0, "actor/std_q50": 1.0, "actor/std_q95": 1.0}, True, "std_at_max"),
+        ({"actor/saturation": 0.97}, True, "saturation"),
+        ({"wm/loss": lambda i: 1.0 + 0.01 * i**2}, False, "growing_loss"),
+        ({"critic/loss": lambda i: float("nan") if i == 70 else 3.0}, False, "nonfinite_loss"),
+    ],
+)
 def test_each_flag_fires_on_its_series(change: dict, late_only: bool, name: str) -> None:
     assert name in _names(_rows(change, late_only))
 
@@ -66,7 +77,7 @@ def test_each_flag_fires_on_its_series(change: dict, late_only: bool, name: str)
 def test_collapse_needs_early_or_mid_phase() -> None:
     # a policy that becomes sharp only in the last third (after learning) is not a collapse
     late = _rows()
-    for r in late[2 * N // 3:]:
+    for r in late[2 * N // 3 :]:
         r["actor/rand"] = 0.01
     assert "entropy_collapse" not in _names(late)
 
@@ -83,8 +94,16 @@ def test_phase_table_reports_lost_drills_when_the_run_had_them(tmp_path: Path) -
 
     rows = _rows()
     assert all(np.isnan(t["drill_lost"]) for t in diag.phase_table(rows))
-    drills = [{"kind": "drill", "step": 100 * i + 50, "update": 0, "time": 0.0,  # early phase: steps 0-2900
-               "train/drill_outcome": -1 if i < 29 else (0 if i % 2 else 1)} for i in range(89)]
+    drills = [
+        {
+            "kind": "drill",
+            "step": 100 * i + 50,
+            "update": 0,
+            "time": 0.0,  # early phase: steps 0-2900
+            "train/drill_outcome": -1 if i < 29 else (0 if i % 2 else 1),
+        }
+        for i in range(89)
+    ]
     table = diag.phase_table(rows + drills)
     assert [t["drill_lost"] for t in table] == [1.0, 0.0, 0.0]
     run = _write_run(tmp_path, rows)
@@ -99,8 +118,17 @@ def test_phase_table_reports_lost_drills_when_the_run_had_them(tmp_path: Path) -
 
 
 def test_shooting_drills_are_counted_by_goals_scored_not_rounds_lost() -> None:
-    drills = [{"kind": "drill", "step": 100 * i + 50, "update": 0, "time": 0.0,
-               "train/drill_shooting": float(i % 2), "train/drill_outcome": 1 if i % 2 else -1} for i in range(29)]
+    drills = [
+        {
+            "kind": "drill",
+            "step": 100 * i + 50,
+            "update": 0,
+            "time": 0.0,
+            "train/drill_shooting": float(i % 2),
+            "train/drill_outcome": 1 if i % 2 else -1,
+        }
+        for i in range(29)
+    ]
     early = diag.phase_table(_rows() + drills)[0]
     assert early["drill_lost"] == 1.0 and early["drill_scored"] == 1.0  # defense all lost, shooting all scored
 
@@ -115,8 +143,12 @@ def _write_run(tmp_path: Path, rows: list[dict]) -> Path:
     run = tmp_path / "run"
     log = MetricsLogger(run, log_every=1, tensorboard=False)
     for r in rows:
-        log.log_update(r["step"], r["update"], r["time"],
-                       {k: v for k, v in r.items() if k not in ("kind", "step", "update", "time")})
+        log.log_update(
+            r["step"],
+            r["update"],
+            r["time"],
+            {k: v for k, v in r.items() if k not in ("kind", "step", "update", "time")},
+        )
     log.log_row("episode", rows[-1]["step"], rows[-1]["update"], 1.0, {"train/win_rate": 0.25})
     mid = rows[len(rows) // 2]
     log.log_row("eval", mid["step"], mid["update"], 1.0, {"eval/still/win": 0.5, "eval/still/loss": 0.1})
@@ -159,8 +191,9 @@ def test_cli_report_and_plot(tmp_path: Path) -> None:
 
     run = _write_run(tmp_path, _rows({"ret/at_floor": 1.0}))
     out = tmp_path / "d.png"
-    res = CliRunner().invoke(diagnose, [str(run), "--plot", str(out), "--csv", str(tmp_path / "c.csv")],
-                             terminal_width=200)
+    res = CliRunner().invoke(
+        diagnose, [str(run), "--plot", str(out), "--csv", str(tmp_path / "c.csv")], terminal_width=200
+    )
     assert res.exit_code == 0, res.output
     lines = (tmp_path / "c.csv").read_text().splitlines()
     assert len(lines) == N + 1 and lines[0].startswith("step,update,time,n_updates,")

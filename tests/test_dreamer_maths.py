@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from agent.dreamer.behavior import entropy_bounds, eta_at
 from agent.config import ActorConfig
+from agent.dreamer.behavior import entropy_bounds, eta_at
 from agent.dreamer.maths import (
     ReturnNormalizer,
     lambda_return,
@@ -82,7 +82,9 @@ def test_lambda_return_matches_hand_computation():
     mc = lambda_return(reward, torch.ones(4), value, 0.5, 1.0)
     assert mc[0].item() == pytest.approx(1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 40)
     # batched over a second dim gives the same per column
-    both = lambda_return(reward[:, None].repeat(1, 2), cont[:, None].repeat(1, 2), value[:, None].repeat(1, 2), gamma, lam)
+    both = lambda_return(
+        reward[:, None].repeat(1, 2), cont[:, None].repeat(1, 2), value[:, None].repeat(1, 2), gamma, lam
+    )
     assert torch.allclose(both[:, 1], out)
 
 
@@ -113,7 +115,9 @@ def test_bounded_normal_entropy_closed_form():
     ref = torch.distributions.Normal(torch.zeros(4), std[0]).entropy().sum()
     assert dist.entropy(gen).item() == pytest.approx(ref.item(), rel=1e-5)
     x = torch.randn(1, 4)
-    assert dist.log_prob(x).item() == pytest.approx(torch.distributions.Normal(0.0, std[0]).log_prob(x[0]).sum().item(), rel=1e-5)
+    assert dist.log_prob(x).item() == pytest.approx(
+        torch.distributions.Normal(0.0, std[0]).log_prob(x[0]).sum().item(), rel=1e-5
+    )
     h_min, h_max = entropy_bounds(4, 0.1, 1.0)
     assert h_min == pytest.approx(-3.54, abs=0.01) and h_max == pytest.approx(5.68, abs=0.01)
 
@@ -125,12 +129,13 @@ def test_tanh_normal_log_prob_and_entropy_of_the_squashed_action():
     gen = torch.Generator().manual_seed(1)
     u = dist.sample(gen)
     ref = torch.distributions.TransformedDistribution(
-        torch.distributions.Normal(loc, std), [torch.distributions.TanhTransform()])
+        torch.distributions.Normal(loc, std), [torch.distributions.TanhTransform()]
+    )
     small = TanhNormal(loc.expand(10, 4), std.expand(10, 4))
     assert torch.allclose(small.log_prob(u[:10]), ref.log_prob(torch.tanh(u[:10])).sum(-1), rtol=1e-4, atol=1e-4)
     # change of variables: H[tanh(u)] = H[u] + E[log(1 - tanh(u)^2)]
     gauss = torch.distributions.Normal(loc, std).entropy().sum()
-    cov = gauss + torch.log1p(-torch.tanh(u.double()) ** 2).sum(-1).mean()
+    cov = gauss + torch.log1p(-(torch.tanh(u.double()) ** 2)).sum(-1).mean()
     estimate = dist.entropy(gen).mean()
     assert estimate.item() == pytest.approx(cov.item(), abs=0.03)
     assert estimate < gauss  # squashing loses entropy

@@ -23,12 +23,35 @@ torch.set_num_threads(1)
 
 # docs/ARCHITECTURE.md, section "Metrics", without step/update/time and train/ eval/
 METRIC_KEYS = {
-    "wm/loss", "wm/rec", "wm/rew", "wm/con", "wm/dyn", "wm/rep", "wm/kl", "wm/grad_norm",
-    "actor/loss", "actor/entropy", "actor/rand", "actor/std_q05", "actor/std_q50", "actor/std_q95",
-    "actor/saturation", "actor/pg_term", "actor/ent_term", "actor/adv_abs", "actor/eta",
-    "actor/entropy_step", "actor/weight_step", "actor/grad_norm",
-    "ret/scale", "ret/at_floor", "ret/p05", "ret/p95",
-    "critic/loss", "critic/value_mean", "critic/grad_norm",
+    "wm/loss",
+    "wm/rec",
+    "wm/rew",
+    "wm/con",
+    "wm/dyn",
+    "wm/rep",
+    "wm/kl",
+    "wm/grad_norm",
+    "actor/loss",
+    "actor/entropy",
+    "actor/rand",
+    "actor/std_q05",
+    "actor/std_q50",
+    "actor/std_q95",
+    "actor/saturation",
+    "actor/pg_term",
+    "actor/ent_term",
+    "actor/adv_abs",
+    "actor/eta",
+    "actor/entropy_step",
+    "actor/weight_step",
+    "actor/grad_norm",
+    "ret/scale",
+    "ret/at_floor",
+    "ret/p05",
+    "ret/p95",
+    "critic/loss",
+    "critic/value_mean",
+    "critic/grad_norm",
 }
 
 
@@ -52,28 +75,40 @@ def random_batch(cfg, seed: int = 0) -> dict[str, torch.Tensor]:
 
 # ---- config ----------------------------------------------------------------------
 
+
 def test_presets_and_overrides_are_typed():
     assert set(PRESETS) == {"tiny", "small", "medium"}
     small = PRESETS["small"].model
     assert (small.deter, small.hidden, small.stoch, small.classes, small.units) == (512, 64, 32, 4, 64)
     assert PRESETS["medium"].model.deter == 2048 and PRESETS["medium"].model.classes == 16
-    cfg = make_config("small", ["actor.eta=1e-3", "train.selfplay=yes", "train.steps=2e6",
-                                "train.eval_opponents=weak, strong", "actor.eta_schedule=linear"])
+    cfg = make_config(
+        "small",
+        [
+            "actor.eta=1e-3",
+            "train.selfplay=yes",
+            "train.steps=2e6",
+            "train.eval_opponents=weak, strong",
+            "actor.eta_schedule=linear",
+        ],
+    )
     assert cfg.actor.eta == 1e-3 and cfg.train.selfplay is True and cfg.train.steps == 2_000_000
     assert cfg.train.eval_opponents == ("weak", "strong") and cfg.actor.eta_schedule == "linear"
     assert PRESETS["small"].actor.eta == 3e-4  # the preset itself is untouched
 
 
-@pytest.mark.parametrize("preset, overrides, message", [
-    ("huge", [], "choices: tiny, small, medium"),
-    ("tiny", ["optimizer.lr=1"], "choices: model, actor"),
-    ("tiny", ["actor.temperature=1"], "choices: dist"),
-    ("tiny", ["actor.dist=gaussian"], "bounded_normal, tanh_normal"),
-    ("tiny", ["train.steps=ten"], "expected an int"),
-    ("tiny", ["train.selfplay=maybe"], "expected a bool"),
-    ("tiny", ["actor.eta"], "section.field=value"),
-    ("tiny", ["model.blocks=5"], "not divisible"),
-])
+@pytest.mark.parametrize(
+    "preset, overrides, message",
+    [
+        ("huge", [], "choices: tiny, small, medium"),
+        ("tiny", ["optimizer.lr=1"], "choices: model, actor"),
+        ("tiny", ["actor.temperature=1"], "choices: dist"),
+        ("tiny", ["actor.dist=gaussian"], "bounded_normal, tanh_normal"),
+        ("tiny", ["train.steps=ten"], "expected an int"),
+        ("tiny", ["train.selfplay=maybe"], "expected a bool"),
+        ("tiny", ["actor.eta"], "section.field=value"),
+        ("tiny", ["model.blocks=5"], "not divisible"),
+    ],
+)
 def test_bad_overrides_name_the_problem(preset, overrides, message):
     with pytest.raises(ValueError, match=message):
         make_config(preset, overrides)
@@ -97,8 +132,10 @@ def test_config_json_round_trip_is_strict(tmp_path):
 
 # ---- update ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("dist, dtype", [("bounded_normal", "float32"), ("tanh_normal", "float32"),
-                                         ("bounded_normal", "bfloat16")])
+
+@pytest.mark.parametrize(
+    "dist, dtype", [("bounded_normal", "float32"), ("tanh_normal", "float32"), ("bounded_normal", "bfloat16")]
+)
 def test_update_returns_every_metric_finite(dist, dtype):
     torch.manual_seed(0)
     cfg = tiny_config(f"actor.dist={dist}", f"model.compute_dtype={dtype}")
@@ -137,8 +174,7 @@ def test_world_model_learns_a_fixed_batch():
 
 
 def test_eta_schedule_follows_the_update_counter():
-    cfg = tiny_config("actor.eta_schedule=linear", "actor.eta=1e-3", "actor.eta_final=0.0",
-                      "actor.eta_decay_steps=2")
+    cfg = tiny_config("actor.eta_schedule=linear", "actor.eta=1e-3", "actor.eta_final=0.0", "actor.eta_decay_steps=2")
     agent = DreamerAgent(cfg)
     batch = random_batch(cfg)
     etas = [agent.update(batch)["actor/eta"] for _ in range(3)]
@@ -164,6 +200,7 @@ def test_resume_is_bit_identical(explore):
 
 
 # ---- acting ----------------------------------------------------------------------
+
 
 def test_policy_step_shapes_reset_and_determinism():
     torch.manual_seed(0)
@@ -222,9 +259,15 @@ def test_acting_step_exports_to_onnx(tmp_path):
     obs, prev = torch.randn(2, 18), torch.rand(2, 4) * 2 - 1
     state = torch.cat([torch.randn(2, step.deter_size), torch.zeros(2, step.stoch_size)], -1)
     path = tmp_path / "step.onnx"
-    torch.onnx.export(step, (obs, prev, state), str(path), input_names=["obs", "prev_action", "state"],
-                      output_names=["action", "next_state"], dynamo=False,
-                      dynamic_axes={k: {0: "batch"} for k in ("obs", "prev_action", "state", "action", "next_state")})
+    torch.onnx.export(
+        step,
+        (obs, prev, state),
+        str(path),
+        input_names=["obs", "prev_action", "state"],
+        output_names=["action", "next_state"],
+        dynamo=False,
+        dynamic_axes={k: {0: "batch"} for k in ("obs", "prev_action", "state", "action", "next_state")},
+    )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     action, next_state = sess.run(None, {"obs": obs.numpy(), "prev_action": prev.numpy(), "state": state.numpy()})
     with torch.no_grad():
@@ -248,8 +291,17 @@ def test_actor_learns_the_action_that_the_reward_follows():
     """reward_t = x force of action_{t-1}: the world model must learn it and the
     actor, trained only in imagination, must push its x force to +1 (~1 min)."""
     torch.manual_seed(0)
-    cfg = make_config("tiny", ["train.batch_size=8", "train.seq_len=16", "actor.horizon=5", "optim.wm_lr=3e-3",
-                               "optim.actor_lr=1e-3", "optim.critic_lr=1e-3"])
+    cfg = make_config(
+        "tiny",
+        [
+            "train.batch_size=8",
+            "train.seq_len=16",
+            "actor.horizon=5",
+            "optim.wm_lr=3e-3",
+            "optim.actor_lr=1e-3",
+            "optim.critic_lr=1e-3",
+        ],
+    )
     agent = DreamerAgent(cfg)
     g = torch.Generator().manual_seed(0)
     b, t = 8, 16
@@ -257,9 +309,20 @@ def test_actor_learns_the_action_that_the_reward_follows():
     is_first[:, 0] = True
     for _ in range(350):
         action = torch.rand(b, t, 4, generator=g) * 2 - 1
-        agent.update({"obs": torch.randn(b, t, 18, generator=g) * 0.1, "action": action,
-                      "reward": torch.cat([torch.zeros(b, 1), action[:, :-1, 0]], 1),
-                      "is_first": is_first, "is_terminal": torch.zeros(b, t, dtype=torch.bool)})
-    act, _ = agent.policy_step(torch.randn(64, 18, generator=g) * 0.1, torch.zeros(64, 4), agent.initial_state(64),
-                               torch.ones(64, dtype=torch.bool), deterministic=True)
+        agent.update(
+            {
+                "obs": torch.randn(b, t, 18, generator=g) * 0.1,
+                "action": action,
+                "reward": torch.cat([torch.zeros(b, 1), action[:, :-1, 0]], 1),
+                "is_first": is_first,
+                "is_terminal": torch.zeros(b, t, dtype=torch.bool),
+            }
+        )
+    act, _ = agent.policy_step(
+        torch.randn(64, 18, generator=g) * 0.1,
+        torch.zeros(64, 4),
+        agent.initial_state(64),
+        torch.ones(64, dtype=torch.bool),
+        deterministic=True,
+    )
     assert act[:, 0].mean() > 0.9

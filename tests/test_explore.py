@@ -62,8 +62,20 @@ def test_a_positive_bonus_raises_the_imagined_returns():
     imag = imagine(agent.wm, agent.actor, deter, stoch, cfg.actor.horizon, torch.Generator().manual_seed(0))
 
     def p95(bonus):  # decay 0: the normaliser's high percentile is this batch's P95(R)
-        out = behavior_losses(agent.wm, agent.actor, agent.critic, agent.slow_critic, ReturnNormalizer(0.0),
-                              imag, torch.ones(n), cfg.actor, cfg.critic, 0.0, torch.Generator(), bonus)
+        out = behavior_losses(
+            agent.wm,
+            agent.actor,
+            agent.critic,
+            agent.slow_critic,
+            ReturnNormalizer(0.0),
+            imag,
+            torch.ones(n),
+            cfg.actor,
+            cfg.critic,
+            0.0,
+            torch.Generator(),
+            bonus,
+        )
         return out.metrics["ret/p95"]
 
     # with zero rewards and values from the untrained heads, every return rises by at

@@ -39,12 +39,15 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run directory holding a checkpoint of a freshly initialised tiny agent."""
     run = tmp_path_factory.mktemp("run")
     agent = make_agent()
-    checkpoint.save(run / checkpoint.CHECKPOINT_FILE, {
-        "preset": "tiny",
-        "config": config_to_dict(agent.cfg),
-        "model": agent.state_dict(),
-        "counters": {"env_steps": 4321, "updates": 7, "episodes": 3, "time": 1.0},
-    })
+    checkpoint.save(
+        run / checkpoint.CHECKPOINT_FILE,
+        {
+            "preset": "tiny",
+            "config": config_to_dict(agent.cfg),
+            "model": agent.state_dict(),
+            "counters": {"env_steps": 4321, "updates": 7, "episodes": 3, "time": 1.0},
+        },
+    )
     return run
 
 
@@ -62,10 +65,17 @@ def test_cli_export_with_check(run_dir: Path, tmp_path: Path) -> None:
     assert json.loads(agent.metadata["initial_state"]) == {"kind": "zeros"}
     assert "torchscript" in agent.exporter_version
     graph = onnx.load(out).graph
-    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*graph.input, *graph.output]}
-    assert shapes == {"obs": ["batch", 18], "prev_action": ["batch", 4], "state": ["batch", agent.state_size],
-                      "action": ["batch", 4], "next_state": ["batch", agent.state_size]}
+    shapes = {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*graph.input, *graph.output]
+    }
+    assert shapes == {
+        "obs": ["batch", 18],
+        "prev_action": ["batch", 4],
+        "state": ["batch", agent.state_size],
+        "action": ["batch", 4],
+        "next_state": ["batch", agent.state_size],
+    }
     assert [p.name for p in tmp_path.iterdir()] == ["agent.onnx"]  # no temporary file left
 
 
@@ -83,13 +93,20 @@ def test_check_fails_on_a_different_agent(run_dir: Path, tmp_path: Path) -> None
 
 def test_check_asks_for_the_same_game_winners_not_the_same_rounds() -> None:
     def report(onnx_rounds: tuple[int, ...]) -> CheckReport:
-        return CheckReport(steps=300, games=1, max_action_diff=1e-5, max_state_diff=1e-6,
-                           torch_rounds=((1, 1, -1, 1),), onnx_rounds=(onnx_rounds,))
+        return CheckReport(
+            steps=300,
+            games=1,
+            max_action_diff=1e-5,
+            max_state_diff=1e-6,
+            torch_rounds=((1, 1, -1, 1),),
+            onnx_rounds=(onnx_rounds,),
+        )
 
     assert report((0, 1, 1, 1)).ok  # a round flipped by float noise, the same game result
     assert not report((-1, -1, 1, 0)).ok
-    diverged = CheckReport(steps=300, games=1, max_action_diff=2e-4, max_state_diff=1e-6,
-                           torch_rounds=((1,),), onnx_rounds=((1,),))
+    diverged = CheckReport(
+        steps=300, games=1, max_action_diff=2e-4, max_state_diff=1e-6, torch_rounds=((1,),), onnx_rounds=((1,),)
+    )
     assert not diverged.ok
 
 
@@ -107,8 +124,9 @@ def test_batch_graph_matches_torch_policy_step(tmp_path: Path) -> None:
     for t in range(20):
         obs = rng.normal(scale=2.0, size=(batch, 18))
         first = torch.full((batch,), t == 0)
-        action, state = agent.policy_step(torch.as_tensor(obs, dtype=torch.float32), prev, state, first,
-                                          deterministic=True)
+        action, state = agent.policy_step(
+            torch.as_tensor(obs, dtype=torch.float32), prev, state, first, deterministic=True
+        )
         prev = action
         np.testing.assert_allclose(onnx_agent.act_batch(obs), action.numpy(), atol=1e-5)
 

@@ -45,7 +45,9 @@ def test_newer_schema_is_refused_and_nothing_written(tmp_path: Path) -> None:
         LeagueDB(tmp_path, create=True)
     out = subprocess.run(
         [sys.executable, "-m", "agent.cli", "league", "eval", "--league", str(tmp_path), "--workers", "0"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode != 0 and "newer than this hockey-agent" in out.stderr
     assert (tmp_path / DB_NAME).read_bytes() == before

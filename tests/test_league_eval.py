@@ -35,8 +35,19 @@ def _env() -> dict[str, str]:
 
 def _eval_cmd(league: Path, games: int) -> list[str]:
     return [
-        sys.executable, "-m", "agent.cli", "league", "eval", "--league", str(league),
-        "--games-per-pair", str(games), "--workers", "1", "--members", FOUR,
+        sys.executable,
+        "-m",
+        "agent.cli",
+        "league",
+        "eval",
+        "--league",
+        str(league),
+        "--games-per-pair",
+        str(games),
+        "--workers",
+        "1",
+        "--members",
+        FOUR,
     ]
 
 
@@ -58,7 +69,9 @@ def concurrent_league(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, l
     """Two `league eval` processes started together on one new league."""
     league = tmp_path_factory.mktemp("concurrent") / "league"
     procs = [
-        subprocess.Popen(_eval_cmd(league, GAMES), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+        subprocess.Popen(
+            _eval_cmd(league, GAMES), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env()
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
@@ -104,7 +117,11 @@ def test_sigkill_mid_eval_leaves_a_consistent_league_that_a_rerun_completes(tmp_
     league = tmp_path / "league"
     games = 4
     proc = subprocess.Popen(
-        _eval_cmd(league, games), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True
+        _eval_cmd(league, games),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 300
@@ -139,7 +156,12 @@ def test_sigkill_mid_eval_leaves_a_consistent_league_that_a_rerun_completes(tmp_
         members = {m.name: m for m in db.members()}
     task = make_task(first.key.pair_a, first.key.pair_b, first.key.game_index)
     replay = play_task(task, members[task.player1], members[task.player2])
-    assert (replay.rounds, replay.score1, replay.score2, replay.steps) == (first.rounds, first.score1, first.score2, first.steps)
+    assert (replay.rounds, replay.score1, replay.score2, replay.steps) == (
+        first.rounds,
+        first.score1,
+        first.score2,
+        first.steps,
+    )
 
 
 def test_cli_errors_are_clear_and_write_nothing(tmp_path: Path) -> None:
@@ -159,7 +181,9 @@ def test_cli_errors_are_clear_and_write_nothing(tmp_path: Path) -> None:
     result = runner.invoke(main, ["league", "add", "weak", str(corrupt), "--league", str(league)])
     assert result.exit_code == 1 and "scripted player's name" in result.output
 
-    result = runner.invoke(main, ["league", "eval", "--league", str(league), "--members", "weak,nobody", "--workers", "0"])
+    result = runner.invoke(
+        main, ["league", "eval", "--league", str(league), "--members", "weak,nobody", "--workers", "0"]
+    )
     assert result.exit_code == 1 and "unknown member 'nobody'; members: keeper, random" in result.output
     with sqlite3.connect(league / DB_NAME) as conn:
         assert conn.execute("SELECT COUNT(*) FROM matches").fetchone()[0] == 0

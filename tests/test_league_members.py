@@ -36,16 +36,29 @@ def _onnx_agent(path: Path) -> Path:
     ]
     io = lambda name, size: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", size])  # noqa: E731
     graph = helper.make_graph(
-        nodes, "member", [io("obs", 18), io("prev_action", 4), io("state", 2)], [io("action", 4), io("next_state", 2)], inits
+        nodes,
+        "member",
+        [io("obs", 18), io("prev_action", 4), io("state", 2)],
+        [io("action", 4), io("next_state", 2)],
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    helper.set_model_props(model, {
-        "hockey_agent.format": "1", "exporter_version": "test", "preset": "tiny", "train_step": "50",
-        "obs_layout": json.dumps([f"o{i}" for i in range(18)]),
-        "action_layout": json.dumps(["x", "y", "torque", "shoot"]),
-        "state_size": "2", "deter_size": "1", "stoch_size": "1", "initial_state": json.dumps({"kind": "zeros"}),
-    })
+    helper.set_model_props(
+        model,
+        {
+            "hockey_agent.format": "1",
+            "exporter_version": "test",
+            "preset": "tiny",
+            "train_step": "50",
+            "obs_layout": json.dumps([f"o{i}" for i in range(18)]),
+            "action_layout": json.dumps(["x", "y", "torque", "shoot"]),
+            "state_size": "2",
+            "deter_size": "1",
+            "stoch_size": "1",
+            "initial_state": json.dumps({"kind": "zeros"}),
+        },
+    )
     onnx.save(model, path)
     return path
 
@@ -69,8 +82,23 @@ def test_add_an_onnx_agent_and_play_it(tmp_path: Path) -> None:
     agent = _onnx_agent(tmp_path / "agent.onnx")
     league = tmp_path / "league"
     runner = CliRunner()
-    result = runner.invoke(main, ["league", "add", "mine", str(agent), "--league", str(league), "--kind", "snapshot",
-                                  "--parent-run", "run1", "--step", "50"])
+    result = runner.invoke(
+        main,
+        [
+            "league",
+            "add",
+            "mine",
+            str(agent),
+            "--league",
+            str(league),
+            "--kind",
+            "snapshot",
+            "--parent-run",
+            "run1",
+            "--step",
+            "50",
+        ],
+    )
     assert result.exit_code == 0, result.output
     again = runner.invoke(main, ["league", "add", "mine", str(agent), "--league", str(league)])
     assert again.exit_code == 1 and "'mine' already exists" in again.output
@@ -79,8 +107,21 @@ def test_add_an_onnx_agent_and_play_it(tmp_path: Path) -> None:
         assert {m.name for m in db.members()} >= {"mine", "weak", "still"}
     assert (mine.kind, mine.path, mine.parent_run, mine.step) == ("snapshot", str(agent.resolve()), "run1", 50)
 
-    result = runner.invoke(main, ["league", "eval", "--league", str(league), "--members", "mine,weak",
-                                  "--games-per-pair", "2", "--workers", "0"])
+    result = runner.invoke(
+        main,
+        [
+            "league",
+            "eval",
+            "--league",
+            str(league),
+            "--members",
+            "mine,weak",
+            "--games-per-pair",
+            "2",
+            "--workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "played 2 matches" in result.output
     with LeagueDB(league) as db:

@@ -35,4 +35,9 @@ def test_ray_auto_plays_the_scheduled_games_on_a_local_instance(tmp_path: Path) 
     for match in stored:
         task = make_task(match.key.pair_a, match.key.pair_b, match.key.game_index)
         local = play_task(task, members[task.player1], members[task.player2])
-        assert (local.rounds, local.score1, local.score2, local.steps) == (match.rounds, match.score1, match.score2, match.steps)
+        assert (local.rounds, local.score1, local.score2, local.steps) == (
+            match.rounds,
+            match.score1,
+            match.score2,
+            match.steps,
+        )

@@ -4,8 +4,8 @@ Fails when learning is broken (world model, imagination, actor or critic, or the
 trainer's data plumbing). Setup: tiny preset, shooting mode vs `still`, the `mix`
 reward (sparse +-10 plus the game's closeness / touch / direction terms), 4 games,
 sequences of 16, learning rates raised (world model and critic 1e-3, actor 2e-3) so
-that the 2250 updates of STEPS env steps suffice; one run per seed in SEEDS, two at a time
-in their own processes. Checks, pooled over the seeds:
+that the 2250 updates of STEPS env steps suffice; one run per seed in SEEDS, two at a
+time in their own processes. Checks, pooled over the seeds:
 - the world model learns: the mean over seeds of the last tenth of the logged rows is
   at most 1/REC_FACTOR of the first row for wm/rec and 1/LOSS_FACTOR for wm/loss;
 - the agent scores more often than random play: over ROUNDS rounds with fixed seeds,
@@ -15,19 +15,19 @@ in their own processes. Checks, pooled over the seeds:
 Why several seeds: one run this short is a coin flip on its numerics. Measured on the
 device machine (torch 2.11, 16 runs at a time, the
 runs `benchmarks/learning_seeds.py` makes): at 2500 env steps 2 of 4 seeds passed on
-CPU and 2 of 4 on CUDA; at 5000 env steps 10 of 16 seeds passed on their own, the best policy per seed scoring 0% to 51.5% (mean
-20.7%, median 20.5%). Among those 16, 3% of the 4-seed subsets average under 10%, so
-a healthy core fails this test about once in 30 numerically different runs, and a
-broken one (scores at random's 6%) fails it.
+CPU and 2 of 4 on CUDA; at 5000 env steps 10 of 16 seeds passed on their own, the best
+policy per seed scoring 0% to 51.5% (mean 20.7%, median 20.5%). Among those 16, 3% of
+the 4-seed subsets average under 10%, so a healthy core fails this test about once in 30
+numerically different runs, and a broken one (scores at random's 6%) fails it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -53,8 +53,7 @@ def _play(act: Act) -> tuple[float, float]:
     """(share of ROUNDS shooting rounds vs still scored in, mean `mix` return) for act(obs [n, 18])."""
     from agent.envs import RewardConfig, VectorHockey
 
-    envs = VectorHockey(ROUNDS, "still", mode="shooting", reward=RewardConfig(kind="mix"), seed=EVAL_SEED,
-                        side="p1")
+    envs = VectorHockey(ROUNDS, "still", mode="shooting", reward=RewardConfig(kind="mix"), seed=EVAL_SEED, side="p1")
     obs, _ = envs.reset()
     live = np.ones(ROUNDS, bool)
     won = np.zeros(ROUNDS, bool)
@@ -82,26 +81,39 @@ def _agent_act(agent, deterministic: bool) -> Act:
 
     def act(obs: np.ndarray) -> np.ndarray:
         nonlocal state, prev, is_first
-        prev, state = agent.policy_step(torch.as_tensor(obs, dtype=torch.float32), prev, state, is_first,
-                                        deterministic=deterministic)
+        prev, state = agent.policy_step(
+            torch.as_tensor(obs, dtype=torch.float32), prev, state, is_first, deterministic=deterministic
+        )
         is_first = torch.zeros(ROUNDS, dtype=torch.bool)
         return prev.cpu().numpy()  # the agent may live on a GPU
 
     return act
 
 
-def run_seed(seed: int, steps: int = STEPS, device: str = "cpu",
-             overrides: tuple[str, ...] = ()) -> dict[str, float]:
+def run_seed(seed: int, steps: int = STEPS, device: str = "cpu", overrides: tuple[str, ...] = ()) -> dict[str, float]:
     """Train one tiny agent on one thread and score it: the losses' first row and
     last-tenth mean, and the deterministic and stochastic scores (also used by
     benchmarks/learning_seeds.py to measure how often a seed passes)."""
     torch.set_num_threads(1)
-    cfg = make_config("tiny", [
-        f"train.steps={steps}", "train.opponent=still", "train.mode=shooting", "train.reward=mix",
-        "train.seq_len=16", "train.eval_every=0", "train.checkpoint_every=0", "train.log_every=10",
-        "optim.wm_lr=1e-3", "optim.actor_lr=2e-3", "optim.critic_lr=1e-3", f"train.seed={seed}",
-        f"train.device={device}", *overrides,
-    ])
+    cfg = make_config(
+        "tiny",
+        [
+            f"train.steps={steps}",
+            "train.opponent=still",
+            "train.mode=shooting",
+            "train.reward=mix",
+            "train.seq_len=16",
+            "train.eval_every=0",
+            "train.checkpoint_every=0",
+            "train.log_every=10",
+            "optim.wm_lr=1e-3",
+            "optim.actor_lr=2e-3",
+            "optim.critic_lr=1e-3",
+            f"train.seed={seed}",
+            f"train.device={device}",
+            *overrides,
+        ],
+    )
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(cfg, run_dir, progress=False, tensorboard=False)
         trainer.train()

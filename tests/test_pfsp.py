@@ -21,8 +21,13 @@ def _table(sampler: PFSPSampler, wins: dict[str, int], games: int = 100) -> None
 @pytest.mark.parametrize("weighting", ["squared", "variance"])
 def test_frequencies_match_weights(weighting: str) -> None:
     sampler = PFSPSampler(
-        league=["s1", "s2", "s3"], scripted=["weak", "strong"], weighting=weighting,
-        self_share=0.2, scripted_share=0.3, window=100, prior_games=2.0,
+        league=["s1", "s2", "s3"],
+        scripted=["weak", "strong"],
+        weighting=weighting,
+        self_share=0.2,
+        scripted_share=0.3,
+        window=100,
+        prior_games=2.0,
     )
     wins = {"s1": 90, "s2": 50, "s3": 20, "weak": 80, "strong": 30}
     _table(sampler, wins)

@@ -41,7 +41,12 @@ def test_swap_sides_counts_from_a_side() -> None:
     rounds_a, rounds_b = first.score1 + second.score2, first.score2 + second.score1
     outcomes = [first.winner, -second.winner]
     row = _row(result.output)
-    assert row[1:5] == [str(outcomes.count(1)), str(outcomes.count(0)), str(outcomes.count(-1)), f"{rounds_a}:{rounds_b}"]
+    assert row[1:5] == [
+        str(outcomes.count(1)),
+        str(outcomes.count(0)),
+        str(outcomes.count(-1)),
+        f"{rounds_a}:{rounds_b}",
+    ]
     assert row[6] == str(first.steps + second.steps)
 
 
@@ -49,7 +54,20 @@ def test_render_writes_a_gif(tmp_path) -> None:
     import imageio.v3 as iio
 
     out = tmp_path / "game.gif"
-    result = _play("weak", "random", "--games", "1", "--seed", "0", "--mode", "defense", "--render", str(out), "--render-stride", "20")
+    result = _play(
+        "weak",
+        "random",
+        "--games",
+        "1",
+        "--seed",
+        "0",
+        "--mode",
+        "defense",
+        "--render",
+        str(out),
+        "--render-stride",
+        "20",
+    )
     assert result.exit_code == 0, result.output
     frames = iio.imread(out, index=None)
     assert frames.ndim == 4 and frames.shape[0] >= 4 and frames.shape[-1] in (3, 4)
@@ -58,7 +76,9 @@ def test_render_writes_a_gif(tmp_path) -> None:
 def test_render_writes_an_mp4_with_ffmpeg(tmp_path) -> None:
     pytest.importorskip("imageio_ffmpeg")
     out = tmp_path / "game.mp4"
-    result = _play("shooter", "keeper", "--games", "1", "--mode", "shooting", "--render", str(out), "--render-stride", "10")
+    result = _play(
+        "shooter", "keeper", "--games", "1", "--mode", "shooting", "--render", str(out), "--render-stride", "10"
+    )
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 1000
 

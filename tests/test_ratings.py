@@ -61,7 +61,11 @@ def test_bradley_terry_recovers_known_strengths_within_intervals() -> None:
         assert bt.low[i] <= true[name] <= bt.high[i], (name, bt.as_dict()[name])
         assert abs(bt.value[i] - true[name]) < 60, (name, bt.value[i])
     w = bt.members.index("weak")
-    assert bt.value[w] == pytest.approx(1000.0) and bt.low[w] == pytest.approx(1000.0) and bt.high[w] == pytest.approx(1000.0)
+    assert (
+        bt.value[w] == pytest.approx(1000.0)
+        and bt.low[w] == pytest.approx(1000.0)
+        and bt.high[w] == pytest.approx(1000.0)
+    )
     # order recovered, intervals of neighbours 150+ apart do not overlap
     order = [bt.members[i] for i in np.argsort(-bt.value)]
     assert order == ["c", "b", "weak", "d", "a"]
@@ -86,7 +90,13 @@ def test_bradley_terry_without_anchor_centres_on_1000() -> None:
 def test_openskill_follows_the_package_fed_like_comprl() -> None:
     from openskill.models import PlackettLuce
 
-    games = [Game("a", "b", 3, 1), Game("b", "c", 0, 0), Game("c", "a", 2, 2), Game("a", "c", 0, 1), Game("b", "a", 4, 0)]
+    games = [
+        Game("a", "b", 3, 1),
+        Game("b", "c", 0, 0),
+        Game("c", "a", 2, 2),
+        Game("a", "c", 0, 1),
+        Game("b", "a", 4, 0),
+    ]
     ours = openskill(games, ["a", "b", "c"])
     model = PlackettLuce()
     ref = {n: model.rating(mu=COMPRL_MU, sigma=COMPRL_SIGMA, name=n) for n in "abc"}

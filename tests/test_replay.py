@@ -15,8 +15,14 @@ def _fill(replay: Replay, written: np.ndarray, rows: int, envs: np.ndarray | Non
         obs = np.zeros((idx.size, 18), np.float32)
         obs[:, 0] = written[idx]
         obs[:, 1] = idx
-        replay.add(obs, np.zeros((idx.size, 4)), np.zeros(idx.size), np.zeros(idx.size, bool),
-                   np.zeros(idx.size, bool), envs=idx)
+        replay.add(
+            obs,
+            np.zeros((idx.size, 4)),
+            np.zeros(idx.size),
+            np.zeros(idx.size, bool),
+            np.zeros(idx.size, bool),
+            envs=idx,
+        )
         written[idx] += 1
 
 

@@ -32,7 +32,8 @@ def reference_streams() -> list[tuple[int, str, bool, list[np.ndarray], np.ndarr
     streams = []
     for mode in (0, 1, 2):
         episodes = [
-            i for i in range(int(data["n_episodes"]))
+            i
+            for i in range(int(data["n_episodes"]))
             if int(data[f"ep{i:03d}/mode"]) == mode and bool(data[f"ep{i:03d}/keep_mode"])
         ]
         for key in ("obs", "obs2"):

@@ -17,9 +17,16 @@ from selfplay.loop import SELF, LeagueSampler, run_selfplay
 torch.set_num_threads(1)
 
 TINY_SELFPLAY = [
-    "train.steps=480", "train.prefill=120", "train.snapshot_every=160", "train.snapshot_games=1",
-    "train.eval_every=0", "train.checkpoint_every=0", "train.envs=4", "train.train_ratio=16",
-    "train.log_every=5", "train.device=cpu",
+    "train.steps=480",
+    "train.prefill=120",
+    "train.snapshot_every=160",
+    "train.snapshot_games=1",
+    "train.eval_every=0",
+    "train.checkpoint_every=0",
+    "train.envs=4",
+    "train.train_ratio=16",
+    "train.log_every=5",
+    "train.device=cpu",
 ]
 
 
@@ -38,14 +45,16 @@ def test_selfplay_end_to_end(tmp_path):
         assert set(SCRIPTED) <= set(members)
         games = db.games()
         for snap in snapshots:  # every snapshot played every other member once
-            opponents = {g.player2 if g.player1 == snap.name else g.player1
-                         for g in games if snap.name in (g.player1, g.player2)}
+            opponents = {
+                g.player2 if g.player1 == snap.name else g.player1 for g in games if snap.name in (g.player1, g.player2)
+            }
             assert opponents == set(members) - {snap.name}
         rated = {(r.kind, r.member) for r in db.rating_history()}
         for kind in ("elo", "bt", "openskill"):
             assert all((kind, s.name) in rated for s in snapshots)
     # the learner met league opponents, and logged the snapshot rows
     import json
+
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     league_rows = [r for r in rows if r["kind"] == "league"]
     assert [r["step"] for r in league_rows] == [160, 320, 480]
@@ -91,8 +100,11 @@ def test_selfplay_command_defaults_yield_to_the_user(monkeypatch):
     from selfplay.loop import SELFPLAY_DEFAULTS
 
     seen = {}
-    monkeypatch.setattr(train_cmd, "_selfplay", lambda cfg, run_dir, resume, preset, progress:
-                        seen.update(cfg=cfg, preset=preset, run_dir=run_dir))
+    monkeypatch.setattr(
+        train_cmd,
+        "_selfplay",
+        lambda cfg, run_dir, resume, preset, progress: seen.update(cfg=cfg, preset=preset, run_dir=run_dir),
+    )
     res = CliRunner().invoke(train_cmd.train, ["--selfplay"])
     assert res.exit_code == 0, res.output
     assert seen["preset"] == "tiny" and seen["run_dir"].name.startswith("tiny-selfplay-s0-")

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_client_protocol import TOKEN, write_agent_file
 
 from export.server import read_tokens, valid_action
-
-from test_client_protocol import TOKEN, write_agent_file
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 OTHER_TOKEN = "other-token-0815"
@@ -39,7 +38,10 @@ def start_server(port: int, log: Path, *args: str) -> subprocess.Popen:
     """Start `hockey-agent serve` and wait until it listens."""
     server = subprocess.Popen(
         command("serve", "--port", str(port), "--log", str(log), *args),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
     )
     assert server.stdout is not None
     line = server.stdout.readline()
@@ -49,9 +51,22 @@ def start_server(port: int, log: Path, *args: str) -> subprocess.Popen:
 
 def start_client(port: int, token: str, log: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        command("client", *args, "--server-url", "127.0.0.1", "--server-port", str(port),
-                "--token", token, "--log", str(log)),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+        command(
+            "client",
+            *args,
+            "--server-url",
+            "127.0.0.1",
+            "--server-port",
+            str(port),
+            "--token",
+            token,
+            "--log",
+            str(log),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
     )
 
 
@@ -87,7 +102,9 @@ def agent_file(tmp_path: Path) -> Path:
 
 def test_onnx_and_scripted_clients_play_full_games(tmp_path: Path, agent_file: Path) -> None:
     port = free_port()
-    server = start_server(port, tmp_path / "server.jsonl", "--games", "2", "--token", TOKEN, "--token", OTHER_TOKEN, "--seed", "3")
+    server = start_server(
+        port, tmp_path / "server.jsonl", "--games", "2", "--token", TOKEN, "--token", OTHER_TOKEN, "--seed", "3"
+    )
     onnx_client = start_client(port, TOKEN, tmp_path / "onnx.jsonl", str(agent_file), "--games", "2")
     scripted = start_client(port, OTHER_TOKEN, tmp_path / "scripted.jsonl", "--scripted", "keeper", "--games", "2")
     for process in (onnx_client, scripted, server):
@@ -109,7 +126,8 @@ def test_onnx_and_scripted_clients_play_full_games(tmp_path: Path, agent_file: P
             me = server_game["players"].index(name)
             assert client_game["game_id"] == server_game["game_id"]
             assert [client_game["own_score"], client_game["other_score"]] == [
-                server_game["scores"][me], server_game["scores"][1 - me]
+                server_game["scores"][me],
+                server_game["scores"][1 - me],
             ]
             assert client_game["rounds_seen"] == 4  # every server reset detected, no false one
             assert client_game["steps"] == server_game["steps"]
@@ -121,7 +139,9 @@ def test_wrong_token_exits_non_zero_without_retrying(tmp_path: Path, agent_file:
     port = free_port()
     server = start_server(port, tmp_path / "server.jsonl", "--token", TOKEN)
     try:
-        client = start_client(port, "not-the-token", tmp_path / "client.jsonl", str(agent_file), "--retry-delay", "0.05")
+        client = start_client(
+            port, "not-the-token", tmp_path / "client.jsonl", str(agent_file), "--retry-delay", "0.05"
+        )
         code, out = finish(client, timeout=30)
     finally:
         server.terminate()
@@ -134,7 +154,9 @@ def test_wrong_token_exits_non_zero_without_retrying(tmp_path: Path, agent_file:
 
 
 def test_unreachable_server_gives_up_with_a_clear_message(tmp_path: Path, agent_file: Path) -> None:
-    client = start_client(free_port(), TOKEN, tmp_path / "client.jsonl", str(agent_file), "--max-retries", "3", "--retry-delay", "0.05")
+    client = start_client(
+        free_port(), TOKEN, tmp_path / "client.jsonl", str(agent_file), "--max-retries", "3", "--retry-delay", "0.05"
+    )
     code, out = finish(client, timeout=30)
     assert code == 1, out
     assert "giving up after 3 retries" in out
@@ -156,8 +178,22 @@ def test_clients_reconnect_after_server_restart(tmp_path: Path, agent_file: Path
     logs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     first = start_server(port, tmp_path / "first.jsonl", "--token", TOKEN, "--token", OTHER_TOKEN)
     clients = [
-        start_client(port, TOKEN, logs[0], str(agent_file), "--games", "1", "--retry-delay", "0.2", "--max-retries", "20"),
-        start_client(port, OTHER_TOKEN, logs[1], "--scripted", "shooter", "--games", "1", "--retry-delay", "0.2", "--max-retries", "20"),
+        start_client(
+            port, TOKEN, logs[0], str(agent_file), "--games", "1", "--retry-delay", "0.2", "--max-retries", "20"
+        ),
+        start_client(
+            port,
+            OTHER_TOKEN,
+            logs[1],
+            "--scripted",
+            "shooter",
+            "--games",
+            "1",
+            "--retry-delay",
+            "0.2",
+            "--max-retries",
+            "20",
+        ),
     ]
     try:
         # kill the first server in the middle of a game
@@ -221,8 +257,11 @@ reactor.run()
 def test_malformed_steps_over_tcp(tmp_path: Path, agent_file: Path) -> None:
     port_file, answers_file = tmp_path / "port", tmp_path / "answers.json"
     server = subprocess.Popen(
-        [sys.executable, "-c", MALFORMED_SERVER, str(port_file), str(answers_file)], env=ENV,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-c", MALFORMED_SERVER, str(port_file), str(answers_file)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     wait_for(lambda: port_file.exists() and port_file.read_text().strip() != "")
     client = start_client(int(port_file.read_text()), TOKEN, tmp_path / "client.jsonl", str(agent_file), "--games", "1")

@@ -20,11 +20,27 @@ torch.set_num_threads(1)
 
 # A very small model and loop: the tests check plumbing, not learning.
 FAST = [
-    "model.deter=32", "model.hidden=16", "model.stoch=4", "model.classes=4", "model.blocks=1",
-    "model.units=16", "model.layers=1", "actor.horizon=4",
-    "train.envs=2", "train.batch_size=4", "train.seq_len=8", "train.train_ratio=16", "train.prefill=64",
-    "train.replay_capacity=2000", "train.opponent=still", "train.mode=shooting", "train.eval_every=200",
-    "train.eval_games=3", "train.eval_opponents=still", "train.checkpoint_every=0", "train.log_every=2",
+    "model.deter=32",
+    "model.hidden=16",
+    "model.stoch=4",
+    "model.classes=4",
+    "model.blocks=1",
+    "model.units=16",
+    "model.layers=1",
+    "actor.horizon=4",
+    "train.envs=2",
+    "train.batch_size=4",
+    "train.seq_len=8",
+    "train.train_ratio=16",
+    "train.prefill=64",
+    "train.replay_capacity=2000",
+    "train.opponent=still",
+    "train.mode=shooting",
+    "train.eval_every=200",
+    "train.eval_games=3",
+    "train.eval_opponents=still",
+    "train.checkpoint_every=0",
+    "train.log_every=2",
 ]
 
 
@@ -122,8 +138,13 @@ class RecordingSampler:
 
 def test_opponent_sampler_and_env_step_hooks(tmp_path: Path) -> None:
     sampler = RecordingSampler()
-    tr = Trainer(fast_config("train.steps=200", "train.eval_every=0", "train.prefill=400"), tmp_path,
-                 opponent_sampler=sampler, progress=False, tensorboard=False)
+    tr = Trainer(
+        fast_config("train.steps=200", "train.eval_every=0", "train.prefill=400"),
+        tmp_path,
+        opponent_sampler=sampler,
+        progress=False,
+        tensorboard=False,
+    )
     steps: list[int] = []
     tr.on_env_step.append(lambda t: steps.append(t.env_steps))
     tr.train()
@@ -135,13 +156,23 @@ def test_opponent_sampler_and_env_step_hooks(tmp_path: Path) -> None:
 
 def test_curriculum_thirds() -> None:
     assert [mode_at("curriculum", s, 900) for s in (0, 299, 300, 599, 600, 900)] == [
-        "shooting", "shooting", "defense", "defense", "normal", "normal"]
+        "shooting",
+        "shooting",
+        "defense",
+        "defense",
+        "normal",
+        "normal",
+    ]
     assert mode_at("defense", 10**6, 10) == "defense"
 
 
 def test_curriculum_switches_the_games(tmp_path: Path) -> None:
-    tr = Trainer(fast_config("train.steps=300", "train.mode=curriculum", "train.eval_every=0"), tmp_path,
-                 progress=False, tensorboard=False)
+    tr = Trainer(
+        fast_config("train.steps=300", "train.mode=curriculum", "train.eval_every=0"),
+        tmp_path,
+        progress=False,
+        tensorboard=False,
+    )
     modes: list[str] = []
     tr.on_env_step.append(lambda t: modes.append(t.mode))
     tr.train()
@@ -151,9 +182,20 @@ def test_curriculum_switches_the_games(tmp_path: Path) -> None:
 
 def test_drills_play_beside_the_mode_and_stay_out_of_the_win_rate(tmp_path: Path) -> None:
     sampler = RecordingSampler()
-    tr = Trainer(fast_config("train.steps=900", "train.envs=3", "train.drill_envs=1", "train.mode=normal",
-                             "train.eval_every=0", "train.prefill=1000"),
-                 tmp_path, opponent_sampler=sampler, progress=False, tensorboard=False)
+    tr = Trainer(
+        fast_config(
+            "train.steps=900",
+            "train.envs=3",
+            "train.drill_envs=1",
+            "train.mode=normal",
+            "train.eval_every=0",
+            "train.prefill=1000",
+        ),
+        tmp_path,
+        opponent_sampler=sampler,
+        progress=False,
+        tensorboard=False,
+    )
     tr.train()
     tr.close()
     modes = [env.mode.name for env in tr.envs.envs]
@@ -169,9 +211,20 @@ def test_drills_play_beside_the_mode_and_stay_out_of_the_win_rate(tmp_path: Path
 
 
 def test_mixed_drills_alternate_defense_and_shooting(tmp_path: Path) -> None:
-    tr = Trainer(fast_config("train.steps=600", "train.envs=4", "train.drill_envs=2", "train.drill_mode=mixed",
-                             "train.mode=normal", "train.eval_every=0", "train.prefill=1000"),
-                 tmp_path, progress=False, tensorboard=False)
+    tr = Trainer(
+        fast_config(
+            "train.steps=600",
+            "train.envs=4",
+            "train.drill_envs=2",
+            "train.drill_mode=mixed",
+            "train.mode=normal",
+            "train.eval_every=0",
+            "train.prefill=1000",
+        ),
+        tmp_path,
+        progress=False,
+        tensorboard=False,
+    )
     tr.train()
     tr.close()
     assert [env.mode.name for env in tr.envs.envs] == ["NORMAL", "NORMAL", "TRAIN_DEFENSE", "TRAIN_SHOOTING"]
@@ -180,15 +233,18 @@ def test_mixed_drills_alternate_defense_and_shooting(tmp_path: Path) -> None:
     assert flags == [0.0, 1.0]  # both drills finished rounds (at most 81 steps each in 150 per game)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("train.drill_mode=attack", "is not one of shooting, defense, mixed"),
-    ("train.drill_envs=2", r"train.drill_envs must be in \[0, envs=2\), got 2"),
-    ("train.drill_envs=-1", r"train.drill_envs must be in \[0, envs=2\), got -1"),
-    ("train.opponent=nobody", "unknown opponent 'nobody'; choices: still, random, weak"),
-    ("train.mode=hard", "unknown mode 'hard'; choices: normal, shooting, defense, curriculum"),
-    ("train.device=tpu", "unknown device 'tpu'; choices: auto, cpu, cuda"),
-    ("train.eval_opponents=mix", "unknown eval opponent 'mix'"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.drill_mode=attack", "is not one of shooting, defense, mixed"),
+        ("train.drill_envs=2", r"train.drill_envs must be in \[0, envs=2\), got 2"),
+        ("train.drill_envs=-1", r"train.drill_envs must be in \[0, envs=2\), got -1"),
+        ("train.opponent=nobody", "unknown opponent 'nobody'; choices: still, random, weak"),
+        ("train.mode=hard", "unknown mode 'hard'; choices: normal, shooting, defense, curriculum"),
+        ("train.device=tpu", "unknown device 'tpu'; choices: auto, cpu, cuda"),
+        ("train.eval_opponents=mix", "unknown eval opponent 'mix'"),
+    ],
+)
 def test_bad_names_are_clear_errors(override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_train_config(fast_config(override))
@@ -216,8 +272,16 @@ def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
     from agent.commands.train import train
 
     run = tmp_path / "run"
-    args = ["--preset", "tiny", "--steps", "120", "--run-dir", str(run), "--no-progress",
-            *[a for o in FAST for a in ("--set", o)]]
+    args = [
+        "--preset",
+        "tiny",
+        "--steps",
+        "120",
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        *[a for o in FAST for a in ("--set", o)],
+    ]
     res = CliRunner().invoke(train, args)
     assert res.exit_code == 0, res.output
     assert "finished at env step 120" in res.output

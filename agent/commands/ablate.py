@@ -4,11 +4,11 @@ The entropy scale and its schedule are the default axes; `--vary SECTION.FIELD=V
 adds any other config field (for example the intrinsic bonus, explore.scale=0,0.1,1).
 Runs every combination one after the other in
 OUT/eta<eta>-<schedule>[-<field><value>...]-s<seed> (a finished run is skipped and an
-interrupted one resumed, so the command can be re-run), then writes OUT/summary.csv (per run: entropy and rand per phase, floor
-share, |advantage|, final win rates) and OUT/ablation.png (entropy, rand and win rate
-curves side by side, one colour per eta/schedule, one line per seed). Non-constant
-schedules decay over the run's expected number of updates unless
---set actor.eta_decay_steps=... says otherwise.
+interrupted one resumed, so the command can be re-run), then writes OUT/summary.csv (per
+run: entropy and rand per phase, floor share, |advantage|, final win rates) and
+OUT/ablation.png (entropy, rand and win rate curves side by side, one colour per
+eta/schedule, one line per seed). Non-constant schedules decay over the run's expected
+number of updates unless --set actor.eta_decay_steps=... says otherwise.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def summarise(run_dir: Path) -> dict[str, Any]:
         out["explore_bonus_first_tenth"] = round(float(np.mean(bonus[:tenth])), 4)
         out["explore_bonus_last_tenth"] = round(float(np.mean(bonus[-tenth:])), 4)
     episodes = [r for r in rows if r.get("kind") == "episode"]
-    tail = episodes[-max(1, len(episodes) // 5):] if episodes else []
+    tail = episodes[-max(1, len(episodes) // 5) :] if episodes else []
     out["train_win_last_fifth"] = round(sum(r["train/outcome"] == 1 for r in tail) / len(tail), 4) if tail else ""
     evals = [r for r in rows if r.get("kind") == "eval"]
     if evals:
@@ -100,8 +100,13 @@ def plot_runs(runs: dict[str, Path], out: Path) -> Path:
         axes[0].plot(x, [r.get("actor/entropy", float("nan")) for r in upd], color=colours[group], lw=1, label=label)
         axes[1].plot(x, [r.get("actor/rand", float("nan")) for r in upd], color=colours[group], lw=1, label=label)
         episodes = [r for r in rows if r.get("kind") == "episode"]
-        axes[2].plot([r["step"] for r in episodes], [r["train/win_rate"] for r in episodes],
-                     color=colours[group], lw=1, label=label)
+        axes[2].plot(
+            [r["step"] for r in episodes],
+            [r["train/win_rate"] for r in episodes],
+            color=colours[group],
+            lw=1,
+            label=label,
+        )
     axes[0].axhline(H_MIN, color="grey", ls="--", lw=0.8)
     axes[0].axhline(H_MAX, color="grey", ls="--", lw=0.8)
     axes[0].axhline(0, color="black", lw=0.5)
@@ -127,12 +132,27 @@ def plot_runs(runs: dict[str, Path], out: Path) -> Path:
 @click.option("--opponent", default="still", show_default=True, help="Scripted opponent (or mix).")
 @click.option("--mode", default="shooting", show_default=True, help="normal | shooting | defense | curriculum.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output directory.")
-@click.option("--vary", multiple=True, metavar="SECTION.FIELD=V1,V2",
-              help="Another axis of the grid, e.g. explore.scale=0,0.1,1 (repeatable).")
+@click.option(
+    "--vary",
+    multiple=True,
+    metavar="SECTION.FIELD=V1,V2",
+    help="Another axis of the grid, e.g. explore.scale=0,0.1,1 (repeatable).",
+)
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE", help="Extra overrides for every run.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
-def ablate(etas: str, schedules: str, seeds: str, steps: int, preset: str, opponent: str, mode: str, out: Path,
-           vary: tuple[str, ...], overrides: tuple[str, ...], device: str) -> None:
+def ablate(
+    etas: str,
+    schedules: str,
+    seeds: str,
+    steps: int,
+    preset: str,
+    opponent: str,
+    mode: str,
+    out: Path,
+    vary: tuple[str, ...],
+    overrides: tuple[str, ...],
+    device: str,
+) -> None:
     """Run the eta x schedule x --vary x seed grid sequentially, then plot and summarise it."""
     from rich.console import Console
 
@@ -155,14 +175,17 @@ def ablate(etas: str, schedules: str, seeds: str, steps: int, preset: str, oppon
         name = run_name(eta, schedule, seed, varied)
         run_dir = out / name
         runs[name] = run_dir
-        items = (f"actor.eta={eta}", f"actor.eta_schedule={schedule}", *overrides,
-                 *(f"{key}={value}" for key, value in varied))
+        items = (
+            f"actor.eta={eta}",
+            f"actor.eta_schedule={schedule}",
+            *overrides,
+            *(f"{key}={value}" for key, value in varied),
+        )
         options = {"opponent": opponent, "mode": mode, "steps": steps, "seed": seed, "device": device}
         cfg = build_config(preset, options, items, None)
         if schedule != "constant" and not any(o.startswith("actor.eta_decay_steps=") for o in overrides):
             t = cfg.train
-            cfg.actor.eta_decay_steps = max(1, int((t.steps - t.prefill) * t.train_ratio
-                                                   / (t.batch_size * t.seq_len)))
+            cfg.actor.eta_decay_steps = max(1, int((t.steps - t.prefill) * t.train_ratio / (t.batch_size * t.seq_len)))
         resume = (run_dir / "checkpoint.pt").exists()
         trainer = Trainer(cfg, run_dir, resume=resume, preset=preset, progress=True)
         if trainer.env_steps >= steps:

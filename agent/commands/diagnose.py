@@ -9,10 +9,20 @@ import click
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also draw entropy, rand, std, S, advantage, losses and win rate into this PNG.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the logged update metrics (and the train win rate) as CSV.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw entropy, rand, std, S, advantage, losses and win rate into this PNG.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the logged update metrics (and the train win rate) as CSV.",
+)
 def diagnose(run_dir: Path, plot_path: Path | None, csv_path: Path | None) -> None:
     """Read RUN_DIR/metrics.jsonl and report entropy / exploration red flags with evidence."""
     from agent import diagnose as diag

@@ -72,8 +72,11 @@ def _load_agent(spec: str, stochastic: bool) -> Any:
     path = Path(spec)
     if stochastic:
         if path.suffix.lower() == ".onnx" or not path.exists():
-            raise click.BadParameter("--stochastic needs a run directory or checkpoint (ONNX graphs and "
-                                     "scripted players act deterministically)", param_hint="AGENT")
+            raise click.BadParameter(
+                "--stochastic needs a run directory or checkpoint (ONNX graphs and "
+                "scripted players act deterministically)",
+                param_hint="AGENT",
+            )
         from agent.checkpoint import load_agent
         from agent.dreamer.agent import ActingPolicy
 
@@ -91,7 +94,9 @@ def _load_agent(spec: str, stochastic: bool) -> Any:
 @click.command()
 @click.argument("agent")
 @click.option("--opponent", required=True, help="A scripted player: weak, strong, still, random, shooter, keeper.")
-@click.option("--games", type=click.IntRange(min=1), default=100, show_default=True, help="Tournament games (4 rounds).")
+@click.option(
+    "--games", type=click.IntRange(min=1), default=100, show_default=True, help="Tournament games (4 rounds)."
+)
 @click.option("--mode", default="normal", show_default=True, help="normal | shooting | defense.")
 @click.option("--stochastic", is_flag=True, help="Sample actions instead of the deterministic mean.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Game i uses seed + i.")
@@ -104,8 +109,9 @@ def evaluate(agent: str, opponent: str, games: int, mode: str, stochastic: bool,
     from agent.opponents import SCRIPTED, make_scripted
 
     if opponent not in SCRIPTED:
-        raise click.BadParameter(f"unknown opponent {opponent!r}; choices: {', '.join(SCRIPTED)}",
-                                 param_hint="--opponent")
+        raise click.BadParameter(
+            f"unknown opponent {opponent!r}; choices: {', '.join(SCRIPTED)}", param_hint="--opponent"
+        )
     if mode not in MODE_CHOICES:
         raise click.BadParameter(f"unknown mode {mode!r}; choices: {', '.join(MODE_CHOICES)}", param_hint="--mode")
     player = _load_agent(agent, stochastic)
@@ -118,12 +124,15 @@ def evaluate(agent: str, opponent: str, games: int, mode: str, stochastic: bool,
         result = play_game(p1, p2, seed=seed + i, mode=mode)
         sign = 1 if agent_first else -1
         game_outcomes.append(sign * result.winner)
-        rounds += [RoundOutcome(1 if agent_first else 2, player1_starts(index) == agent_first, sign * winner)
-                   for index, winner in enumerate(result.rounds)]
+        rounds += [
+            RoundOutcome(1 if agent_first else 2, player1_starts(index) == agent_first, sign * winner)
+            for index, winner in enumerate(result.rounds)
+        ]
 
     console = Console()
-    table = Table(title=f"{agent} vs {opponent} ({mode}, {'stochastic' if stochastic else 'deterministic'})",
-                  show_edge=False)
+    table = Table(
+        title=f"{agent} vs {opponent} ({mode}, {'stochastic' if stochastic else 'deterministic'})", show_edge=False
+    )
     table.add_column("")
     table.add_column("n", justify="right")
     for col in ("win", "draw", "loss"):
@@ -132,6 +141,8 @@ def evaluate(agent: str, opponent: str, games: int, mode: str, stochastic: bool,
     for label, outcomes in outcome_rows(game_outcomes, rounds, by_side=mode == "normal"):
         table.add_row(label, str(len(outcomes)), *_cells(outcomes))
     if mode == "normal":
-        table.caption = ("as p1 / as p2: the rounds it played as player 1 / player 2; starts / receives: "
-                         "the rounds that began with the puck in its half / the opponent's")
+        table.caption = (
+            "as p1 / as p2: the rounds it played as player 1 / player 2; starts / receives: "
+            "the rounds that began with the puck in its half / the opponent's"
+        )
     console.print(table)

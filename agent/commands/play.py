@@ -68,8 +68,12 @@ def _check_render(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option(
     "--render", type=str, default=None, callback=_check_render, help="Write the first game to out.gif or out.mp4."
 )
-@click.option("--render-stride", default=2, show_default=True, type=click.IntRange(min=1), help="Keep every k-th frame.")
-@click.option("--game", type=click.Choice(GAME_CHOICES), default="bundled", show_default=True, help="Game implementation.")
+@click.option(
+    "--render-stride", default=2, show_default=True, type=click.IntRange(min=1), help="Keep every k-th frame."
+)
+@click.option(
+    "--game", type=click.Choice(GAME_CHOICES), default="bundled", show_default=True, help="Game implementation."
+)
 def play(
     player_a: str,
     player_b: str,

@@ -9,8 +9,13 @@ from typing import Any
 import click
 
 
-def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[str, ...],
-                 resume_dir: Path | None, defaults: tuple[str, ...] = ()) -> Any:
+def build_config(
+    preset: str | None,
+    options: dict[str, Any],
+    overrides: tuple[str, ...],
+    resume_dir: Path | None,
+    defaults: tuple[str, ...] = (),
+) -> Any:
     """The run's Config: the preset (or the resumed run's config.json), then `defaults`,
     the options and --set, each overriding the ones before."""
     from agent.config import PRESETS, apply_overrides, load_config, make_config
@@ -26,8 +31,9 @@ def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[s
         else:
             name = preset or "small"
             if name not in PRESETS:
-                raise click.BadParameter(f"unknown preset {name!r}; choices: {', '.join(PRESETS)}",
-                                         param_hint="--preset")
+                raise click.BadParameter(
+                    f"unknown preset {name!r}; choices: {', '.join(PRESETS)}", param_hint="--preset"
+                )
             cfg = make_config(name, items)
         check_train_config(cfg)
     except ValueError as exc:
@@ -36,40 +42,72 @@ def build_config(preset: str | None, options: dict[str, Any], overrides: tuple[s
 
 
 @click.command()
-@click.option("--opponent", default=None,
-              help="weak | strong | mix (weak or strong per round) | any scripted player (still, random, "
-                   "shooter, keeper). Default: the preset's (weak).")
-@click.option("--mode", default=None, help="normal | shooting | defense | curriculum (shooting, defense, "
-                                           "normal by thirds of --steps). Default: normal.")
-@click.option("--drills", type=int, default=None,
-              help="How many of the train.envs games play defense drills throughout, beside the mode's "
-                   "rounds (train.drill_envs; --set train.drill_mode=shooting|mixed for shooting drills or "
-                   "defense and shooting in turn). Default 0.")
+@click.option(
+    "--opponent",
+    default=None,
+    help="weak | strong | mix (weak or strong per round) | any scripted player (still, random, "
+    "shooter, keeper). Default: the preset's (weak).",
+)
+@click.option(
+    "--mode",
+    default=None,
+    help="normal | shooting | defense | curriculum (shooting, defense, normal by thirds of --steps). Default: normal.",
+)
+@click.option(
+    "--drills",
+    type=int,
+    default=None,
+    help="How many of the train.envs games play defense drills throughout, beside the mode's "
+    "rounds (train.drill_envs; --set train.drill_mode=shooting|mixed for shooting drills or "
+    "defense and shooting in turn). Default 0.",
+)
 @click.option("--preset", default=None, help="Model and loop sizes: tiny | small | medium (default small).")
 @click.option("--steps", type=int, default=None, help="Env steps of the learner (default: the preset's).")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where config, checkpoint, replay and metrics go (default runs/<preset>-<opponent>-<mode>-...).")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where config, checkpoint, replay and metrics go (default runs/<preset>-<opponent>-<mode>-...).",
+)
 @click.option("--device", default=None, help="auto | cpu | cuda (default auto).")
 @click.option("--seed", type=int, default=None, help="Seed of every generator of the run.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its checkpoint.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
-              help="Override any config field, e.g. --set actor.eta=1e-3 (repeatable).")
-@click.option("--selfplay", is_flag=True,
-              help="Train against a league of frozen snapshots and the scripted players (PFSP), snapshot "
-                   "every train.snapshot_every env steps, rate them, export agent.onnx at the end. Without "
-                   "--preset: a CPU-sized default (tiny preset, 32,000 env steps, about 30 minutes on 2 cores).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.FIELD=VALUE",
+    help="Override any config field, e.g. --set actor.eta=1e-3 (repeatable).",
+)
+@click.option(
+    "--selfplay",
+    is_flag=True,
+    help="Train against a league of frozen snapshots and the scripted players (PFSP), snapshot "
+    "every train.snapshot_every env steps, rate them, export agent.onnx at the end. Without "
+    "--preset: a CPU-sized default (tiny preset, 32,000 env steps, about 30 minutes on 2 cores).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
-def train(opponent: str | None, mode: str | None, drills: int | None, preset: str | None, steps: int | None,
-          run_dir: Path | None, device: str | None, seed: int | None, resume: bool, overrides: tuple[str, ...],
-          selfplay: bool, no_progress: bool) -> None:
+def train(
+    opponent: str | None,
+    mode: str | None,
+    drills: int | None,
+    preset: str | None,
+    steps: int | None,
+    run_dir: Path | None,
+    device: str | None,
+    seed: int | None,
+    resume: bool,
+    overrides: tuple[str, ...],
+    selfplay: bool,
+    no_progress: bool,
+) -> None:
     """Train a DreamerV3 agent; Ctrl-C saves a checkpoint, --resume continues it."""
     if resume:
         if run_dir is None:
             raise click.BadParameter("--resume needs the --run-dir of the run to continue", param_hint="--resume")
         if preset is not None:
             raise click.BadParameter("a resumed run keeps the preset of its checkpoint", param_hint="--preset")
-    options = {"opponent": opponent, "mode": mode, "drill_envs": drills, "steps": steps, "device": device,
-               "seed": seed}
+    options = {"opponent": opponent, "mode": mode, "drill_envs": drills, "steps": steps, "device": device, "seed": seed}
     defaults: tuple[str, ...] = ()
     if selfplay and preset is None and not resume:
         from selfplay.loop import SELFPLAY_DEFAULTS, SELFPLAY_PRESET
@@ -95,15 +133,19 @@ def train(opponent: str | None, mode: str | None, drills: int | None, preset: st
         trainer = Trainer(cfg, run_dir, resume=resume, preset="" if resume else name, progress=not no_progress)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    console.print(f"run dir [bold]{run_dir}[/] on {trainer.device}: {trainer.preset or name} preset, "
-                  f"opponent {cfg.train.opponent}, mode {cfg.train.mode}, from env step {trainer.env_steps}")
+    console.print(
+        f"run dir [bold]{run_dir}[/] on {trainer.device}: {trainer.preset or name} preset, "
+        f"opponent {cfg.train.opponent}, mode {cfg.train.mode}, from env step {trainer.env_steps}"
+    )
     try:
         result = trainer.train()
     finally:
         trainer.close()
     state = "interrupted" if result["interrupted"] else "finished"
-    console.print(f"{state} at env step {result['env_steps']}, {result['updates']} updates, "
-                  f"{result['episodes']} rounds, {result['time']:.0f} s; checkpoint saved in {run_dir}")
+    console.print(
+        f"{state} at env step {result['env_steps']}, {result['updates']} updates, "
+        f"{result['episodes']} rounds, {result['time']:.0f} s; checkpoint saved in {run_dir}"
+    )
     for key, value in sorted(trainer.last_eval.items()):
         console.print(f"  {key}: {value:.2f}")
     if result["interrupted"]:
@@ -126,8 +168,7 @@ def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool
     except (ValueError, FileNotFoundError, LeagueError) as exc:
         raise click.ClickException(str(exc)) from exc
     state = "interrupted" if result["interrupted"] else "finished"
-    console.print(f"{state} at env step {result['env_steps']}, {result['updates']} updates, "
-                  f"{result['time']:.0f} s")
+    console.print(f"{state} at env step {result['env_steps']}, {result['updates']} updates, {result['time']:.0f} s")
     print_leaderboard(result["league"])
     if "agent" in result:
         console.print(f"exported agent: {result['agent']} (hockey-agent client {result['agent']} ...)")

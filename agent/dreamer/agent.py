@@ -43,7 +43,7 @@ class ActingStep(nn.Module):
         self.state_size = self.deter_size + self.stoch_size
 
     def forward(self, obs: Tensor, prev_action: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        deter, stoch = state[:, :self.deter_size], state[:, self.deter_size:]
+        deter, stoch = state[:, : self.deter_size], state[:, self.deter_size :]
         action, deter, stoch = self.agent.acting_step(obs, prev_action, deter, stoch)
         return action, torch.cat([deter, stoch], -1)
 
@@ -113,12 +113,15 @@ class DreamerAgent(nn.Module):
     # ---- acting --------------------------------------------------------------------
 
     def initial_state(self, batch: int) -> dict[str, Tensor]:
-        return {"deter": torch.zeros(batch, self.wm.deter_size, device=self.device),
-                "stoch": torch.zeros(batch, self.wm.stoch_size, device=self.device)}
+        return {
+            "deter": torch.zeros(batch, self.wm.deter_size, device=self.device),
+            "stoch": torch.zeros(batch, self.wm.stoch_size, device=self.device),
+        }
 
     @torch.no_grad()
-    def policy_step(self, obs: Tensor, prev_action: Tensor, state: dict[str, Tensor], is_first: Tensor,
-                    deterministic: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+    def policy_step(
+        self, obs: Tensor, prev_action: Tensor, state: dict[str, Tensor], is_first: Tensor, deterministic: bool = False
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """One acting step for B games; rows with is_first start from the initial state.
 
         Deterministic: posterior mode and the actor's mean; otherwise samples.
@@ -135,8 +138,9 @@ class DreamerAgent(nn.Module):
         action = dist.mode() if deterministic else dist.to_action(dist.sample(self.generator()))
         return action, {"deter": deter, "stoch": stoch}
 
-    def acting_step(self, obs: Tensor, prev_action: Tensor, deter: Tensor, stoch: Tensor
-                    ) -> tuple[Tensor, Tensor, Tensor]:
+    def acting_step(
+        self, obs: Tensor, prev_action: Tensor, deter: Tensor, stoch: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """One deterministic step, tensor in and out (what the ONNX graph contains)."""
         deter, stoch = self.wm.obs_step(deter, stoch, prev_action, obs, None)
         action = self.actor(torch.cat([deter, stoch], -1)).mode()
@@ -159,8 +163,10 @@ class DreamerAgent(nn.Module):
         is_first = batch["is_first"].to(dev, torch.bool)
         is_terminal = batch["is_terminal"].to(dev, torch.bool)
         if obs.ndim != 3 or action.shape[:2] != obs.shape[:2] or reward.shape != obs.shape[:2]:
-            raise ValueError(f"update batch shapes disagree: obs {tuple(obs.shape)}, "
-                             f"action {tuple(action.shape)}, reward {tuple(reward.shape)}")
+            raise ValueError(
+                f"update batch shapes disagree: obs {tuple(obs.shape)}, "
+                f"action {tuple(action.shape)}, reward {tuple(reward.shape)}"
+            )
         self.train()
 
         # world model: action_{t-1} is the previous action, zero where the episode starts
@@ -193,8 +199,20 @@ class DreamerAgent(nn.Module):
             explore_scalars["explore/bonus"] = bonus.mean()
             bonus = cfg.explore.scale * bonus
         with record_function("dreamer/ac_loss"), autocast:
-            beh = behavior_losses(self.wm, self.actor, self.critic, self.slow_critic, self.retnorm, imag,
-                                  start_cont, cfg.actor, cfg.critic, eta, gen, bonus)
+            beh = behavior_losses(
+                self.wm,
+                self.actor,
+                self.critic,
+                self.slow_critic,
+                self.retnorm,
+                imag,
+                start_cont,
+                cfg.actor,
+                cfg.critic,
+                eta,
+                gen,
+                bonus,
+            )
         with record_function("dreamer/ac_backward"):
             self.actor_opt.zero_grad(set_to_none=True)
             self.critic_opt.zero_grad(set_to_none=True)
@@ -210,9 +228,15 @@ class DreamerAgent(nn.Module):
 
         scalars: dict[str, Tensor] = {"wm/loss": wm_out.loss.detach()}
         scalars.update({f"wm/{k}": v for k, v in wm_out.parts.items()})
-        scalars.update({"wm/grad_norm": wm_grad, "actor/loss": beh.actor_loss.detach(),
-                        "actor/grad_norm": actor_grad, "critic/loss": beh.critic_loss.detach(),
-                        "critic/grad_norm": critic_grad})
+        scalars.update(
+            {
+                "wm/grad_norm": wm_grad,
+                "actor/loss": beh.actor_loss.detach(),
+                "actor/grad_norm": actor_grad,
+                "critic/loss": beh.critic_loss.detach(),
+                "critic/grad_norm": critic_grad,
+            }
+        )
         scalars.update(explore_scalars)
         per_step = {k: beh.metrics.pop(k) for k in ("actor/entropy_step", "actor/weight_step")}
         scalars.update(beh.metrics)
@@ -225,9 +249,13 @@ class DreamerAgent(nn.Module):
     # ---- resume --------------------------------------------------------------------
 
     def optimizer_state(self) -> dict[str, Any]:
-        state = {"wm": self.wm_opt.state_dict(), "actor": self.actor_opt.state_dict(),
-                 "critic": self.critic_opt.state_dict(),
-                 "rng": self.generator().get_state(), "rng_device": self.device.type}
+        state = {
+            "wm": self.wm_opt.state_dict(),
+            "actor": self.actor_opt.state_dict(),
+            "critic": self.critic_opt.state_dict(),
+            "rng": self.generator().get_state(),
+            "rng_device": self.device.type,
+        }
         if self.explore is not None:
             state["explore"] = self.explore_opt.state_dict()
         return state

@@ -46,8 +46,9 @@ class Imagined:
     action: Tensor  # what the dynamics saw, in [-1, 1]
 
 
-def imagine(wm: WorldModel, actor: Actor, deter: Tensor, stoch: Tensor, horizon: int,
-            generator: torch.Generator) -> Imagined:
+def imagine(
+    wm: WorldModel, actor: Actor, deter: Tensor, stoch: Tensor, horizon: int, generator: torch.Generator
+) -> Imagined:
     """Roll the prior forward `horizon` steps from start states deter [N, D], stoch [N, S]."""
     feats = [torch.cat([deter, stoch], -1)]
     heads, raws, actions = [], [], []
@@ -87,10 +88,20 @@ class BehaviorOutput:
     metrics: dict[str, Tensor]  # detached scalars and two [H] vectors
 
 
-def behavior_losses(wm: WorldModel, actor: Actor, critic: TwoHotHead, slow_critic: TwoHotHead,
-                    retnorm: ReturnNormalizer, imag: Imagined, start_cont: Tensor,
-                    acfg: ActorConfig, ccfg: CriticConfig, eta: float,
-                    generator: torch.Generator, bonus: Tensor | None = None) -> BehaviorOutput:
+def behavior_losses(
+    wm: WorldModel,
+    actor: Actor,
+    critic: TwoHotHead,
+    slow_critic: TwoHotHead,
+    retnorm: ReturnNormalizer,
+    imag: Imagined,
+    start_cont: Tensor,
+    acfg: ActorConfig,
+    ccfg: CriticConfig,
+    eta: float,
+    generator: torch.Generator,
+    bonus: Tensor | None = None,
+) -> BehaviorOutput:
     """Actor and critic losses on an imagined batch; updates the return normaliser.
 
     start_cont [N] is 1 - is_terminal of the replayed start states: a terminal start
@@ -137,7 +148,9 @@ def behavior_losses(wm: WorldModel, actor: Actor, critic: TwoHotHead, slow_criti
         metrics = {
             "actor/entropy": mean_ent,
             "actor/rand": (mean_ent - h_min) / (h_max - h_min),
-            "actor/std_q05": q[0], "actor/std_q50": q[1], "actor/std_q95": q[2],
+            "actor/std_q05": q[0],
+            "actor/std_q50": q[1],
+            "actor/std_q95": q[2],
             "actor/saturation": (imag.action.abs() > 0.99).any(-1).float().mean(),
             "actor/pg_term": pg.mean(),
             "actor/ent_term": ent_bonus.mean(),

@@ -57,8 +57,8 @@ def twohot_mean(probs: Tensor, bins: Tensor) -> Tensor:
     exactly (a uniform distribution decodes to exactly 0).
     """
     mid = len(bins) // 2
-    pos, neg = probs[..., mid + 1:], probs[..., :mid].flip(-1)
-    return ((pos - neg) * bins[mid + 1:]).sum(-1)
+    pos, neg = probs[..., mid + 1 :], probs[..., :mid].flip(-1)
+    return ((pos - neg) * bins[mid + 1 :]).sum(-1)
 
 
 def twohot_loss(logits: Tensor, target: Tensor, bins: Tensor) -> Tensor:

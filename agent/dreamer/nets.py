@@ -95,6 +95,7 @@ def zero_linear(inp: int, out: int) -> nn.Linear:
 
 # ---- categorical latents ---------------------------------------------------------
 
+
 def unimix_probs(logits: Tensor, unimix: float) -> Tensor:
     """(1 - unimix) softmax(logits) + unimix / C, so every class keeps >= unimix / C.
 
@@ -203,8 +204,7 @@ ActionDist = BoundedNormal | TanhNormal
 class Actor(nn.Module):
     """Features -> action distribution (`dist` 'bounded_normal' or 'tanh_normal')."""
 
-    def __init__(self, feat_dim: int, act_dim: int, units: int, layers: int, dist: str,
-                 min_std: float, max_std: float):
+    def __init__(self, feat_dim: int, act_dim: int, units: int, layers: int, dist: str, min_std: float, max_std: float):
         super().__init__()
         if dist not in ("bounded_normal", "tanh_normal"):
             raise ValueError(f"unknown actor dist {dist!r}; choices: bounded_normal, tanh_normal")

@@ -122,24 +122,27 @@ class WorldModel(nn.Module):
     def embed(self, obs: Tensor) -> Tensor:
         return self.encoder(symlog(obs))
 
-    def obs_step(self, deter: Tensor, stoch: Tensor, prev_action: Tensor, obs: Tensor,
-                 generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def obs_step(
+        self, deter: Tensor, stoch: Tensor, prev_action: Tensor, obs: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
         """One filtering step on real observations (acting). generator None: mode."""
         deter = self.gru(deter, stoch, self.in_action(prev_action))
         probs = self.post_probs(deter, self.post_embed(self.embed(obs)))
         sample = onehot_mode(probs) if generator is None else onehot_sample(probs, generator)
         return deter, sample.flatten(-2)
 
-    def img_step(self, deter: Tensor, stoch: Tensor, action: Tensor,
-                 generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def img_step(
+        self, deter: Tensor, stoch: Tensor, action: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
         """One imagined step: GRU, then a sample from the prior."""
         deter = self.gru(deter, stoch, self.in_action(action))
         return deter, onehot_sample(self.prior_probs(deter), generator).flatten(-2)
 
     # ---- training ------------------------------------------------------------------
 
-    def observe(self, obs: Tensor, prev_action: Tensor, is_first: Tensor,
-                generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    def observe(
+        self, obs: Tensor, prev_action: Tensor, is_first: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Filter a batch of sequences from the zero state.
 
         Everything that does not depend on the recurrence (embedding, action
@@ -165,8 +168,15 @@ class WorldModel(nn.Module):
             posts.append(probs)
         return torch.stack(deters, 1), torch.stack(stochs, 1), torch.stack(posts, 1)
 
-    def loss(self, obs: Tensor, prev_action: Tensor, reward: Tensor, is_first: Tensor,
-             is_terminal: Tensor, generator: torch.Generator) -> WorldModelOutput:
+    def loss(
+        self,
+        obs: Tensor,
+        prev_action: Tensor,
+        reward: Tensor,
+        is_first: Tensor,
+        is_terminal: Tensor,
+        generator: torch.Generator,
+    ) -> WorldModelOutput:
         """The world-model loss on replayed sequences (see the module docstring)."""
         cfg = self.cfg
         deter, stoch, post = self.observe(obs, prev_action, is_first, generator)
@@ -176,11 +186,18 @@ class WorldModel(nn.Module):
         rec = ((self.decoder(feat).float() - symlog(obs)) ** 2).sum(-1)
         rew = twohot_loss(self.reward(feat), reward, self.bins)
         con = nn.functional.binary_cross_entropy_with_logits(
-            self.cont(feat).float().squeeze(-1), (~is_terminal).to(feat.dtype), reduction="none")
+            self.cont(feat).float().squeeze(-1), (~is_terminal).to(feat.dtype), reduction="none"
+        )
         dyn, rep, kl = kl_losses(post, prior, cfg.free_nats)
-        total = (cfg.rec_scale * rec + cfg.rew_scale * rew + cfg.con_scale * con
-                 + cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()
-        parts = {"rec": rec.mean(), "rew": rew.mean(), "con": con.mean(),
-                 "dyn": dyn.mean(), "rep": rep.mean(), "kl": kl.mean()}
-        return WorldModelOutput(total, {k: v.detach() for k, v in parts.items()},
-                                deter.detach(), stoch.detach())
+        total = (
+            cfg.rec_scale * rec + cfg.rew_scale * rew + cfg.con_scale * con + cfg.dyn_scale * dyn + cfg.rep_scale * rep
+        ).mean()
+        parts = {
+            "rec": rec.mean(),
+            "rew": rew.mean(),
+            "con": con.mean(),
+            "dyn": dyn.mean(),
+            "rep": rep.mean(),
+            "kl": kl.mean(),
+        }
+        return WorldModelOutput(total, {k: v.detach() for k, v in parts.items()}, deter.detach(), stoch.detach())

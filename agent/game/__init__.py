@@ -29,7 +29,5 @@ def load_game(name: str = "bundled") -> SimpleNamespace:
                 "the reference hockey package is not installed (module 'hockey.hockey_env' not found); "
                 "install it or use the bundled game: load_game('bundled')"
             ) from exc
-        return SimpleNamespace(
-            HockeyEnv=module.HockeyEnv, BasicOpponent=module.BasicOpponent, Mode=module.Mode
-        )
+        return SimpleNamespace(HockeyEnv=module.HockeyEnv, BasicOpponent=module.BasicOpponent, Mode=module.Mode)
     raise ValueError(f"unknown game {name!r}; choices: {', '.join(repr(g) for g in GAMES)}")

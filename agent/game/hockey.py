@@ -82,9 +82,7 @@ def parse_mode(mode: Mode | int | str) -> Mode:
             return Mode(int(mode))
     elif isinstance(mode, str) and mode.strip().lower() in _MODE_NAMES:
         return _MODE_NAMES[mode.strip().lower()]
-    raise ValueError(
-        f"unknown game mode {mode!r}; choices: 'normal' (0), 'shooting' (1), 'defense' (2)"
-    )
+    raise ValueError(f"unknown game mode {mode!r}; choices: 'normal' (0), 'shooting' (1), 'defense' (2)")
 
 
 # Fixture definitions are built once and shared: Box2D copies them into every body,
@@ -112,6 +110,7 @@ def _table_layout() -> list[tuple[str, tuple[float, float], list[Box2D.b2Fixture
     edge = [(-250, 10), (-250, -10), (250, -10), (250, 10)]
     top = (H - 1) / 2 * SCALE - GOAL_SIZE
     post = [(-10, top), (10, top - 7), (10, -5), (-10, -5)]
+
     def circle(radius_px: float) -> Box2D.b2CircleShape:
         return Box2D.b2CircleShape(radius=radius_px / SCALE, pos=(0, 0))
 
@@ -252,17 +251,13 @@ class HockeyEnv(gym.Env):
         self.player1 = self.player2 = self.puck = None
         self.goal_player_1 = self.goal_player_2 = None
 
-    def _static(
-        self, position: tuple[float, float], fixtures: list[Box2D.b2FixtureDef], tag: str
-    ) -> Box2D.b2Body:
+    def _static(self, position: tuple[float, float], fixtures: list[Box2D.b2FixtureDef], tag: str) -> Box2D.b2Body:
         body = self.world.CreateStaticBody(position=position, angle=0.0, fixtures=fixtures)
         body.userData = tag
         return body
 
     def _create_player(self, position: tuple[float, float], is_player_two: bool) -> Box2D.b2Body:
-        body = self.world.CreateDynamicBody(
-            position=position, angle=0.0, fixtures=_PLAYER_FIXTURES[is_player_two]
-        )
+        body = self.world.CreateDynamicBody(position=position, angle=0.0, fixtures=_PLAYER_FIXTURES[is_player_two])
         body.userData = "player2" if is_player_two else "player1"
         return body
 
@@ -339,17 +334,13 @@ class HockeyEnv(gym.Env):
         """Validate, clip to [-1, 1] and round to float32, as plain floats."""
         if isinstance(action, np.ndarray):
             if action.ndim != 1:
-                raise ValueError(
-                    f"action must be a flat vector of {self._n_act} values, got shape {action.shape}"
-                )
+                raise ValueError(f"action must be a flat vector of {self._n_act} values, got shape {action.shape}")
             values = action.tolist()
         else:
             try:
                 values = list(action)
             except TypeError as exc:
-                raise ValueError(
-                    f"action must be a sequence of {self._n_act} numbers, got {action!r}"
-                ) from exc
+                raise ValueError(f"action must be a sequence of {self._n_act} numbers, got {action!r}") from exc
         if len(values) != self._n_act:
             raise ValueError(
                 f"action must have {self._n_act} values (both players"
@@ -500,9 +491,7 @@ class HockeyEnv(gym.Env):
         a, b, c = p1.position, p2.position, puck.position
         # Box2D's b2Vec2 subtraction: each difference rounded to float32.
         rel = _F32x6.unpack(
-            _F32x6.pack(
-                a.x - CENTER_X, a.y - CENTER_Y, b.x - CENTER_X, b.y - CENTER_Y, c.x - CENTER_X, c.y - CENTER_Y
-            )
+            _F32x6.pack(a.x - CENTER_X, a.y - CENTER_Y, b.x - CENTER_X, b.y - CENTER_Y, c.x - CENTER_X, c.y - CENTER_Y)
         )
         v1, v2, vp = p1.linearVelocity, p2.linearVelocity, puck.linearVelocity
         values = [
@@ -599,9 +588,7 @@ class HockeyEnv(gym.Env):
         choices = 8 if self.keep_mode else 7
         is_int = isinstance(discrete_action, (int, np.integer))
         if not is_int or isinstance(discrete_action, (bool, np.bool_)):
-            raise ValueError(
-                f"discrete action must be an integer in 0..{choices - 1}, got {discrete_action!r}"
-            )
+            raise ValueError(f"discrete action must be an integer in 0..{choices - 1}, got {discrete_action!r}")
         if not 0 <= discrete_action < choices:
             raise ValueError(f"discrete action must be in 0..{choices - 1}, got {discrete_action}")
         a = int(discrete_action)
