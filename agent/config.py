@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# ---- seeds -------------------------------------------------------------------------
+# One run seed (train.seed) spreads over the run's random streams: each stream is seeded
+# with the run seed plus an offset of its own, so that no two streams share a seed.
+SEED_PREFILL = 1  # the trainer's uniform prefill actions
+SEED_SCRIPTED_STEP = 7919  # the scripted player of game i: seed + 7919 * (i + 1)
+SEED_GAMES_STEP = 1009  # the k-th set of training games (rebuilt on a mode change): seed + 1009 * (k + 1)
+SEED_EVAL = 1_000_003  # the evaluation games
+SEED_LEAGUE = 4243  # the self-play league's opponent draws
+
+
+def scripted_seed(seed: int, game_index: int) -> int:
+    """The seed of the scripted player in game `game_index` of a run (or a match) seeded `seed`."""
+    return seed + SEED_SCRIPTED_STEP * (game_index + 1)
 
 
 @dataclass
@@ -115,13 +130,16 @@ class TrainConfig:
     drill_mode: str = "defense"  # 'defense' | 'shooting' | 'mixed' (drill games alternate defense, shooting)
     reward: str = "sparse"  # 'sparse' | 'shaped' | 'mix'
     eval_every: int = 50_000
-    eval_games: int = 100
+    eval_rounds: int = 100  # rounds per eval opponent, rounded up to whole 4-round games
     eval_opponents: tuple[str, ...] = ("weak", "strong")
     checkpoint_every: int = 50_000
     log_every: int = 1_000
     seed: int = 0
     device: str = "auto"
-    selfplay: bool = False
+    # the CPU: threads 0 = one per core; share_cpu = True leaves the cores to other jobs as
+    # well (threads sleep while they wait) instead of keeping them busy-waiting (fastest alone)
+    threads: int = 0
+    share_cpu: bool = False
     snapshot_every: int = 100_000
     pfsp: str = "squared"  # 'squared' | 'variance'
     latest_share: float = 0.5
@@ -142,34 +160,116 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+# ---- choices and ranges: every named choice and every allowed range, written once ----
+
+SCRIPTED_PLAYERS = ("still", "random", "weak", "strong", "shooter", "keeper")  # agent/players/scripted.py
+TRAIN_MODES = ("normal", "shooting", "defense", "curriculum")
+CURRICULUM = ("shooting", "defense", "normal")  # 'curriculum': these modes by thirds of train.steps
+MIX = ("weak", "strong")  # opponent 'mix': one of these drawn per round
+DEVICES = ("auto", "cpu", "cuda")
+
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "compute_dtype"): ("float32", "bfloat16"),
     ("actor", "dist"): ("bounded_normal", "tanh_normal"),
     ("actor", "eta_schedule"): ("constant", "linear", "exp"),
+    ("train", "opponent"): (*SCRIPTED_PLAYERS, "mix"),
+    ("train", "mode"): TRAIN_MODES,
     ("train", "reward"): ("sparse", "shaped", "mix"),
     ("train", "drill_mode"): ("shooting", "defense", "mixed"),
+    ("train", "device"): DEVICES,
     ("train", "pfsp"): ("squared", "variance"),
 }
+# each eval opponent is one of these
+ITEM_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("train", "eval_opponents"): SCRIPTED_PLAYERS}
 
-# Preset -> overrides applied on top of the defaults (the defaults are 'small').
+_POS = (0.0, None, False)  # > 0
+_NONNEG = (0.0, None, True)  # >= 0
+_ONE_UP = (1, None, True)  # >= 1
+_UNIT = (0.0, 1.0, True)  # in [0, 1]
+# (section, field) -> (low, high, low included); high is always included. Every float must
+# also be finite; a field without a range here takes any finite value.
+RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
+    **{("model", f): _ONE_UP for f in ("deter", "hidden", "stoch", "blocks", "units", "layers")},
+    ("model", "classes"): (2, None, True),
+    ("model", "head_layers"): _NONNEG,
+    ("model", "unimix"): (0.0, 0.5, True),
+    ("model", "bins"): (2, None, True),
+    **{("model", f): _NONNEG for f in ("free_nats", "dyn_scale", "rep_scale", "rec_scale", "rew_scale", "con_scale")},
+    ("actor", "min_std"): _POS,
+    ("actor", "max_std"): _POS,
+    ("actor", "eta"): _NONNEG,
+    ("actor", "eta_final"): _NONNEG,
+    ("actor", "eta_decay_steps"): _ONE_UP,
+    ("actor", "horizon"): _ONE_UP,
+    ("actor", "lam"): _UNIT,
+    ("actor", "discount_horizon"): (1.0, None, True),
+    ("actor", "retnorm_decay"): (0.0, 1.0, True),
+    ("actor", "retnorm_limit"): _POS,
+    ("actor", "retnorm_low"): (0.0, 100.0, True),
+    ("actor", "retnorm_high"): (0.0, 100.0, True),
+    ("actor", "pg_scale"): _NONNEG,
+    ("critic", "slow_rate"): (0.0, 1.0, False),
+    ("critic", "slow_reg"): _NONNEG,
+    ("critic", "scale"): _NONNEG,
+    **{("optim", f): _POS for f in ("wm_lr", "actor_lr", "critic_lr", "wm_eps", "ac_eps")},
+    **{("optim", f): _POS for f in ("wm_clip", "actor_clip", "critic_clip")},
+    ("explore", "scale"): _NONNEG,
+    ("explore", "members"): _ONE_UP,
+    ("explore", "layers"): _NONNEG,
+    ("explore", "lr"): _POS,
+    ("explore", "clip"): _POS,
+    **{("train", f): _ONE_UP for f in ("steps", "envs", "batch_size", "seq_len", "replay_capacity", "log_every")},
+    ("train", "train_ratio"): _POS,
+    ("train", "prefill"): _NONNEG,
+    ("train", "eval_every"): _NONNEG,
+    ("train", "eval_rounds"): _ONE_UP,
+    ("train", "checkpoint_every"): _NONNEG,
+    ("train", "seed"): (0, 2**31 - 1, True),
+    ("train", "threads"): _NONNEG,
+    ("train", "snapshot_every"): _NONNEG,
+    ("train", "latest_share"): _UNIT,
+    ("train", "scripted_share"): _UNIT,
+    ("train", "snapshot_games"): _ONE_UP,
+}
+# fields a config saved by an earlier version may hold: renamed (old -> new) or dropped
+_RENAMED = {("train", "eval_games"): "eval_rounds"}
+_DROPPED = {("train", "selfplay")}
+
+# ---- presets: overrides on top of the defaults (the defaults are 'small') ------------
+
+_TINY = {
+    "model": {"deter": 64, "hidden": 32, "stoch": 8, "classes": 4, "blocks": 4, "units": 32},
+    "train": {
+        "batch_size": 8,
+        "seq_len": 32,
+        "train_ratio": 64.0,
+        "prefill": 500,
+        "replay_capacity": 100_000,
+        "envs": 4,
+    },
+}
 _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # CPU smoke runs: everything tiny, short sequences, a small replay.
-    "tiny": {
-        "model": {"deter": 64, "hidden": 32, "stoch": 8, "classes": 4, "blocks": 4, "units": 32},
-        "train": {
-            "batch_size": 8,
-            "seq_len": 32,
-            "train_ratio": 64.0,
-            "prefill": 500,
-            "replay_capacity": 100_000,
-            "envs": 4,
-        },
-    },
+    "tiny": _TINY,
     # ~ official size1m, the paper's preset for proprioceptive control.
     "small": {},
     # ~ official size12m.
     "medium": {
         "model": {"deter": 2048, "hidden": 256, "classes": 16, "units": 256},
+    },
+    # `hockey-agent train --selfplay` without --preset: tiny, sized to finish in about 30
+    # minutes on 2 CPU cores (~19 env steps/s there, snapshots and evaluations included)
+    # with five rated snapshots.
+    "selfplay": {
+        "model": _TINY["model"],
+        "train": {
+            **_TINY["train"],
+            "steps": 32_000,
+            "snapshot_every": 6_400,
+            "eval_every": 8_000,
+            "eval_rounds": 50,
+            "checkpoint_every": 8_000,
+        },
     },
 }
 
@@ -239,20 +339,60 @@ def _check_value(value: Any, typ: Any, where: str) -> Any:
     raise ValueError(f"{where}: expected {typ}, got {value!r}")
 
 
+def _range_text(low: float | None, high: float | None, low_in: bool) -> str:
+    if high is None:
+        return f"{'>=' if low_in else '>'} {low}"
+    return f"in {'[' if low_in else '('}{low}, {high}]"
+
+
 def validate(cfg: Config) -> Config:
-    """Check the fields that take one of a few names and a few ranges; return cfg."""
-    for (section, name), choices in CHOICES.items():
-        value = getattr(getattr(cfg, section), name)
-        if value not in choices:
-            raise ValueError(f"{section}.{name}={value!r} is not one of {', '.join(choices)}")
-    if not 0 < cfg.actor.min_std < cfg.actor.max_std:
+    """Check every field: names against CHOICES, numbers finite and inside RANGES, and the
+    rules that tie fields together. The first problem is a ValueError naming the field."""
+    for section in dataclasses.fields(Config):
+        values = getattr(cfg, section.name)
+        for f in dataclasses.fields(values):
+            key, value = (section.name, f.name), getattr(values, f.name)
+            where = f"{section.name}.{f.name}"
+            label = f.name.replace("_", " ")
+            if key in CHOICES and value not in CHOICES[key]:
+                raise ValueError(f"unknown {label} {value!r}; choices: {', '.join(CHOICES[key])} ({where})")
+            if key in ITEM_CHOICES:
+                for item in value:
+                    if item not in ITEM_CHOICES[key]:
+                        choices = ", ".join(ITEM_CHOICES[key])
+                        raise ValueError(f"unknown {label.rstrip('s')} {item!r}; choices: {choices} ({where})")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{where}={value!r}: must be a finite number")
+            if key in RANGES:
+                low, high, low_in = RANGES[key]
+                ok = (value >= low if low_in else value > low) and (high is None or value <= high)
+                if not ok:
+                    raise ValueError(f"{where}={value!r}: must be {_range_text(low, high, low_in)}")
+    m, a, t = cfg.model, cfg.actor, cfg.train
+    if not a.min_std < a.max_std:
         raise ValueError("actor.min_std and actor.max_std need 0 < min_std < max_std")
-    if cfg.model.deter % cfg.model.blocks:
-        raise ValueError(f"model.deter={cfg.model.deter} is not divisible by model.blocks={cfg.model.blocks}")
-    if cfg.explore.scale < 0 or (cfg.explore.scale > 0 and cfg.explore.members < 2):
-        raise ValueError("explore.scale must be >= 0, and an enabled bonus needs explore.members >= 2")
-    if cfg.actor.eta_schedule == "exp" and (cfg.actor.eta <= 0 or cfg.actor.eta_final <= 0):
+    if not a.retnorm_low < a.retnorm_high:
+        raise ValueError("actor.retnorm_low must be below actor.retnorm_high")
+    if m.deter % m.blocks:
+        raise ValueError(f"model.deter={m.deter} is not divisible by model.blocks={m.blocks}")
+    if cfg.explore.scale > 0 and cfg.explore.members < 2:
+        raise ValueError("an enabled bonus (explore.scale > 0) needs explore.members >= 2")
+    if a.eta_schedule == "exp" and (a.eta <= 0 or a.eta_final <= 0):
         raise ValueError("actor.eta_schedule=exp needs actor.eta > 0 and actor.eta_final > 0")
+    if not 0 <= t.drill_envs < t.envs:
+        raise ValueError(
+            f"train.drill_envs must be in [0, envs={t.envs}), got {t.drill_envs}: "
+            "at least one game plays the run's mode"
+        )
+    if t.replay_capacity // t.envs < t.seq_len:
+        raise ValueError(
+            f"train.replay_capacity={t.replay_capacity} leaves fewer than seq_len={t.seq_len} "
+            f"rows per game for {t.envs} games"
+        )
+    if t.latest_share + t.scripted_share > 1.0:
+        raise ValueError("train.latest_share + train.scripted_share must be <= 1")
+    if not t.eval_opponents:
+        raise ValueError("train.eval_opponents needs at least one opponent")
     return cfg
 
 
@@ -297,7 +437,13 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         raise ValueError(f"unknown config sections {sorted(unknown)}; choices: {', '.join(sections)}")
     built = {}
     for section, cls in sections.items():
-        values = data.get(section, {})
+        values = dict(data.get(section, {}))
+        for (sec, old), new in _RENAMED.items():
+            if sec == section and old in values and new not in values:
+                values[new] = values.pop(old)
+        for sec, old in _DROPPED:
+            if sec == section:
+                values.pop(old, None)
         types = _field_types(cls)
         bad = set(values) - set(types)
         if bad:

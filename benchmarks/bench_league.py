@@ -65,7 +65,7 @@ def main() -> None:
 
     import rich.progress  # noqa: F401
 
-    import agent.match  # noqa: F401  (one-time imports are not per-game overhead)
+    import agent.players.match  # noqa: F401  (one-time imports are not per-game overhead)
 
     inline, inline_cpu = _run(args.games_per_pair, workers=0)
     _line("inline (workers=0)", (inline, inline_cpu))

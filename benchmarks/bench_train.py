@@ -20,7 +20,7 @@ import torch
 
 def bench(preset: str, steps: int, device: str) -> dict[str, float]:
     from agent.config import make_config
-    from agent.trainer import Trainer
+    from agent.training.trainer import Trainer
 
     base = make_config(preset)
     warm = base.train.seq_len * base.train.envs  # prefill: just enough rows for the first batch

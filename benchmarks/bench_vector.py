@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from agent.envs import RewardConfig, VectorHockey
+from agent.training.envs import RewardConfig, VectorHockey
 
 
 def measure(n: int, steps: int, seed: int = 0) -> tuple[float, float, float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from agent.opponents import SCRIPTED
+from agent.players.scripted import SCRIPTED
 from export.onnx_export import DEFAULT_OPSET, EXPORTERS
 
 

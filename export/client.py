@@ -32,10 +32,9 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from agent.policy import Policy
+from agent.game.rules import ACTION_SIZE, OBS_SIZE
+from agent.players.policy import Policy
 from export.protocol import (
-    ACTION_SIZE,
-    OBS_SIZE,
     PROTOCOL_VERSION,
     Auth,
     EndGame,

@@ -17,7 +17,7 @@ _NEEDS_GAME = ("weak", "strong")
 
 
 def _client_scripted_names() -> list[str]:
-    from agent.opponents import SCRIPTED
+    from agent.players.scripted import SCRIPTED
 
     return [name for name in SCRIPTED if name not in _NEEDS_GAME]
 
@@ -114,7 +114,7 @@ def client(
             raise click.BadParameter(
                 f"unknown scripted player {scripted!r}; choices: {', '.join(names)}", param_hint="--scripted"
             )
-        from agent.opponents import make_scripted
+        from agent.players.scripted import make_scripted
 
         policy = make_scripted(scripted)
         label = f"scripted player '{scripted}'"

@@ -64,7 +64,7 @@ class LoadedAgent:
 
 def load_checkpoint_agent(source: str | os.PathLike[str]) -> LoadedAgent:
     """Rebuild the agent of a run directory or checkpoint file on the CPU, in eval mode."""
-    from agent import checkpoint
+    from agent.training import checkpoint
 
     agent, _, data = checkpoint.load_agent(source, device="cpu")
     counters = data.get("counters", {})
@@ -252,7 +252,7 @@ class Lockstep:
 
 
 def _game_winners(games: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
-    from agent.match import game_winner  # the game (Box2D) loads only when a check runs
+    from agent.players.match import game_winner  # the game (Box2D) loads only when a check runs
 
     return tuple(game_winner(rounds) for rounds in games)
 
@@ -300,8 +300,8 @@ def check_export(
     once driven by the ONNX agent alone, which gives its outcome.
     """
     from agent.dreamer.agent import ActingPolicy
-    from agent.match import play_game
-    from agent.opponents import SCRIPTED, make_scripted
+    from agent.players.match import play_game
+    from agent.players.scripted import SCRIPTED, make_scripted
 
     if opponent not in SCRIPTED:
         raise ValueError(f"unknown opponent {opponent!r}; choices: {', '.join(SCRIPTED)}")

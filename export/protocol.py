@@ -12,9 +12,6 @@ from twisted.protocols import amp
 
 PROTOCOL_VERSION = 1
 DEFAULT_PORT = 65335
-OBS_SIZE = 18
-ACTION_SIZE = 4
-ROUNDS_PER_GAME = 4
 # The course's server configuration: every call the server makes times out after this.
 DEFAULT_TIMEOUT_S = 10.0
 

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-OBS_SIZE = 18
-DT = 1.0 / 50.0
-W, H = 10.0, 8.0
-START_X = W / 5 - W / 2  # player 1's start, relative to the centre: -3
-MODES: dict[str, int] = {"normal": 0, "train_shooting": 1, "train_defense": 2}
+from agent.game.rules import DT, OBS_SIZE, START_X, H, W, mirror, parse_mode
+
 # Float32 positions at the reset: exact values, but allow for the float32 -> float64 widening.
 EXACT_TOL = 1e-5
 RANGE_TOL = 1e-4
@@ -33,29 +30,6 @@ JUMP_TOL = 0.05
 # obs index blocks (player-1 frame): own player, other player, puck
 _OWN = slice(0, 6)
 _OTHER = slice(6, 12)
-
-
-def mode_index(mode: int | str) -> int:
-    """The game mode number for a name ('normal', ...) or number; ValueError otherwise."""
-    if isinstance(mode, str):
-        if mode.lower() not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choices: {sorted(MODES)}")
-        return MODES[mode.lower()]
-    if mode not in MODES.values():
-        raise ValueError(f"unknown mode {mode!r}; choices: {sorted(MODES.values())} or {sorted(MODES)}")
-    return int(mode)
-
-
-def mirror(obs: np.ndarray) -> np.ndarray:
-    """The other player's view of the same state (GAME.md `obs_agent_two`); its own inverse."""
-    o = np.asarray(obs, dtype=np.float64)
-    sign = np.array([-1.0, -1.0, 1.0, -1.0, -1.0, 1.0])
-    out = np.empty(OBS_SIZE)
-    out[_OWN] = o[_OTHER] * sign
-    out[_OTHER] = o[_OWN] * sign
-    out[12:16] = -o[12:16]
-    out[16], out[17] = o[17], o[16]
-    return out
 
 
 def _in(value: float, low: float, high: float) -> bool:
@@ -94,7 +68,7 @@ def is_reset_configuration(obs: np.ndarray, mode: int | str = 0) -> bool:
 
     Either view is accepted: player 2's observation is the mirror of player 1's.
     """
-    m = mode_index(mode)
+    m = int(parse_mode(mode))
     o = np.asarray(obs, dtype=np.float64)
     if o.shape != (OBS_SIZE,) or not np.all(np.isfinite(o)):
         return False
@@ -122,7 +96,7 @@ class RoundDetector:
     """
 
     def __init__(self, mode: int | str = 0) -> None:
-        self.mode = mode_index(mode)
+        self.mode = int(parse_mode(mode))
         self.start_game()
 
     def start_game(self) -> None:

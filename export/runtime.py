@@ -322,6 +322,19 @@ class OnnxAgent:
         self._batch_prev = action
         return result
 
+    def act_rows(self, rows: Any, obs: np.ndarray) -> np.ndarray:
+        """One step for some batch games (integer indices): obs [k,18] -> actions [k,4].
+
+        With `reset_rows` this makes the agent a `BatchPolicy` (agent/players/policy.py)."""
+        index = np.asarray(rows, np.int64)
+        values = self._sanitize(obs)
+        if values.shape != (index.size, OBS_SIZE):
+            raise ValueError(f"observations must have shape ({index.size}, {OBS_SIZE}), got {values.shape}")
+        action, state, result = self._step(values, self._batch_prev[index], self._batch_state[index])
+        self._batch_state[index] = state
+        self._batch_prev[index] = action
+        return result
+
     def __repr__(self) -> str:
         return (
             f"OnnxAgent({self.path!r}, preset={self.preset!r}, train_step={self.train_step}, "

@@ -24,11 +24,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from agent.game.rules import ACTION_SIZE, ROUNDS_PER_GAME
 from export.protocol import (
-    ACTION_SIZE,
     DEFAULT_TIMEOUT_S,
     PROTOCOL_VERSION,
-    ROUNDS_PER_GAME,
     Auth,
     EndGame,
     Error,

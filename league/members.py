@@ -1,9 +1,9 @@
 """League members: who can be rated, and how each becomes a playing Policy.
 
-Three kinds: 'scripted' (every name in agent.opponents.SCRIPTED, added to every new
+Three kinds: 'scripted' (every name in agent.players.scripted.SCRIPTED, added to every new
 league), 'snapshot' (a frozen copy of the learning agent: an exported .onnx file or a
 checkpoint) and 'external' (an .onnx file or checkpoint a user adds). Every member
-plays through the Policy interface; `agent.match.play_game` calls `reset()` at the
+plays through the Policy interface; `agent.players.match.play_game` calls `reset()` at the
 start of each round, so a recurrent member's state never leaks between rounds.
 """
 
@@ -13,9 +13,67 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.policy import Policy
+from agent.players.policy import BatchPolicy, Policy
+from agent.players.scripted import SCRIPTED, make_scripted, scripted_batch
 
 KINDS = ("scripted", "snapshot", "external")
+
+FILE_KINDS = "an exported .onnx file, a run directory or a checkpoint file"
+
+
+def describe_choices() -> str:
+    """The accepted specs, for error messages."""
+    return f"a scripted player ({', '.join(SCRIPTED)}) or {FILE_KINDS}"
+
+
+def load_player(spec: str, seed: int | None = None) -> Policy:
+    """Resolve `spec` to a Policy; an unknown spec is a ValueError listing the choices.
+
+    `seed` only affects scripted players (learned ones act deterministically).
+    """
+    if spec in SCRIPTED:
+        return make_scripted(spec, seed=seed)
+    path = Path(spec)
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise ValueError(f"ONNX file {spec!r} does not exist")
+        from export.runtime import OnnxAgent
+
+        return OnnxAgent(path)
+    if path.exists():
+        from agent.training.checkpoint import load_policy
+
+        return load_policy(path, device="cpu")
+    raise ValueError(f"unknown player {spec!r}; expected {describe_choices()}")
+
+
+def load_batch_player(spec: str, games: int, seed: int | None = None, stochastic: bool = False) -> BatchPolicy:
+    """`spec` as a player of `games` games at once (agent.players.policy.BatchPolicy).
+
+    Scripted: one player per game, game i's seeded `scripted_seed(seed, i)`; ONNX: one
+    runtime with a state per game; a run directory or checkpoint: the DreamerAgent
+    acting for all games in one step (`stochastic` samples instead of the mean).
+    """
+    if spec in SCRIPTED:
+        return scripted_batch(spec, games, seed)
+    path = Path(spec)
+    if stochastic and (path.suffix.lower() == ".onnx" or not path.exists()):
+        raise ValueError("a stochastic player needs a run directory or checkpoint")
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise ValueError(f"ONNX file {spec!r} does not exist")
+        from export.runtime import OnnxAgent
+
+        agent = OnnxAgent(path)
+        agent.reset_batch(games)
+        return agent
+    if path.exists():
+        from agent.dreamer.agent import BatchActingPolicy
+        from agent.training.checkpoint import load_agent
+
+        dreamer, _, _ = load_agent(path, device="cpu")
+        return BatchActingPolicy(dreamer, games, deterministic=not stochastic)
+    raise ValueError(f"unknown player {spec!r}; expected {describe_choices()}")
 
 
 class LeagueError(Exception):
@@ -43,22 +101,18 @@ class Member:
 
     @property
     def spec(self) -> str:
-        """What `agent.players.load_player` accepts for this member."""
+        """What `load_player` accepts for this member."""
         return self.name if self.path is None else self.path
 
 
 def scripted_members() -> list[Member]:
     """One member per scripted player, as a fresh league starts."""
-    from agent.opponents import SCRIPTED
-
     now = time.time()
     return [Member(name=name, kind="scripted", created=now) for name in SCRIPTED]
 
 
 def load_policy(member: Member, seed: int | None = None) -> Policy:
     """Build the member's Policy; `seed` makes scripted players' randomness reproducible."""
-    from agent.players import load_player
-
     if member.kind == "scripted":
         return load_player(member.name, seed=seed)
     return load_player(member.spec)
@@ -73,8 +127,6 @@ def file_member(
     written to the database.
     """
     import numpy as np
-
-    from agent.opponents import SCRIPTED
 
     if kind == "scripted":
         raise LeagueError(f"scripted members are added automatically; choose a kind from: {', '.join(KINDS[1:])}")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.policy import Policy
+from agent.players.policy import Policy
 from league.db import DEFAULT_LEAGUE, LeagueDB, MatchRecord, RatingRow
 from league.members import LeagueError, Member, load_policy, scripted_members
 from league.ratings import bradley_terry, elo, openskill
@@ -69,7 +69,7 @@ def _policy(member: Member, seed: int) -> Policy:
 
 def play_task(task: Task, member1: Member, member2: Member) -> MatchRecord:
     """Play one scheduled match in this process (the worker side; picklable, spawn-safe)."""
-    from agent.match import play_game
+    from agent.players.match import play_game
 
     seed1, seed2 = (int(s) for s in np.random.SeedSequence(task.seed).generate_state(2))
     result = play_game(_policy(member1, seed1), _policy(member2, seed2), seed=task.seed)

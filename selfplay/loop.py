@@ -23,26 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.config import Config
-from agent.policy import Policy
+from agent.config import SEED_LEAGUE, Config, scripted_seed
+from agent.players.policy import Policy
 from selfplay.pfsp import PFSPSampler
 
 if TYPE_CHECKING:
-    from agent.trainer import Trainer
+    from agent.training.trainer import Trainer
     from league.members import Member
 
 SELF = "self"  # the PFSP name of the learner's latest self
-# `hockey-agent train --selfplay` without --preset: sized to finish in about 30 minutes
-# on 2 CPU cores (measured: ~19 env steps/s for the tiny preset there, snapshots and
-# evaluations included) with five rated snapshots.
-SELFPLAY_PRESET = "tiny"
-SELFPLAY_DEFAULTS = (
-    "train.steps=32000",
-    "train.snapshot_every=6400",
-    "train.eval_every=8000",
-    "train.eval_games=50",
-    "train.checkpoint_every=8000",
-)
 OUTCOME_SCORE = {1: 1.0, 0: 0.5, -1: 0.0}  # trainer outcome -> PFSP outcome
 
 
@@ -59,14 +48,14 @@ class LeagueSampler:
     """
 
     def __init__(self, cfg: Config, league_dir: Path) -> None:
-        from agent.opponents import SCRIPTED
+        from agent.players.scripted import SCRIPTED
         from league.db import LeagueDB
         from league.members import scripted_members
 
         t = cfg.train
         self.league_dir = league_dir
         self.seed = t.seed
-        self.rng = np.random.default_rng(t.seed + 4243)
+        self.rng = np.random.default_rng(t.seed + SEED_LEAGUE)
         self.pfsp = PFSPSampler(
             scripted=SCRIPTED, weighting=t.pfsp, self_share=t.latest_share, scripted_share=t.scripted_share, latest=SELF
         )
@@ -96,7 +85,7 @@ class LeagueSampler:
                 raise RuntimeError("LeagueSampler.bind(trainer) must be called before sampling")
             return ActingPolicy(self.trainer.agent, deterministic=True)
         member = self.members[name]
-        seed = self.seed + 7919 * (env_index + 1) if member.kind == "scripted" else None
+        seed = scripted_seed(self.seed, env_index) if member.kind == "scripted" else None
         return load_policy(member, seed=seed)
 
     def sample(self, env_index: int) -> tuple[str, Policy]:
@@ -195,10 +184,9 @@ def run_selfplay(
     """
     import shutil
 
-    from agent.trainer import Trainer
+    from agent.training.trainer import Trainer
 
     run_dir = Path(run_dir)
-    cfg.train.selfplay = True
     league_dir = league_dir_for(cfg, run_dir)
     sampler = LeagueSampler(cfg, league_dir)
     trainer = Trainer(cfg, run_dir, opponent_sampler=sampler, resume=resume, preset=preset, progress=progress)

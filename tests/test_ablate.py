@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from agent.commands.ablate import ablate
+from agent.cli.ablate import ablate
 from tests.test_trainer import FAST
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from agent import checkpoint as ckpt
 from agent.config import make_config
-from agent.trainer import Trainer
+from agent.training import checkpoint as ckpt
+from agent.training.trainer import Trainer
 
 torch.set_num_threads(1)
 
@@ -69,7 +69,7 @@ def test_load_agent_and_policy_round_trip(run_dir: Path) -> None:
 
 
 def test_players_load_a_run_dir(run_dir: Path) -> None:
-    from agent.players import load_player
+    from league.members import load_player
 
     player = load_player(str(run_dir))
     player.reset()

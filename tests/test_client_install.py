@@ -86,7 +86,7 @@ def test_client_extra_in_fresh_venv_plays_a_game(tmp_path: Path) -> None:
 
 def test_dockerfile_matches_the_repository() -> None:
     """Docker is not available here: check what the image build relies on instead."""
-    from agent.cli import COMMANDS
+    from agent.cli.main import COMMANDS
 
     text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")  # join continued lines
     instructions = [line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith("#")]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from agent import diagnose as diag
-from agent.metrics import MetricsLogger, read_rows
+from agent.training import diagnose as diag
+from agent.training.metrics import MetricsLogger, read_rows
 
 N = 90
 
@@ -90,7 +90,7 @@ def test_phase_table_splits_in_thirds() -> None:
 
 
 def test_phase_table_reports_lost_drills_when_the_run_had_them(tmp_path: Path) -> None:
-    from agent.commands.diagnose import diagnose
+    from agent.cli.diagnose import diagnose
 
     rows = _rows()
     assert all(np.isnan(t["drill_lost"]) for t in diag.phase_table(rows))
@@ -187,7 +187,7 @@ def test_logger_resume_drops_rows_after_checkpoint(tmp_path: Path) -> None:
 
 
 def test_cli_report_and_plot(tmp_path: Path) -> None:
-    from agent.commands.diagnose import diagnose
+    from agent.cli.diagnose import diagnose
 
     run = _write_run(tmp_path, _rows({"ret/at_floor": 1.0}))
     out = tmp_path / "d.png"

@@ -17,7 +17,7 @@ from agent.config import (
     save_config,
 )
 from agent.dreamer import ActingPolicy, DreamerAgent
-from agent.policy import Policy
+from agent.players.policy import Policy
 
 torch.set_num_threads(1)
 
@@ -77,7 +77,7 @@ def random_batch(cfg, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def test_presets_and_overrides_are_typed():
-    assert set(PRESETS) == {"tiny", "small", "medium"}
+    assert set(PRESETS) == {"tiny", "small", "medium", "selfplay"}
     small = PRESETS["small"].model
     assert (small.deter, small.hidden, small.stoch, small.classes, small.units) == (512, 64, 32, 4, 64)
     assert PRESETS["medium"].model.deter == 2048 and PRESETS["medium"].model.classes == 16
@@ -85,13 +85,13 @@ def test_presets_and_overrides_are_typed():
         "small",
         [
             "actor.eta=1e-3",
-            "train.selfplay=yes",
+            "train.share_cpu=yes",
             "train.steps=2e6",
             "train.eval_opponents=weak, strong",
             "actor.eta_schedule=linear",
         ],
     )
-    assert cfg.actor.eta == 1e-3 and cfg.train.selfplay is True and cfg.train.steps == 2_000_000
+    assert cfg.actor.eta == 1e-3 and cfg.train.share_cpu is True and cfg.train.steps == 2_000_000
     assert cfg.train.eval_opponents == ("weak", "strong") and cfg.actor.eta_schedule == "linear"
     assert PRESETS["small"].actor.eta == 3e-4  # the preset itself is untouched
 
@@ -104,7 +104,7 @@ def test_presets_and_overrides_are_typed():
         ("tiny", ["actor.temperature=1"], "choices: dist"),
         ("tiny", ["actor.dist=gaussian"], "bounded_normal, tanh_normal"),
         ("tiny", ["train.steps=ten"], "expected an int"),
-        ("tiny", ["train.selfplay=maybe"], "expected a bool"),
+        ("tiny", ["train.share_cpu=maybe"], "expected a bool"),
         ("tiny", ["actor.eta"], "section.field=value"),
         ("tiny", ["model.blocks=5"], "not divisible"),
     ],

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agent.envs import HockeyLearnerEnv, RewardConfig, VectorHockey
-from agent.opponents import make_scripted
+from agent.players.scripted import make_scripted
+from agent.training.envs import HockeyLearnerEnv, RewardConfig, VectorHockey
 
 
 def test_reset_gives_an_observation_in_the_space() -> None:

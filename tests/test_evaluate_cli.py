@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from agent.cli import main
-from agent.commands.evaluate import RoundOutcome, outcome_rows, wilson
+from agent.cli.main import main
+from agent.players.match import RoundOutcome, outcome_rows, wilson
 
 
 def _eval(*args: str):

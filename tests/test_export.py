@@ -12,9 +12,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from agent import checkpoint
 from agent.config import config_to_dict, make_config
 from agent.dreamer.agent import DreamerAgent
+from agent.training import checkpoint
 from export.cli import export_cmd
 from export.onnx_export import (
     ACTION_LAYOUT,

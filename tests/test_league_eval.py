@@ -102,7 +102,7 @@ def test_scripted_strengths_are_recovered(concurrent_league: tuple[Path, list[st
 
 
 def test_show_prints_the_leaderboard_and_plots(concurrent_league: tuple[Path, list[str]], tmp_path: Path) -> None:
-    from agent.cli import main
+    from agent.cli.main import main
 
     league, _ = concurrent_league
     result = CliRunner().invoke(main, ["league", "show", "--league", str(league), "--plot", str(tmp_path / "p")])
@@ -165,7 +165,7 @@ def test_sigkill_mid_eval_leaves_a_consistent_league_that_a_rerun_completes(tmp_
 
 
 def test_cli_errors_are_clear_and_write_nothing(tmp_path: Path) -> None:
-    from agent.cli import main
+    from agent.cli.main import main
 
     runner = CliRunner()
     league = tmp_path / "league"
@@ -220,7 +220,7 @@ def test_uncertain_schedule_adds_games_to_the_least_known_pair(tmp_path: Path) -
 def test_show_on_a_league_without_games(tmp_path: Path) -> None:
     import warnings
 
-    from agent.cli import main
+    from agent.cli.main import main
     from league.members import scripted_members
 
     with LeagueDB(tmp_path, create=True) as db:

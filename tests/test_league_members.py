@@ -71,13 +71,13 @@ def test_member_rows_are_checked() -> None:
     with pytest.raises(LeagueError, match="non-empty"):
         Member(" x", "scripted")
     names = [m.name for m in scripted_members()]
-    from agent.opponents import SCRIPTED
+    from agent.players.scripted import SCRIPTED
 
     assert names == list(SCRIPTED)
 
 
 def test_add_an_onnx_agent_and_play_it(tmp_path: Path) -> None:
-    from agent.cli import main
+    from agent.cli.main import main
 
     agent = _onnx_agent(tmp_path / "agent.onnx")
     league = tmp_path / "league"

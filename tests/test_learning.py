@@ -34,9 +34,9 @@ import pytest
 import torch
 
 from agent.config import make_config
-from agent.diagnose import series, update_rows
-from agent.metrics import read_rows
-from agent.trainer import Trainer
+from agent.training.diagnose import series, update_rows
+from agent.training.metrics import read_rows
+from agent.training.trainer import Trainer
 
 STEPS = 5000
 SEEDS = (0, 1, 2, 3)
@@ -51,7 +51,7 @@ Act = Callable[[np.ndarray], np.ndarray]
 
 def _play(act: Act) -> tuple[float, float]:
     """(share of ROUNDS shooting rounds vs still scored in, mean `mix` return) for act(obs [n, 18])."""
-    from agent.envs import RewardConfig, VectorHockey
+    from agent.training.envs import RewardConfig, VectorHockey
 
     envs = VectorHockey(ROUNDS, "still", mode="shooting", reward=RewardConfig(kind="mix"), seed=EVAL_SEED, side="p1")
     obs, _ = envs.reset()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from agent.game import HockeyEnv, Mode
-from agent.match import GameResult, check_action, play_game, player1_starts
-from agent.opponents import make_scripted
+from agent.players.match import GameResult, check_action, play_game, player1_starts
+from agent.players.scripted import make_scripted
 
 
 class Recorder:

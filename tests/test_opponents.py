@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from agent.game import BasicOpponent, HockeyEnv, Mode
-from agent.opponents import SCRIPTED, make_scripted
-from agent.policy import Policy
+from agent.players.policy import Policy
+from agent.players.scripted import SCRIPTED, make_scripted
 
 
 def _game_observations(n: int = 120) -> list[np.ndarray]:
@@ -114,7 +114,7 @@ def test_keeper_moves_between_puck_and_its_goal() -> None:
 
 
 def test_new_players_beat_the_still_player() -> None:
-    from agent.match import play_game
+    from agent.players.match import play_game
 
     for name in ("shooter", "keeper"):
         result = play_game(make_scripted(name, seed=0), make_scripted("still"), seed=0)
@@ -122,7 +122,7 @@ def test_new_players_beat_the_still_player() -> None:
 
 
 def test_shooter_outscores_weak_and_keeper_holds_strong_scoreless() -> None:
-    from agent.match import play_game
+    from agent.players.match import play_game
 
     shooter = play_game(make_scripted("weak", seed=1), make_scripted("shooter"), seed=1)
     assert shooter.score2 > shooter.score1

@@ -7,7 +7,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from agent.cli import main
+from agent.cli.main import main
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
@@ -30,8 +30,8 @@ def _row(output: str) -> list[str]:
 
 
 def test_swap_sides_counts_from_a_side() -> None:
-    from agent.match import play_game
-    from agent.opponents import make_scripted
+    from agent.players.match import play_game
+    from agent.players.scripted import make_scripted
 
     result = _play("shooter", "weak", "--games", "2", "--seed", "5", "--swap-sides")
     assert result.exit_code == 0, result.output
@@ -113,8 +113,8 @@ def test_load_player_resolves_each_kind(tmp_path, monkeypatch) -> None:
     import sys
     import types
 
-    from agent.players import load_player
-    from agent.policy import Policy
+    from agent.players.policy import Policy
+    from league.members import load_player
 
     assert isinstance(load_player("keeper"), Policy)
     with pytest.raises(ValueError, match="still, random.*onnx.*run directory"):
@@ -123,8 +123,8 @@ def test_load_player_resolves_each_kind(tmp_path, monkeypatch) -> None:
         load_player(str(tmp_path / "agent.onnx"))
 
     loaded = []
-    fake = types.ModuleType("agent.checkpoint")
+    fake = types.ModuleType("agent.training.checkpoint")
     fake.load_policy = lambda path, device="cpu": loaded.append((path, device)) or "policy"
-    monkeypatch.setitem(sys.modules, "agent.checkpoint", fake)
+    monkeypatch.setitem(sys.modules, "agent.training.checkpoint", fake)
     assert load_player(str(tmp_path)) == "policy"
     assert loaded == [(tmp_path, "cpu")]

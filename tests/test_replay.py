@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.replay import Replay
+from agent.training.replay import Replay
 
 
 def _fill(replay: Replay, written: np.ndarray, rows: int, envs: np.ndarray | None = None) -> None:

@@ -2,7 +2,7 @@
 
 Two sources: the reference game's recordings (tests/data/vectors.npz, consecutive
 episodes on one game object, so counters carry over as on the server) and games of the
-bundled game played through agent.match, seen from both players.
+bundled game played through agent.players.match, seen from both players.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.rounds import RoundDetector, is_discontinuous, is_reset_configuration, mirror, mode_index
+from agent.game.rules import mirror, parse_mode
+from export.rounds import RoundDetector, is_discontinuous, is_reset_configuration
 
 VECTORS = Path(__file__).parent / "data" / "vectors.npz"
 
@@ -90,7 +91,7 @@ class Homing:
 
 
 def _player(name: str, seed: int):
-    from agent.opponents import make_scripted
+    from agent.players.scripted import make_scripted
 
     return Homing() if name == "homing" else make_scripted(name, seed=seed)
 
@@ -100,7 +101,7 @@ PAIRINGS = [("weak", "strong"), ("still", "random"), ("keeper", "still"), ("homi
 
 @pytest.mark.parametrize("mode", [0, 1, 2])
 def test_bundled_game_both_views(mode: int) -> None:
-    from agent.match import play_game
+    from agent.players.match import play_game
 
     resting_at_start = 0
     for index, (name1, name2) in enumerate(PAIRINGS):
@@ -162,9 +163,9 @@ def test_discontinuity_follows_velocity() -> None:
 
 def test_bad_input() -> None:
     with pytest.raises(ValueError, match="choices"):
-        mode_index("hockey")
+        parse_mode("hockey")
     with pytest.raises(ValueError, match="choices"):
         RoundDetector(mode=7)
     with pytest.raises(ValueError, match="18 values"):
         RoundDetector().observe(np.zeros(5))
-    assert mode_index("train_defense") == 2
+    assert parse_mode("train_defense") == 2

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from agent.policy import Policy
+from agent.players.policy import Policy
 from export.runtime import AgentFileError, OnnxAgent
 
 STATE = 6

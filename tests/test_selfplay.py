@@ -10,7 +10,7 @@ import torch
 
 from agent.config import make_config
 from agent.dreamer.agent import DreamerAgent
-from agent.opponents import SCRIPTED
+from agent.players.scripted import SCRIPTED
 from league.db import LeagueDB
 from selfplay.loop import SELF, LeagueSampler, run_selfplay
 
@@ -96,8 +96,8 @@ def test_selfplay_command_defaults_yield_to_the_user(monkeypatch):
     """`train --selfplay` alone gets the CPU-sized defaults; --steps / --set still win."""
     from click.testing import CliRunner
 
-    import agent.commands.train as train_cmd
-    from selfplay.loop import SELFPLAY_DEFAULTS
+    import agent.cli.train as train_cmd
+    from agent.config import PRESETS
 
     seen = {}
     monkeypatch.setattr(
@@ -107,9 +107,8 @@ def test_selfplay_command_defaults_yield_to_the_user(monkeypatch):
     )
     res = CliRunner().invoke(train_cmd.train, ["--selfplay"])
     assert res.exit_code == 0, res.output
-    assert seen["preset"] == "tiny" and seen["run_dir"].name.startswith("tiny-selfplay-s0-")
-    assert f"train.steps={seen['cfg'].train.steps}" in SELFPLAY_DEFAULTS
-    assert f"train.snapshot_every={seen['cfg'].train.snapshot_every}" in SELFPLAY_DEFAULTS
+    assert seen["preset"] == "selfplay" and seen["run_dir"].name.startswith("selfplay-s0-")
+    assert seen["cfg"] == PRESETS["selfplay"] and seen["cfg"].model == PRESETS["tiny"].model
     res = CliRunner().invoke(train_cmd.train, ["--selfplay", "--steps", "600", "--set", "train.snapshot_every=300"])
     assert res.exit_code == 0, res.output
     assert (seen["cfg"].train.steps, seen["cfg"].train.snapshot_every) == (600, 300)

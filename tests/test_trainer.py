@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from agent.checkpoint import load as load_checkpoint
-from agent.config import make_config
-from agent.diagnose import update_rows
-from agent.metrics import read_rows
-from agent.trainer import ScriptedSampler, Trainer, check_train_config, mode_at
+from agent.config import make_config, validate
+from agent.training.checkpoint import load as load_checkpoint
+from agent.training.diagnose import update_rows
+from agent.training.metrics import read_rows
+from agent.training.trainer import ScriptedSampler, Trainer, mode_at
 
 torch.set_num_threads(1)
 
@@ -37,7 +37,7 @@ FAST = [
     "train.opponent=still",
     "train.mode=shooting",
     "train.eval_every=200",
-    "train.eval_games=3",
+    "train.eval_rounds=3",
     "train.eval_opponents=still",
     "train.checkpoint_every=0",
     "train.log_every=2",
@@ -236,7 +236,7 @@ def test_mixed_drills_alternate_defense_and_shooting(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("train.drill_mode=attack", "is not one of shooting, defense, mixed"),
+        ("train.drill_mode=attack", "unknown drill mode 'attack'; choices: shooting, defense, mixed"),
         ("train.drill_envs=2", r"train.drill_envs must be in \[0, envs=2\), got 2"),
         ("train.drill_envs=-1", r"train.drill_envs must be in \[0, envs=2\), got -1"),
         ("train.opponent=nobody", "unknown opponent 'nobody'; choices: still, random, weak"),
@@ -247,13 +247,13 @@ def test_mixed_drills_alternate_defense_and_shooting(tmp_path: Path) -> None:
 )
 def test_bad_names_are_clear_errors(override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        check_train_config(fast_config(override))
+        validate(fast_config(override))
 
 
 def test_train_command_errors(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from agent.commands.train import train
+    from agent.cli.train import train
 
     runner = CliRunner()
     res = runner.invoke(train, ["--preset", "huge", "--run-dir", str(tmp_path / "a")])
@@ -269,7 +269,7 @@ def test_train_command_errors(tmp_path: Path) -> None:
 def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from agent.commands.train import train
+    from agent.cli.train import train
 
     run = tmp_path / "run"
     args = [

@@ -1,5 +1,5 @@
 """DreamerV3: maths, networks, world model, actor-critic and the acting agent."""
 
-from agent.dreamer.agent import ActingPolicy, ActingStep, DreamerAgent
+from agent.dreamer.agent import ActingPolicy, ActingStep, BatchActingPolicy, DreamerAgent
 
-__all__ = ["ActingPolicy", "ActingStep", "DreamerAgent"]
+__all__ = ["ActingPolicy", "ActingStep", "BatchActingPolicy", "DreamerAgent"]

@@ -288,7 +288,7 @@ def _adam_step(opt: torch.optim.Optimizer, loss: Tensor, module: nn.Module, clip
 
 
 class ActingPolicy:
-    """A DreamerAgent as a `Policy` (agent/policy.py), one game, deterministic by default."""
+    """A DreamerAgent as a `Policy` (agent/players/policy.py), one game, deterministic by default."""
 
     def __init__(self, agent: DreamerAgent, deterministic: bool = True):
         self.agent, self.deterministic = agent, deterministic
@@ -304,3 +304,34 @@ class ActingPolicy:
         action, self.state = self.agent.policy_step(obs_t, self.prev_action, self.state, first, self.deterministic)
         self.prev_action = action
         return action[0].cpu().numpy().astype(np.float64)
+
+
+class BatchActingPolicy:
+    """A DreamerAgent as a `BatchPolicy` (agent/players/policy.py): n games, one batched step.
+
+    Deterministic (posterior mode, actor mean) by default; `deterministic=False` samples
+    from the agent's own generator, as when collecting data.
+    """
+
+    def __init__(self, agent: DreamerAgent, games: int, deterministic: bool = True):
+        self.agent, self.deterministic = agent, deterministic
+        self.state = agent.initial_state(games)
+        self.prev_action = torch.zeros(games, agent.act_dim, device=agent.device)
+
+    def reset_rows(self, rows: np.ndarray) -> None:
+        index = torch.as_tensor(np.asarray(rows, np.int64), device=self.agent.device)
+        for value in self.state.values():
+            value[index] = 0.0
+        self.prev_action[index] = 0.0
+
+    def act_rows(self, rows: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        dev = self.agent.device
+        index = torch.as_tensor(np.asarray(rows, np.int64), device=dev)
+        state = {k: v[index] for k, v in self.state.items()}
+        obs_t = torch.as_tensor(np.asarray(obs, np.float32), device=dev)
+        first = torch.zeros(len(index), dtype=torch.bool, device=dev)
+        action, state = self.agent.policy_step(obs_t, self.prev_action[index], state, first, self.deterministic)
+        for k, v in state.items():
+            self.state[k][index] = v
+        self.prev_action[index] = action
+        return action.cpu().numpy().astype(np.float64)

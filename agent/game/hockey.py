@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import struct
-from enum import IntEnum
 from typing import Any
 
 import Box2D
@@ -21,7 +20,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-FPS = 50
+from agent.game.rules import FPS, Mode, parse_mode
+
 SCALE = 60.0
 VIEWPORT_W = 600
 VIEWPORT_H = 480
@@ -54,35 +54,6 @@ _CLOSENESS_MAX_REWARD = -30.0
 _F32x2 = struct.Struct("2f")
 _F32x6 = struct.Struct("6f")
 _F32_BY_LEN = {n: struct.Struct(f"{n}f") for n in (6, 8)}
-
-
-class Mode(IntEnum):
-    """Game modes: a full game, or the two training drills of the reference."""
-
-    NORMAL = 0
-    TRAIN_SHOOTING = 1
-    TRAIN_DEFENSE = 2
-
-
-_MODE_NAMES = {
-    "normal": Mode.NORMAL,
-    "shooting": Mode.TRAIN_SHOOTING,
-    "train_shooting": Mode.TRAIN_SHOOTING,
-    "defense": Mode.TRAIN_DEFENSE,
-    "train_defense": Mode.TRAIN_DEFENSE,
-}
-
-
-def parse_mode(mode: Mode | int | str) -> Mode:
-    """Accept a Mode, its number or its name (case-insensitive); anything else is a ValueError."""
-    if isinstance(mode, Mode):
-        return mode
-    if isinstance(mode, (int, np.integer)) and not isinstance(mode, (bool, np.bool_)):
-        if int(mode) in Mode._value2member_map_:
-            return Mode(int(mode))
-    elif isinstance(mode, str) and mode.strip().lower() in _MODE_NAMES:
-        return _MODE_NAMES[mode.strip().lower()]
-    raise ValueError(f"unknown game mode {mode!r}; choices: 'normal' (0), 'shooting' (1), 'defense' (2)")
 
 
 # Fixture definitions are built once and shared: Box2D copies them into every body,

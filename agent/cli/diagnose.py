@@ -25,7 +25,7 @@ import click
 )
 def diagnose(run_dir: Path, plot_path: Path | None, csv_path: Path | None) -> None:
     """Read RUN_DIR/metrics.jsonl and report entropy / exploration red flags with evidence."""
-    from agent import diagnose as diag
+    from agent.training import diagnose as diag
 
     if not (run_dir / "metrics.jsonl").is_file():
         raise click.BadParameter(f"{run_dir} has no metrics.jsonl (is it a run directory?)", param_hint="RUN_DIR")

@@ -18,21 +18,21 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # name -> ("module:attribute", one-line help shown by --help without importing it)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "play": ("agent.commands.play:play", "Play matches between two players and tabulate the results."),
+    "play": ("agent.cli.play:play", "Play matches between two players and tabulate the results."),
     "train": (
-        "agent.commands.train:train",
+        "agent.cli.train:train",
         "Train a DreamerV3 agent (against scripted players or, with --selfplay, a league).",
     ),
     "eval": (
-        "agent.commands.evaluate:evaluate",
+        "agent.cli.evaluate:evaluate",
         "Evaluate an agent against a scripted opponent, with confidence intervals.",
     ),
     "diagnose": (
-        "agent.commands.diagnose:diagnose",
+        "agent.cli.diagnose:diagnose",
         "Read a run's metrics and report entropy / exploration red flags.",
     ),
     "ablate": (
-        "agent.commands.ablate:ablate",
+        "agent.cli.ablate:ablate",
         "Run an ablation: eta values, schedules or any config field (--vary), same seeds.",
     ),
     "export": ("export.cli:export_cmd", "Export a trained agent to one ONNX graph for the torch-free runtime."),

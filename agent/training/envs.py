@@ -24,14 +24,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agent.game import parse_mode
-from agent.match import check_action, make_env
-from agent.opponents import make_scripted
-from agent.policy import Policy
+from agent.config import scripted_seed
+from agent.game.rules import SPARSE_REWARD, check_action, clip_action, parse_mode
+from agent.players.match import make_env
+from agent.players.policy import Policy
+from agent.players.scripted import make_scripted
 
 REWARD_KINDS = ("sparse", "shaped", "mix")
 SIDES = ("random", "p1", "p2")
-SPARSE = 10.0  # the game's reward for a goal
 
 OpponentSpec = Policy | str
 OpponentFn = Callable[[int], Policy]
@@ -152,10 +152,7 @@ class HockeyLearnerEnv(gym.Env):
         return obs1, {"side": "p1"}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        action = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
-        if action.shape != (4,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"the learner's action must be 4 finite values, got {action}")
-        return self._step(action)
+        return self._step(clip_action(action, "the learner's action"))
 
     def _step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Step with an already checked and clipped learner action."""
@@ -173,7 +170,7 @@ class HockeyLearnerEnv(gym.Env):
             obs, shaped, done, _, info = game.step(np.concatenate([action, other]))
             self._opp_obs = game.obs_agent_two()
         winner = int(info["winner"])
-        sparse = SPARSE * winner if done else 0.0
+        sparse = SPARSE_REWARD * winner if done else 0.0
         info = dict(info, winner=winner, side=self.learner_side, sparse=sparse)
         reward = float(self.reward_config(sparse, float(shaped), info))
         self._done = bool(done)
@@ -203,7 +200,7 @@ def _opponent_fn(opponent: OpponentSpec | OpponentFn, seed: int | None) -> Oppon
 
         def scripted(index: int) -> Policy:
             if index not in players:
-                players[index] = make_scripted(opponent, seed=None if seed is None else seed + 7919 * (index + 1))
+                players[index] = make_scripted(opponent, seed=None if seed is None else scripted_seed(seed, index))
             return players[index]
 
         make_scripted(opponent)  # fail now on an unknown name
@@ -286,12 +283,7 @@ class VectorHockey:
         return self._obs.copy(), infos
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        actions = np.asarray(actions, dtype=np.float64)
-        if actions.shape != (self.n, 4):
-            raise ValueError(f"actions must have shape ({self.n}, 4), got {actions.shape}")
-        if not np.all(np.isfinite(actions)):
-            raise ValueError("actions must be finite")
-        actions = np.clip(actions, -1.0, 1.0)
+        actions = clip_action(actions, "actions", batch=self.n)
         rewards = np.zeros(self.n)
         terminated = np.zeros(self.n, dtype=bool)
         truncated = np.zeros(self.n, dtype=bool)
@@ -320,7 +312,7 @@ def _register() -> None:
     }
     for env_id, kwargs in ids.items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point="agent.envs:HockeyLearnerEnv", kwargs=kwargs)
+            gym.register(id=env_id, entry_point="agent.training.envs:HockeyLearnerEnv", kwargs=kwargs)
 
 
 _register()

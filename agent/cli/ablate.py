@@ -51,8 +51,8 @@ def _varied(items: tuple[str, ...]) -> list[tuple[tuple[str, str], ...]]:
 
 def summarise(run_dir: Path) -> dict[str, Any]:
     """One CSV row: phase means of entropy/rand, floor share, |adv|, final win rates."""
-    from agent.diagnose import phase_table, update_rows
-    from agent.metrics import read_rows
+    from agent.training.diagnose import phase_table, update_rows
+    from agent.training.metrics import read_rows
 
     rows = read_rows(run_dir)
     upd = update_rows(rows)
@@ -83,8 +83,8 @@ def plot_runs(runs: dict[str, Path], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from agent.diagnose import H_MAX, H_MIN, update_rows
-    from agent.metrics import read_rows
+    from agent.training.diagnose import H_MAX, H_MIN, update_rows
+    from agent.training.metrics import read_rows
 
     fig, axes = plt.subplots(1, 3, figsize=(18, 5))
     groups = sorted({name.rsplit("-s", 1)[0] for name in runs})
@@ -156,9 +156,9 @@ def ablate(
     """Run the eta x schedule x --vary x seed grid sequentially, then plot and summarise it."""
     from rich.console import Console
 
-    from agent.commands.train import build_config
+    from agent.cli.train import build_config
     from agent.config import CHOICES
-    from agent.trainer import Trainer
+    from agent.training.trainer import Trainer
 
     eta_values = _floats(etas, "--etas")
     seed_values = [int(s) for s in _floats(seeds, "--seeds")]

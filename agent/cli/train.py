@@ -14,14 +14,12 @@ def build_config(
     options: dict[str, Any],
     overrides: tuple[str, ...],
     resume_dir: Path | None,
-    defaults: tuple[str, ...] = (),
 ) -> Any:
-    """The run's Config: the preset (or the resumed run's config.json), then `defaults`,
-    the options and --set, each overriding the ones before."""
+    """The run's Config: the preset (or the resumed run's config.json), then the options
+    and --set, each overriding the ones before."""
     from agent.config import PRESETS, apply_overrides, load_config, make_config
-    from agent.trainer import check_train_config
 
-    items = [*defaults, *(f"train.{k}={v}" for k, v in options.items() if v is not None), *overrides]
+    items = [*(f"train.{k}={v}" for k, v in options.items() if v is not None), *overrides]
     try:
         if resume_dir is not None:
             config_file = resume_dir / "config.json"
@@ -35,7 +33,6 @@ def build_config(
                     f"unknown preset {name!r}; choices: {', '.join(PRESETS)}", param_hint="--preset"
                 )
             cfg = make_config(name, items)
-        check_train_config(cfg)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     return cfg
@@ -61,7 +58,7 @@ def build_config(
     "rounds (train.drill_envs; --set train.drill_mode=shooting|mixed for shooting drills or "
     "defense and shooting in turn). Default 0.",
 )
-@click.option("--preset", default=None, help="Model and loop sizes: tiny | small | medium (default small).")
+@click.option("--preset", default=None, help="Model and loop sizes: tiny | small | medium | selfplay (default small).")
 @click.option("--steps", type=int, default=None, help="Env steps of the learner (default: the preset's).")
 @click.option(
     "--run-dir",
@@ -84,7 +81,7 @@ def build_config(
     is_flag=True,
     help="Train against a league of frozen snapshots and the scripted players (PFSP), snapshot "
     "every train.snapshot_every env steps, rate them, export agent.onnx at the end. Without "
-    "--preset: a CPU-sized default (tiny preset, 32,000 env steps, about 30 minutes on 2 cores).",
+    "--preset: the selfplay preset (tiny sizes, 32,000 env steps, about 30 minutes on 2 cores).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def train(
@@ -108,17 +105,15 @@ def train(
         if preset is not None:
             raise click.BadParameter("a resumed run keeps the preset of its checkpoint", param_hint="--preset")
     options = {"opponent": opponent, "mode": mode, "drill_envs": drills, "steps": steps, "device": device, "seed": seed}
-    defaults: tuple[str, ...] = ()
     if selfplay and preset is None and not resume:
-        from selfplay.loop import SELFPLAY_DEFAULTS, SELFPLAY_PRESET
-
-        preset, defaults = SELFPLAY_PRESET, SELFPLAY_DEFAULTS
-    cfg = build_config(preset, options, overrides, run_dir if resume else None, defaults)
+        preset = "selfplay"
+    cfg = build_config(preset, options, overrides, run_dir if resume else None)
     name = preset or "small"
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         kind = "selfplay" if selfplay else f"{cfg.train.opponent}-{cfg.train.mode}"
-        run_dir = Path("runs") / f"{name}-{kind}-s{cfg.train.seed}-{stamp}"
+        label = name if name == kind else f"{name}-{kind}"
+        run_dir = Path("runs") / f"{label}-s{cfg.train.seed}-{stamp}"
 
     if selfplay:
         _selfplay(cfg, run_dir, resume, "" if resume else name, not no_progress)
@@ -126,7 +121,7 @@ def train(
 
     from rich.console import Console
 
-    from agent.trainer import Trainer
+    from agent.training.trainer import Trainer
 
     console = Console()
     try:

@@ -41,7 +41,7 @@ class _FrameWriter:
 
 
 def _load(spec: str, param: str, seed: int | None) -> Any:
-    from agent.players import load_player
+    from league.members import load_player
 
     try:
         return load_player(spec, seed=seed)
@@ -96,7 +96,7 @@ def play(
     from rich.table import Table
 
     from agent.game import load_game
-    from agent.match import play_game
+    from agent.players.match import play_game
 
     try:
         load_game(game)

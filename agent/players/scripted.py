@@ -13,9 +13,10 @@ import math
 
 import numpy as np
 
-from agent.policy import Policy
+from agent.config import SCRIPTED_PLAYERS, scripted_seed
+from agent.players.policy import BatchPolicy, Policy, per_game
 
-SCRIPTED: tuple[str, ...] = ("still", "random", "weak", "strong", "shooter", "keeper")
+SCRIPTED: tuple[str, ...] = SCRIPTED_PLAYERS  # the names, written once in agent/config.py
 
 SCALE = 60.0
 GOAL_X = 255.0 / SCALE  # goal centres relative to the centre of the rink
@@ -215,13 +216,18 @@ def make_scripted(name: str, seed: int | None = None, keep_mode: bool = True) ->
     raise ValueError(f"unknown scripted player {name!r}; choices: {', '.join(SCRIPTED)}")
 
 
+def scripted_batch(name: str, games: int, seed: int | None = None) -> BatchPolicy:
+    """One scripted player `name` per game as a BatchPolicy; game i's seeded `scripted_seed(seed, i)`."""
+    return per_game([make_scripted(name, seed=None if seed is None else scripted_seed(seed, i)) for i in range(games)])
+
+
 def pairwise_table(names: tuple[str, ...] = SCRIPTED, games: int = 10, seed: int = 0) -> str:
     """A markdown table of every pair: the row player's wins-draws-losses and rounds.
 
     Each pair plays `games` tournament games with each player as player 1, so every
     cell counts 2 * games games; game g of a pair uses game seed seed + g on both sides.
     """
-    from agent.match import play_game
+    from agent.players.match import play_game
 
     cells: dict[tuple[str, str], str] = {}
     for i, a in enumerate(names):

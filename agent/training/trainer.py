@@ -55,18 +55,28 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from agent import checkpoint as ckpt
-from agent.config import Config, config_from_dict, config_to_dict, save_config
-from agent.metrics import MetricsLogger
-from agent.opponents import SCRIPTED, make_scripted
-from agent.policy import Policy
-from agent.replay import Replay
+from agent.config import (
+    CHOICES,
+    CURRICULUM,
+    DEVICES,
+    MIX,
+    SEED_EVAL,
+    SEED_GAMES_STEP,
+    SEED_PREFILL,
+    Config,
+    config_from_dict,
+    config_to_dict,
+    save_config,
+    scripted_seed,
+    validate,
+)
+from agent.game.rules import ROUNDS_PER_GAME
+from agent.players.policy import Policy
+from agent.players.scripted import make_scripted, scripted_batch
+from agent.training import checkpoint as ckpt
+from agent.training.metrics import MetricsLogger
+from agent.training.replay import Replay
 
-MODES = ("normal", "shooting", "defense", "curriculum")
-CURRICULUM = ("shooting", "defense", "normal")
-MIX = ("weak", "strong")
-OPPONENTS = (*SCRIPTED, "mix")
-DEVICES = ("auto", "cpu", "cuda")
 WIN_WINDOW = 100  # rounds in the recent win rate
 
 
@@ -74,35 +84,6 @@ class OpponentSampler(Protocol):
     def sample(self, env_index: int) -> tuple[str, Policy]: ...
 
     def report(self, name: str, outcome: int) -> None: ...
-
-
-def check_train_config(cfg: Config) -> None:
-    """Reject names the trainer does not know, listing the choices."""
-    t = cfg.train
-    if t.mode not in MODES:
-        raise ValueError(f"unknown mode {t.mode!r}; choices: {', '.join(MODES)}")
-    if not 0 <= t.drill_envs < t.envs:
-        raise ValueError(
-            f"train.drill_envs must be in [0, envs={t.envs}), got {t.drill_envs}: "
-            "at least one game plays the run's mode"
-        )
-    if t.opponent not in OPPONENTS:
-        raise ValueError(f"unknown opponent {t.opponent!r}; choices: {', '.join(OPPONENTS)}")
-    for name in t.eval_opponents:
-        if name not in SCRIPTED:
-            raise ValueError(f"unknown eval opponent {name!r}; choices: {', '.join(SCRIPTED)}")
-    if t.device not in DEVICES:
-        raise ValueError(f"unknown device {t.device!r}; choices: {', '.join(DEVICES)}")
-    for name in ("envs", "batch_size", "seq_len", "log_every", "steps"):
-        if getattr(t, name) < 1:
-            raise ValueError(f"train.{name} must be >= 1, got {getattr(t, name)}")
-    if t.train_ratio <= 0:
-        raise ValueError(f"train.train_ratio must be > 0, got {t.train_ratio}")
-    if t.replay_capacity // t.envs < t.seq_len:
-        raise ValueError(
-            f"train.replay_capacity={t.replay_capacity} leaves fewer than seq_len={t.seq_len} "
-            f"rows per game for {t.envs} games"
-        )
 
 
 def resolve_device(name: str) -> str:
@@ -133,8 +114,9 @@ class ScriptedSampler:
     """
 
     def __init__(self, opponent: str, seed: int) -> None:
-        if opponent not in OPPONENTS:
-            raise ValueError(f"unknown opponent {opponent!r}; choices: {', '.join(OPPONENTS)}")
+        choices = CHOICES["train", "opponent"]
+        if opponent not in choices:
+            raise ValueError(f"unknown opponent {opponent!r}; choices: {', '.join(choices)}")
         self.names = MIX if opponent == "mix" else (opponent,)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -145,7 +127,7 @@ class ScriptedSampler:
         name = self.names[int(self.rng.integers(len(self.names)))] if len(self.names) > 1 else self.names[0]
         key = (env_index, name)
         if key not in self.players:
-            self.players[key] = make_scripted(name, seed=self.seed + 7919 * (env_index + 1))
+            self.players[key] = make_scripted(name, seed=scripted_seed(self.seed, env_index))
         return name, self.players[key]
 
     def report(self, name: str, outcome: int) -> None:
@@ -202,7 +184,7 @@ class Trainer:
     ) -> None:
         from agent.dreamer.agent import DreamerAgent
 
-        check_train_config(cfg)
+        validate(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -216,7 +198,7 @@ class Trainer:
         self.agent = DreamerAgent(cfg).to(self.device)
         self.replay = Replay(t.replay_capacity, t.envs, seed=t.seed)
         self.sampler: OpponentSampler = opponent_sampler or ScriptedSampler(t.opponent, t.seed)
-        self.rng = np.random.default_rng(t.seed + 1)  # prefill actions
+        self.rng = np.random.default_rng(t.seed + SEED_PREFILL)  # prefill actions
         self.on_env_step: list[Callable[[Trainer], None]] = []
         self.env_steps = 0
         self.updates = 0
@@ -255,7 +237,7 @@ class Trainer:
     # ----- collection ------------------------------------------------------------------
     def _start_envs(self, mode: str) -> None:
         """(Re)build the games for `mode` and start new rounds everywhere."""
-        from agent.envs import RewardConfig, VectorHockey
+        from agent.training.envs import RewardConfig, VectorHockey
 
         t = self.cfg.train
         modes = [self._drill_mode(i) if self._is_drill(i) else mode for i in range(t.envs)]
@@ -264,7 +246,7 @@ class Trainer:
             self._opponent_for,
             mode=modes,
             reward=RewardConfig(kind=t.reward),
-            seed=t.seed + 1009 * (self._env_builds + 1),
+            seed=t.seed + SEED_GAMES_STEP * (self._env_builds + 1),
             side=[_side(m) for m in modes],
         )
         self._env_builds += 1
@@ -381,41 +363,30 @@ class Trainer:
 
     # ----- evaluation ----------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        """eval_games single rounds per eval opponent, deterministic policy; logs an eval row."""
-        from agent.envs import RewardConfig, VectorHockey
+        """About eval_rounds rounds per eval opponent (whole 4-round games), deterministic policy.
+
+        Played as the tournament plays (agent.players.match.play_games: sides alternate by
+        game, the starting side by round) on the same seeds every time, so evaluations
+        are comparable; logs an eval row with the shares of rounds won, drawn and lost.
+        """
+        from agent.dreamer.agent import BatchActingPolicy
+        from agent.players.match import play_games
 
         t = self.cfg.train
         mode = "normal" if t.mode == "curriculum" else t.mode
+        games = -(-t.eval_rounds // ROUNDS_PER_GAME)
+        seed = t.seed + SEED_EVAL
         result: dict[str, float] = {}
-        with torch.no_grad():
-            for opp in t.eval_opponents:
-                n = t.eval_games
-                envs = VectorHockey(
-                    n, opp, mode=mode, reward=RewardConfig(kind="sparse"), seed=t.seed + 1_000_003, side=_side(mode)
-                )
-                obs, _ = envs.reset()
-                state = self.agent.initial_state(n)
-                prev = torch.zeros(n, 4, device=self.device)
-                first = torch.ones(n, dtype=torch.bool, device=self.device)
-                outcome = np.zeros(n, np.int64)
-                live = np.ones(n, bool)
-                while live.any():
-                    action, state = self.agent.policy_step(
-                        torch.as_tensor(obs, dtype=torch.float32, device=self.device),
-                        prev,
-                        state,
-                        first,
-                        deterministic=True,
-                    )
-                    prev = action
-                    first = torch.zeros(n, dtype=torch.bool, device=self.device)
-                    obs, _, term, trunc, infos = envs.step(action.cpu().numpy())
-                    ended = live & (term | trunc)
-                    for i in np.flatnonzero(ended):
-                        outcome[i] = int(infos[i]["final_info"]["winner"])
-                    live &= ~ended
-                for key, value in (("win", 1), ("draw", 0), ("loss", -1)):
-                    result[f"eval/{opp}/{key}"] = float(np.mean(outcome == value))
+        for opp in t.eval_opponents:
+            tally = play_games(
+                BatchActingPolicy(self.agent, games, deterministic=True),
+                scripted_batch(opp, games, seed=seed),
+                games,
+                a_side="alternate" if mode == "normal" else "p1",
+                seed=seed,
+                mode=mode,
+            )
+            result.update({f"eval/{opp}/{key}": value for key, value in tally.rates().items()})
         self.metrics.log_row("eval", self.env_steps, self.updates, self.elapsed(), result)
         self.last_eval, self.last_eval_step = result, self.env_steps
         return result

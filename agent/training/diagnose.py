@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.metrics import read_rows
+from agent.training.metrics import read_rows
 
 ACT_DIM = 4
 STD_MIN, STD_MAX = 0.1, 1.0

@@ -1,1 +1,0 @@
-"""Click sub-commands of the `agent` package (each imports its heavy modules lazily)."""

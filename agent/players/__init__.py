@@ -1,0 +1,1 @@
+"""Who plays: the Policy interface, the scripted players, and matches between players."""

@@ -1,0 +1,1 @@
+"""Training: the learning environments, replay, the DreamerV3 loop, checkpoints, metrics, diagnosis."""
