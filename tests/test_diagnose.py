@@ -215,3 +215,22 @@ def test_step_table_averages_the_per_step_lists() -> None:
     assert [t["k"] for t in table] == [0, 1, 2]
     assert table[0]["weight"] == pytest.approx(1 - 1 / N) and table[2]["weight"] == pytest.approx(1.25)
     assert table[1]["entropy"] == pytest.approx(1.0)
+
+
+def test_a_growing_reconstruction_loss_is_flagged() -> None:
+    flags = diag.find_flags(_rows({"wm/rec": lambda i: 0.5 + 0.1 * i}))
+    assert [f.title for f in flags if f.name == "growing_loss"] == ["Growing wm/rec"]
+
+
+def test_bounds_come_from_the_run_config(tmp_path: Path) -> None:
+    """A run whose std floor is 0.3 collapses at std 0.3, which the official bounds call healthy."""
+    from agent.config import make_config, save_config
+
+    pinned = {"actor/std_q50": 0.3, "actor/std_q95": 0.31, "actor/rand": 0.3}
+    assert _names(_rows(pinned)) == set()
+    save_config(make_config("tiny", ["actor.min_std=0.3"]), tmp_path / "config.json")
+    bounds = diag.Bounds.of_run(tmp_path)
+    assert bounds.min_std == 0.3 and bounds.h_min > diag.H_MIN
+    assert {f.name for f in diag.find_flags(_rows(pinned), bounds)} >= {"entropy_collapse", "std_at_min"}
+    assert "inside [0.3, 1]" in " ".join(v for _, v in diag.healthy_ranges(bounds))
+    assert diag.Bounds.of_run(tmp_path / "no-config") == diag.OFFICIAL

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import multiprocessing
 import tempfile
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import pytest
 import torch
 
 from agent.config import make_config
+from agent.dreamer.agent import BatchActingPolicy
 from agent.training.diagnose import series, update_rows
 from agent.training.metrics import read_rows
 from agent.training.trainer import Trainer
@@ -46,48 +46,24 @@ SCORE_MARGIN = 0.04
 ROUNDS = 200
 EVAL_SEED = 1234
 
-Act = Callable[[np.ndarray], np.ndarray]
 
+def score(player) -> float:
+    """Share of ROUNDS shooting rounds against `still` that a BatchPolicy of ROUNDS games scores in,
+    played as every evaluation plays (agent.players.match.play_games)."""
+    from agent.players.match import play_games
+    from agent.players.scripted import scripted_batch
 
-def _play(act: Act) -> tuple[float, float]:
-    """(share of ROUNDS shooting rounds vs still scored in, mean `mix` return) for act(obs [n, 18])."""
-    from agent.training.envs import RewardConfig, VectorHockey
-
-    envs = VectorHockey(ROUNDS, "still", mode="shooting", reward=RewardConfig(kind="mix"), seed=EVAL_SEED, side="p1")
-    obs, _ = envs.reset()
-    live = np.ones(ROUNDS, bool)
-    won = np.zeros(ROUNDS, bool)
-    returns = np.zeros(ROUNDS)
-    while live.any():
-        obs, reward, term, trunc, infos = envs.step(act(obs))
-        returns += reward * live
-        for i in np.flatnonzero(live & (term | trunc)):
-            won[i] = infos[i]["final_info"]["winner"] == 1
-        live &= ~(term | trunc)
-    return float(won.mean()), float(returns.mean())
+    tally = play_games(
+        player, scripted_batch("still", ROUNDS), ROUNDS, rounds=1, a_side="p1", seed=EVAL_SEED, mode="shooting"
+    )
+    return tally.rates()["win"]
 
 
 def random_score() -> float:
     """Share of the ROUNDS evaluation rounds that uniform random actions score in."""
-    rng = np.random.default_rng(0)
-    return _play(lambda obs: rng.uniform(-1, 1, (len(obs), 4)))[0]
+    from agent.players.scripted import scripted_batch
 
-
-def _agent_act(agent, deterministic: bool) -> Act:
-    """A batched acting function over ROUNDS games, all starting at the first call."""
-    state = agent.initial_state(ROUNDS)
-    prev = torch.zeros(ROUNDS, 4)
-    is_first = torch.ones(ROUNDS, dtype=torch.bool)
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        nonlocal state, prev, is_first
-        prev, state = agent.policy_step(
-            torch.as_tensor(obs, dtype=torch.float32), prev, state, is_first, deterministic=deterministic
-        )
-        is_first = torch.zeros(ROUNDS, dtype=torch.bool)
-        return prev.cpu().numpy()  # the agent may live on a GPU
-
-    return act
+    return score(scripted_batch("random", ROUNDS, seed=0))
 
 
 def run_seed(seed: int, steps: int = STEPS, device: str = "cpu", overrides: tuple[str, ...] = ()) -> dict[str, float]:
@@ -124,8 +100,8 @@ def run_seed(seed: int, steps: int = STEPS, device: str = "cpu", overrides: tupl
     for key in ("wm/rec", "wm/loss"):
         values = series(upd, key)
         result[f"{key} first"], result[f"{key} last"] = float(values[0]), float(values[-tenth:].mean())
-    result["deterministic"] = _play(_agent_act(trainer.agent, deterministic=True))[0]
-    result["stochastic"] = _play(_agent_act(trainer.agent, deterministic=False))[0]
+    result["deterministic"] = score(BatchActingPolicy(trainer.agent, ROUNDS, deterministic=True))
+    result["stochastic"] = score(BatchActingPolicy(trainer.agent, ROUNDS, deterministic=False))
     return result
 
 

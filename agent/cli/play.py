@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-MODE_CHOICES = ("normal", "shooting", "defense")
-GAME_CHOICES = ("bundled", "reference")
+from agent.game import GAMES
+from agent.game.rules import MODE_NAMES
+
 RENDER_SUFFIXES = (".gif", ".mp4")
 
 
@@ -62,7 +63,7 @@ def _check_render(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.argument("player_a", metavar="A")
 @click.argument("player_b", metavar="B")
 @click.option("--games", "-n", default=10, show_default=True, type=click.IntRange(min=1), help="Games to play.")
-@click.option("--mode", type=click.Choice(MODE_CHOICES), default="normal", show_default=True, help="Game mode.")
+@click.option("--mode", type=click.Choice(MODE_NAMES), default="normal", show_default=True, help="Game mode.")
 @click.option("--seed", type=int, default=None, help="Seed for the games and the scripted players.")
 @click.option("--swap-sides", is_flag=True, help="Alternate sides: A is player 2 in every second game.")
 @click.option(
@@ -71,9 +72,7 @@ def _check_render(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option(
     "--render-stride", default=2, show_default=True, type=click.IntRange(min=1), help="Keep every k-th frame."
 )
-@click.option(
-    "--game", type=click.Choice(GAME_CHOICES), default="bundled", show_default=True, help="Game implementation."
-)
+@click.option("--game", type=click.Choice(GAMES), default="bundled", show_default=True, help="Game implementation.")
 def play(
     player_a: str,
     player_b: str,
@@ -96,7 +95,8 @@ def play(
     from rich.table import Table
 
     from agent.game import load_game
-    from agent.players.match import play_game
+    from agent.players.match import Tally, play_games
+    from agent.players.policy import per_game
 
     try:
         load_game(game)
@@ -104,18 +104,19 @@ def play(
         raise click.BadParameter(str(exc), param_hint="--game") from exc
     a = _load(player_a, "A", seed)
     b = _load(player_b, "B", None if seed is None else seed + 1)
-    wins = draws = losses = rounds_a = rounds_b = steps = 0
     console = Console()
+    tally = Tally(())
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"{player_a} vs {player_b}", total=games)
         for index in range(games):
-            a_second = swap_sides and index % 2 == 1
-            first, second = (b, a) if a_second else (a, b)
+            # one game at a time: A and B are single players whose state runs on from game to game
             writer = _FrameWriter(render, render_stride) if render is not None and index == 0 else None
             try:
-                result = play_game(
-                    first,
-                    second,
+                tally += play_games(
+                    per_game([a]),
+                    per_game([b]),
+                    1,
+                    a_side="p2" if swap_sides and index % 2 == 1 else "p1",
                     seed=None if seed is None else seed + index,
                     mode=mode,
                     game=game,
@@ -124,15 +125,9 @@ def play(
             finally:
                 if writer is not None:
                     writer.close()
-            own, other = (result.score2, result.score1) if a_second else (result.score1, result.score2)
-            outcome = -result.winner if a_second else result.winner
-            wins += outcome == 1
-            draws += outcome == 0
-            losses += outcome == -1
-            rounds_a += own
-            rounds_b += other
-            steps += result.steps
             progress.advance(task)
+    wins, draws, losses = Tally.counts(tally.game_outcomes())
+    rounds_a, rounds_b = tally.score()
     table = Table(title=f"{player_a} (A) vs {player_b} (B), mode {mode}, game {game}")
     for column in ("games", "A wins", "draws", "A losses", "rounds A:B", "mean score A:B", "steps"):
         table.add_column(column, justify="right")
@@ -143,7 +138,7 @@ def play(
         str(losses),
         f"{rounds_a}:{rounds_b}",
         f"{rounds_a / games:.2f}:{rounds_b / games:.2f}",
-        str(steps),
+        str(tally.steps),
     )
     console.print(table)
     if render is not None:

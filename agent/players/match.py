@@ -11,7 +11,8 @@ player is reset at the start of every round; the game's winner has more round wi
 them in one batched step (`BatchPolicy`); scripted players are one instance per game
 (`per_game`). Player A is player 1 in even-numbered games and player 2 in odd ones
 when `a_side` is 'alternate' (as the server assigns sides), always player 1 with
-'p1' (the training drills, whose start positions favour player 1). Game g's rounds
+'p1' (the training drills, whose start positions favour player 1), always player 2
+with 'p2'. Game g's rounds
 are seeded from `seed + g`. The trainer's evaluation, `hockey-agent eval` and
 `play`, the league and the ONNX export check all play through here and read the
 result as a `Tally`.
@@ -30,7 +31,7 @@ import numpy as np
 from agent.game.rules import ROUNDS_PER_GAME, Mode, check_action, from_side, game_winner, parse_mode, player1_starts
 from agent.players.policy import BatchPolicy, Policy, per_game
 
-SIDES = ("alternate", "p1")
+SIDES = ("alternate", "p1", "p2")
 
 
 class FrameSink(Protocol):
@@ -205,7 +206,7 @@ def play_games(
         raise ValueError("a game object can host one game; pass a game name to play several")
     envs = [make_env(game, mode) for _ in range(games)]
     mode = parse_mode(int(getattr(envs[0], "mode", mode)))  # a game object keeps its own mode
-    a_first = np.array([a_side == "p1" or g % 2 == 0 for g in range(games)])
+    a_first = np.array([a_side == "p1" or (a_side == "alternate" and g % 2 == 0) for g in range(games)])
     seeds = [_round_seeds(None if seed is None else seed + g, rounds) for g in range(games)]
     round_index = np.zeros(games, np.int64)
     winners: list[list[int]] = [[] for _ in range(games)]

@@ -227,23 +227,18 @@ def pairwise_table(names: tuple[str, ...] = SCRIPTED, games: int = 10, seed: int
     Each pair plays `games` tournament games with each player as player 1, so every
     cell counts 2 * games games; game g of a pair uses game seed seed + g on both sides.
     """
-    from agent.players.match import play_game
+    from agent.players.match import Tally, play_games
 
     cells: dict[tuple[str, str], str] = {}
     for i, a in enumerate(names):
         for b in names[i:]:
-            wins = draws = losses = rounds_a = rounds_b = 0
-            for g in range(games):
-                for a_first in (True, False):
-                    pa, pb = make_scripted(a, seed=seed + 2 * g), make_scripted(b, seed=seed + 2 * g + 1)
-                    if a_first:
-                        r = play_game(pa, pb, seed=seed + g)
-                        own, other, outcome = r.score1, r.score2, r.winner
-                    else:
-                        r = play_game(pb, pa, seed=seed + g)
-                        own, other, outcome = r.score2, r.score1, -r.winner
-                    wins, draws, losses = wins + (outcome == 1), draws + (outcome == 0), losses + (outcome == -1)
-                    rounds_a, rounds_b = rounds_a + own, rounds_b + other
+            tally = Tally(())
+            for a_side in ("p1", "p2"):
+                pa = per_game([make_scripted(a, seed=seed + 2 * g) for g in range(games)])
+                pb = per_game([make_scripted(b, seed=seed + 2 * g + 1) for g in range(games)])
+                tally += play_games(pa, pb, games, a_side=a_side, seed=seed)
+            wins, draws, losses = Tally.counts(tally.game_outcomes())
+            rounds_a, rounds_b = tally.score()
             cells[a, b] = f"{wins}-{draws}-{losses} ({rounds_a}:{rounds_b})"
             cells[b, a] = f"{losses}-{draws}-{wins} ({rounds_b}:{rounds_a})"
     lines = ["| row vs column | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]

@@ -1,9 +1,10 @@
 """Read a run's metrics and name its entropy / exploration red flags, with evidence.
 
-The numbers refer to the bounded_normal actor of DreamerV3 (std in [0.1, 1], 4 action
-dimensions): per-dimension Gaussian entropy 0.5 ln(2 pi e std^2) lies in
-[-0.884, +1.419] nats, the 4-dimensional sum in [-3.53, +5.68]. Negative values are
-normal. `actor/rand` maps that range onto [0, 1] and is the number to watch.
+The numbers refer to the bounded_normal actor of DreamerV3 with the std bounds of the
+run's own config (official: std in [0.1, 1]); with 4 action dimensions the
+per-dimension Gaussian entropy 0.5 ln(2 pi e std^2) then lies in [-0.884, +1.419] nats,
+the 4-dimensional sum in [-3.53, +5.68]. Negative values are normal. `actor/rand` maps
+that range onto [0, 1] and is the number to watch.
 """
 
 from __future__ import annotations
@@ -15,13 +16,47 @@ from typing import Any
 
 import numpy as np
 
+from agent.config import ActorConfig, load_config
+from agent.dreamer.behavior import entropy_bounds
+from agent.game.rules import ACTION_SIZE
+from agent.training.checkpoint import CONFIG_FILE
 from agent.training.metrics import read_rows
 
-ACT_DIM = 4
-STD_MIN, STD_MAX = 0.1, 1.0
-H_DIM_MIN = 0.5 * math.log(2 * math.pi * math.e * STD_MIN**2)
-H_DIM_MAX = 0.5 * math.log(2 * math.pi * math.e * STD_MAX**2)
-H_MIN, H_MAX = ACT_DIM * H_DIM_MIN, ACT_DIM * H_DIM_MAX
+ACT_DIM = ACTION_SIZE
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The actor's std bounds and the entropy range they give: the run's own, or the official."""
+
+    min_std: float = ActorConfig.min_std
+    max_std: float = ActorConfig.max_std
+
+    @property
+    def h_min(self) -> float:
+        return entropy_bounds(ACT_DIM, self.min_std, self.max_std)[0]
+
+    @property
+    def h_max(self) -> float:
+        return entropy_bounds(ACT_DIM, self.min_std, self.max_std)[1]
+
+    @property
+    def collapse_std(self) -> float:
+        """A median std at most this (10% above the floor) counts as collapsed."""
+        return 1.1 * self.min_std
+
+    @classmethod
+    def of_run(cls, run_dir: str | Path) -> Bounds:
+        """The bounds in the run's config.json (the official ones when it has none)."""
+        path = Path(run_dir) / CONFIG_FILE
+        if not path.is_file():
+            return cls()
+        actor = load_config(path).actor
+        return cls(actor.min_std, actor.max_std)
+
+
+OFFICIAL = Bounds()
+H_MIN, H_MAX = OFFICIAL.h_min, OFFICIAL.h_max  # for 4 dimensions and std in [0.1, 1]
 
 
 def centred_saturation(std: float) -> float:
@@ -29,11 +64,8 @@ def centred_saturation(std: float) -> float:
     return 1 - math.erf(0.99 / (std * math.sqrt(2))) ** ACT_DIM
 
 
-SATURATION_AT_MAX_STD = centred_saturation(STD_MAX)
-
 # Thresholds of the red flags (documented in the report's evidence lines).
 COLLAPSE_RAND = 0.05
-COLLAPSE_STD = 0.11
 STUCK_RAND = 0.9  # bounded_normal starts at std 0.89, rand 0.95
 TINY_ADV = 0.05
 FLOOR_SHARE = 0.9
@@ -42,6 +74,7 @@ DRILL_WINDOW = 50  # drill rounds in the plot's rolling share lost
 SATURATION_EXCESS = 0.2  # saturation above what the std alone explains
 SATURATION_MIN = 0.5
 GROWTH = 3.0
+GROWING = ("wm/loss", "wm/rec", "critic/loss")  # losses that should fall: flagged when they grow
 PHASES = ("early", "mid", "late")
 
 
@@ -141,8 +174,9 @@ def _growing(values: np.ndarray) -> tuple[bool, str]:
     return False, ""
 
 
-def find_flags(rows: list[dict[str, Any]]) -> list[Flag]:
-    """Every red flag the update rows show (an empty list for a healthy run)."""
+def find_flags(rows: list[dict[str, Any]], bounds: Bounds = OFFICIAL) -> list[Flag]:
+    """Every red flag the update rows show (an empty list for a healthy run), for a run
+    whose actor std lies within `bounds`."""
     upd = update_rows(rows)
     if not upd:
         return []
@@ -153,14 +187,14 @@ def find_flags(rows: list[dict[str, Any]]) -> list[Flag]:
     for phase in ("early", "mid"):
         part = parts[phase]
         rand, std50 = _mean(part, "actor/rand"), _mean(part, "actor/std_q50")
-        if part and (rand < COLLAPSE_RAND or std50 <= COLLAPSE_STD):
+        if part and (rand < COLLAPSE_RAND or std50 <= bounds.collapse_std):
             flags.append(
                 Flag(
                     "entropy_collapse",
                     "Entropy collapse",
                     f"{phase} phase (steps {part[0]['step']}-{part[-1]['step']}): mean rand {_fmt(rand)} "
-                    f"(flag below {COLLAPSE_RAND}), median std {_fmt(std50)} (floor {STD_MIN}), "
-                    f"entropy {_fmt(_mean(part, 'actor/entropy'))} nats (min {H_MIN:.2f})",
+                    f"(flag below {COLLAPSE_RAND}), median std {_fmt(std50)} (floor {bounds.min_std:g}), "
+                    f"entropy {_fmt(_mean(part, 'actor/entropy'))} nats (min {bounds.h_min:.2f})",
                     "The policy became near-deterministic before it learned to win. Raise eta (try 1e-3, "
                     "3e-3 with `hockey-agent ablate`), check that S is not tiny (floor must be max(1, S)), "
                     "and check the advantages are not huge (actor/adv_abs).",
@@ -199,22 +233,24 @@ def find_flags(rows: list[dict[str, Any]]) -> list[Flag]:
         )
 
     q05, q95 = series(late_half, "actor/std_q05"), series(late_half, "actor/std_q95")
-    if q95.size and np.mean(q95 <= COLLAPSE_STD) >= PINNED_SHARE:
+    if q95.size and np.mean(q95 <= bounds.collapse_std) >= PINNED_SHARE:
         flags.append(
             Flag(
                 "std_at_min",
                 "Action std pinned at its lower bound",
-                f"std_q95 <= {COLLAPSE_STD} in {np.mean(q95 <= COLLAPSE_STD):.0%} of the second half's updates",
-                "All dimensions sit at std 0.1: exploration in the real game is gone. Raise eta or "
+                f"std_q95 <= {bounds.collapse_std:.3g} in {np.mean(q95 <= bounds.collapse_std):.0%} "
+                "of the second half's updates",
+                f"All dimensions sit at std {bounds.min_std:g}: exploration in the real game is gone. Raise eta or "
                 "check the advantage scale.",
             )
         )
-    if q05.size and np.mean(q05 >= 0.99 * STD_MAX) >= PINNED_SHARE:
+    if q05.size and np.mean(q05 >= 0.99 * bounds.max_std) >= PINNED_SHARE:
         flags.append(
             Flag(
                 "std_at_max",
                 "Action std pinned at its upper bound",
-                f"std_q05 >= {0.99 * STD_MAX:.2f} in {np.mean(q05 >= 0.99 * STD_MAX):.0%} of the second half's updates",
+                f"std_q05 >= {0.99 * bounds.max_std:.2f} in {np.mean(q05 >= 0.99 * bounds.max_std):.0%} "
+                "of the second half's updates",
                 "Every dimension is as random as it can be: the actor ignores the advantages. Look at "
                 "actor/adv_abs and ret/at_floor; lower eta if the advantage is healthy.",
             )
@@ -237,7 +273,8 @@ def find_flags(rows: list[dict[str, Any]]) -> list[Flag]:
             )
         )
 
-    for key in sorted({k for r in upd for k in r if k.endswith("loss") or k.endswith("grad_norm")}):
+    watched = {k for r in upd for k in r if k.endswith("loss") or k.endswith("grad_norm")} | set(GROWING)
+    for key in sorted(k for k in watched if any(k in r for r in upd)):
         values = series(upd, key)
         bad = int(np.sum(~np.isfinite(values)))
         if bad:
@@ -251,7 +288,7 @@ def find_flags(rows: list[dict[str, Any]]) -> list[Flag]:
                     "resume from the last finite checkpoint.",
                 )
             )
-        elif key.endswith("loss") and key in ("wm/loss", "wm/rec", "critic/loss"):
+        elif key in GROWING:
             grew, evidence = _growing(values)
             if grew:
                 flags.append(
@@ -266,24 +303,26 @@ def find_flags(rows: list[dict[str, Any]]) -> list[Flag]:
     return flags
 
 
-def healthy_ranges() -> list[tuple[str, str]]:
+def healthy_ranges(bounds: Bounds = OFFICIAL) -> list[tuple[str, str]]:
+    lo, hi = bounds.min_std, bounds.max_std
     return [
         (
             "actor/entropy",
-            f"[{H_MIN:.2f}, {H_MAX:.2f}] nats for 4 dims, std in [0.1, 1] "
-            f"(per dim [{H_DIM_MIN:.3f}, {H_DIM_MAX:.3f}]). NEGATIVE ENTROPY IS NORMAL: differential "
-            "entropy has no floor at 0; it is negative for std < 0.242 and the bonus still pushes std up.",
+            f"[{bounds.h_min:.2f}, {bounds.h_max:.2f}] nats for 4 dims, std in [{lo:g}, {hi:g}] "
+            f"(per dim [{bounds.h_min / ACT_DIM:.3f}, {bounds.h_max / ACT_DIM:.3f}]). "
+            "NEGATIVE ENTROPY IS NORMAL: differential entropy has no floor at 0; it is negative for "
+            "std < 0.242 and the bonus still pushes std up.",
         ),
         (
             "actor/rand",
             "[0, 1]; starts at 0.95 (initial std 0.89), falls as the agent learns; near 0 before it wins is collapse",
         ),
-        ("actor/std_q05..q95", "inside [0.1, 1]; all at 0.1 or all at 1 is pinned"),
+        ("actor/std_q05..q95", f"inside [{lo:g}, {hi:g}]; all at {lo:g} or all at {hi:g} is pinned"),
         ("ret/at_floor", "share of updates with S < 1: high before the first goals, falling after"),
         ("actor/adv_abs", "mean |normalised advantage|; tiny (< 0.05) with rand ~1 means no signal"),
         (
             "actor/saturation",
-            f"{SATURATION_AT_MAX_STD:.0%} at std 1 with centred means (from the std alone); "
+            f"{centred_saturation(hi):.0%} at std {hi:g} with centred means (from the std alone); "
             f"more than {SATURATION_EXCESS:.0%} above what the std explains "
             f"(at least {SATURATION_MIN:.0%}) is bang-bang",
         ),
@@ -309,10 +348,11 @@ def report(run_dir: str | Path) -> list[Flag]:
     console.print(
         f"[bold]{run_dir}[/]: {len(upd)} update rows, up to env step {upd[-1]['step']}, update {upd[-1]['update']}"
     )
-    ranges = Table(title="Healthy ranges (bounded_normal, 4 action dims)", show_lines=False)
+    bounds = Bounds.of_run(run_dir)
+    ranges = Table(title="Healthy ranges (bounded_normal, 4 action dims, this run's std bounds)", show_lines=False)
     ranges.add_column("metric")
     ranges.add_column("healthy")
-    for k, v in healthy_ranges():
+    for k, v in healthy_ranges(bounds):
         ranges.add_row(k, v)
     console.print(ranges)
 
@@ -353,7 +393,7 @@ def report(run_dir: str | Path) -> list[Flag]:
         console.print(per_step)
         console.print(f"sum of weights {sum(s['weight'] for s in steps):.2f} over {len(steps)} steps")
 
-    flags = find_flags(rows)
+    flags = find_flags(rows, bounds)
     if not flags:
         console.print("[green]No red flags found.[/]")
     for f in flags:
@@ -424,8 +464,9 @@ def plot(run_dir: str | Path, out: str | Path) -> Path:
         a.plot(x, [float(r.get(key, np.nan)) for r in upd], label=label or key, lw=1)
 
     line(ax[0], "actor/entropy")
-    ax[0].axhline(H_MIN, color="grey", ls="--", lw=0.8)
-    ax[0].axhline(H_MAX, color="grey", ls="--", lw=0.8)
+    bounds = Bounds.of_run(run_dir)
+    ax[0].axhline(bounds.h_min, color="grey", ls="--", lw=0.8)
+    ax[0].axhline(bounds.h_max, color="grey", ls="--", lw=0.8)
     ax[0].axhline(0, color="black", lw=0.5)
     ax[0].set_title("entropy (nats; dashed = bounds, negative is normal)")
     line(ax[1], "actor/rand")
