@@ -1,6 +1,6 @@
 """The tournament client: play on a comprl server with any `Policy` (an ONNX agent in practice).
 
-The server drives everything (GAME.md, "The tournament"): it asks for the token, whether
+The server drives everything (docs/game.md, "What a tournament client sees"): it asks for the token, whether
 we are ready, announces games and asks for one action per step. The client's jobs are to
 answer every call with something valid whatever the server sends (a tournament game must
 never crash mid-round), to reset the agent's recurrent state at every round start (which

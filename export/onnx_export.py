@@ -42,7 +42,7 @@ MAX_OPSET = {"torchscript": 20, "dynamo": 23}
 CHECK_TOLERANCE = 1e-4
 MIN_CHECK_STEPS = 250
 
-# GAME.md, "Observation": the player's own block, the other player's, the puck, the counters.
+# docs/game.md, "The observation": the player's own block, the other player's, the puck, the counters.
 _BODY = ("x", "y", "angle", "vx", "vy", "angular_velocity")
 OBS_LAYOUT: tuple[str, ...] = (
     tuple(f"own_{name}" for name in _BODY)

@@ -1,6 +1,6 @@
 """The comprl wire protocol: Twisted AMP commands shared by the client and the local server.
 
-The tournament server (GAME.md, "The tournament") is the caller: it asks the client for
+The tournament server (docs/game.md, "What a tournament client sees") is the caller: it asks the client for
 its token, whether it is ready, tells it when a game starts and ends, and asks for one
 action per step. The command class names are the wire names, so they must stay exactly
 these. AMP `String` values are bytes on both sides.

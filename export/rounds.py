@@ -2,7 +2,7 @@
 
 The tournament server resets the game between the 4 rounds of a game without telling
 the client: the only sign is the observation. A reset puts every body at rest at a known
-place (GAME.md, "Reset"): player 1 exactly at (W/5, H/2), i.e. (-3, 0) relative to the
+place (docs/game.md, "Who starts a round"): player 1 exactly at (W/5, H/2), i.e. (-3, 0) relative to the
 centre, angles 0, the puck at rest inside its start range. The keep counters are NOT
 reset, so they are ignored here. Because a player can come to rest at its start spot
 during play, a reset configuration counts as a new round only together with a

@@ -1,6 +1,6 @@
 """A small local tournament server speaking the comprl protocol (`hockey-agent serve`).
 
-It plays the server's side of GAME.md "The tournament": authenticate clients by token,
+It plays the server's side of the tournament (docs/game.md): authenticate clients by token,
 pair ready clients, play games of 4 rounds of the bundled game in NORMAL mode (player 2
 sees the mirrored observation), score = rounds won, and report each game. Every call it
 makes times out after `timeout` seconds, like the course's server. It exists to test the

@@ -1,8 +1,8 @@
 """Replay the recorded reference vectors on a game and measure agreement.
 
 `python -m agent.game.conformance [vectors.npz] [--game bundled|reference]` prints,
-per criterion of the conformance README, the achieved share and the largest error
-(`--game reference` checks the harness itself where the reference is installed).
+per criterion of the recorded vectors (docs/game.md, "The conformance check"), the
+achieved share and the largest error (`--game reference` checks the harness itself where the reference is installed).
 The tests in tests/test_game_conformance.py assert the same criteria.
 """
 

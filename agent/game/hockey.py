@@ -1,4 +1,4 @@
-"""The two-player hockey game, written from GAME.md to reproduce the reference exactly.
+"""The two-player hockey game, written from the reference's facts (docs/game.md) to reproduce it exactly.
 
 Conformance with the tournament server's game depends on details that look
 incidental: the order bodies are created and destroyed in (Box2D hands out contact
@@ -211,7 +211,7 @@ class HockeyEnv(gym.Env):
 
     # ------------------------------------------------------------------ bodies
     def _destroy(self) -> None:
-        """Destroy the previous round's bodies in the reference's order (see GAME.md)."""
+        """Destroy the previous round's bodies in the reference's order (docs/game.md)."""
         if self.player1 is None:
             return
         for body in (self.player1, self.player2, self.puck, self.goal_player_1, self.goal_player_2):

@@ -1,7 +1,7 @@
 """Scripted players: fixed opponents for training, evaluation and the league.
 
 Every player here is a small `Policy` (agent/policy.py) reading its own player-1-frame
-observation (GAME.md, "Observation"): own block o[0:6] = x, y, angle, vx, vy, angular
+observation (docs/game.md, "The observation"): own block o[0:6] = x, y, angle, vx, vy, angular
 velocity relative to the centre; the other player's block o[6:12]; the puck o[12:16]
 (x, y, vx, vy); the keep counters o[16] (own) and o[17] (other's). The own goal is at
 x = -GOAL_X, the goal to attack at x = +GOAL_X.
@@ -74,7 +74,7 @@ class RandomPlayer(_Memoryless):
 class Basic(_Memoryless):
     """The game's own BasicOpponent (weak or strong), the reference's scripted player.
 
-    BasicOpponent draws its phase from numpy's global generator (GAME.md). Without a
+    BasicOpponent draws its phase from numpy's global generator (docs/game.md). Without a
     seed that is kept as is, so `np.random.seed` reproduces the reference. With a seed
     the player draws the same sequence from its own `RandomState(seed)` (what the
     global generator gives after `np.random.seed(seed)`) and feeds the phase to the
