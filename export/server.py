@@ -29,6 +29,7 @@ from export.protocol import (
     DEFAULT_TIMEOUT_S,
     PROTOCOL_VERSION,
     ROUNDS_PER_GAME,
+    AnswerTooLong,
     Auth,
     EndGame,
     Error,
@@ -61,10 +62,26 @@ def read_tokens(path: str | Path) -> dict[str, str]:
     return tokens
 
 
+# Longest reason or message text the server sends or logs: a client's answer quoted in an
+# abort reason is cut to this, so no message can outgrow AMP's 64 KiB value limit.
+MAX_TEXT_CHARS = 200
+# Seconds a dropped client has to close its end before the connection is cut.
+DROP_GRACE_S = 2.0
+
+
+def shorten(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """`text` cut to at most `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text)} characters)"
+    return text[: max(0, limit - len(tail))] + tail
+
+
 class GameAborted(Exception):
     """A game cannot go on (a player left, timed out or answered an invalid action)."""
 
     def __init__(self, reason: str, culprit: ServerProtocol) -> None:
+        reason = shorten(reason)
         super().__init__(reason)
         self.reason = reason
         self.culprit = culprit
@@ -106,16 +123,43 @@ class ServerProtocol(amp.AMP):
         return self.callRemote(command, **arguments).addTimeout(self.server.timeout, self.server.reactor)
 
     def notify(self, command: type[amp.Command], text: str) -> None:
-        """Send an Error or Message, ignoring a peer that is already gone."""
-        if self.connected:
-            self.call(command, msg=text.encode("utf-8")).addErrback(lambda _: None)
+        """Send an Error or Message (cut to MAX_TEXT_CHARS); never raises.
+
+        A peer that is gone or cannot take the message is ignored: telling a client
+        must never stop a game from being recorded or the server from going on.
+        """
+        if not self.connected:
+            return
+        try:
+            self.call(command, msg=shorten(text).encode("utf-8", errors="replace")).addErrback(lambda _: None)
+        except Exception:  # e.g. the transport failed while writing
+            pass
 
     def drop(self, reason: str) -> None:
-        """Tell the client why, then close the connection."""
+        """Tell the client why, then close the connection; never raises.
+
+        The connection is closed after a moment (so the message can travel) and cut
+        DROP_GRACE_S later if the peer has not let it close by then (e.g. it stopped
+        reading, so our last write never drains).
+        """
         self.closing = True
         self.notify(Error, reason)
-        if self.transport is not None:
-            self.server.reactor.callLater(0.2, self.transport.loseConnection)
+        if self.transport is None:
+            return
+        try:
+            self.server.reactor.callLater(0.2, self._close)
+            self.server.reactor.callLater(0.2 + DROP_GRACE_S, self._cut)
+        except Exception:
+            self._cut()
+
+    def _close(self) -> None:
+        if self.connected and self.transport is not None:
+            self.transport.loseConnection()
+
+    def _cut(self) -> None:
+        if self.connected and self.transport is not None:
+            abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
+            abort()
 
 
 @dataclass
@@ -258,9 +302,14 @@ class LocalServer:
         except GameAborted as abort:
             report.reason = abort.reason
             other = p2 if abort.culprit is p1 else p1
+            report.winner = 0 if other is p1 else 1
             abort.culprit.drop(abort.reason)
             other.notify(Message, f"game aborted: {abort.reason}")
-            report.winner = 0 if other is p1 else 1
+        except Exception as exc:  # a fault of the server's own (the game engine): nobody's loss
+            report.reason = shorten(f"server error: {exc!r}")
+            report.winner = None
+            for conn in (p1, p2):
+                conn.notify(Message, f"game aborted: {report.reason}")
         report.duration_s = round(time.monotonic() - start, 3)
         self._playing.difference_update((p1, p2))
         self._report(report)
@@ -284,6 +333,8 @@ class LocalServer:
         """One call; a failure becomes GameAborted naming the player at fault."""
 
         def blame(failure: Failure) -> None:
+            if failure.check(AnswerTooLong):
+                raise GameAborted(f"{conn.name} sent an invalid answer ({failure.getErrorMessage()})", conn)
             if failure.check(defer.TimeoutError):
                 raise GameAborted(f"{conn.name} timed out ({self.timeout:g} s)", conn)
             if failure.check(ConnectionDone) or not conn.connected:
@@ -313,7 +364,8 @@ class LocalServer:
                 actions = []
                 for conn, answer in zip((p1, p2), answers):
                     if not valid_action(answer["action"]):
-                        raise GameAborted(f"{conn.name} sent an invalid action {answer['action']!r}", conn)
+                        shown = shorten(repr(answer["action"]), MAX_TEXT_CHARS // 2)
+                        raise GameAborted(f"{conn.name} sent an invalid action {shown}", conn)
                     actions.append(np.asarray(answer["action"], dtype=np.float64))
                 obs, _, done, _, info = env.step(np.hstack(actions))
                 report.steps += 1

@@ -22,6 +22,7 @@ from export.server import read_tokens, valid_action
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 OTHER_TOKEN = "other-token-0815"
+THIRD_TOKEN = "third-token-4242"
 
 
 def free_port() -> int:
@@ -319,3 +320,83 @@ def test_closed_stdout_does_not_stop_the_client(tmp_path: Path, agent_file: Path
         assert finish(process)[0] == 0
     (game,) = events(log, "game")
     assert game["rounds_seen"] == 4
+
+
+OVERSIZED_CLIENT = r"""
+import sys
+from twisted.internet import protocol, reactor
+from twisted.protocols import amp
+from export.protocol import Auth, EndGame, Error, Message, Ready, StartGame, Step
+
+class Oversized(amp.AMP):
+    @Auth.responder
+    def auth(self):
+        return {"token": sys.argv[2].encode(), "version": 1}
+
+    @Ready.responder
+    def ready(self):
+        return {"ready": True}
+
+    @StartGame.responder
+    def start(self, game_id):
+        return {}
+
+    @Step.responder
+    def step(self, obv):
+        return {"action": [0.0] * 13107}  # one whole AMP value of numbers
+
+    @EndGame.responder
+    def end(self, result, stats):
+        return {}
+
+    @Error.responder
+    def error(self, msg):
+        print("error:", msg.decode()[:80], flush=True)
+        return {}
+
+    @Message.responder
+    def message(self, msg):
+        return {}
+
+    def connectionLost(self, reason):
+        print("disconnected", flush=True)
+        reactor.stop()
+
+protocol.ClientCreator(reactor, Oversized).connectTCP("127.0.0.1", int(sys.argv[1]))
+reactor.callLater(60, reactor.stop)
+reactor.run()
+"""
+
+
+def test_oversized_step_answer_over_tcp_loses_and_the_server_goes_on(tmp_path: Path) -> None:
+    """A client answering 13,107 numbers loses its game and is disconnected; the others play on."""
+    port = free_port()
+    log = tmp_path / "server.jsonl"
+    tokens = ("--token", TOKEN, "--token", OTHER_TOKEN, "--token", THIRD_TOKEN)
+    server = start_server(port, log, "--games", "2", "--seed", "1", *tokens)
+    attacker = subprocess.Popen(
+        [sys.executable, "-c", OVERSIZED_CLIENT, str(port), THIRD_TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
+    first = start_client(port, TOKEN, tmp_path / "first.jsonl", "--scripted", "keeper", "--games", "2")
+    try:
+        wait_for(lambda: events(log, "game"))
+        code, out = finish(attacker, timeout=10)
+        assert code == 0 and "error: user3 sent an invalid answer" in out and "disconnected" in out, out
+        second = start_client(port, OTHER_TOKEN, tmp_path / "second.jsonl", "--scripted", "shooter", "--games", "1")
+        for process in (first, second, server):
+            code, out = finish(process)
+            assert code == 0, out
+    finally:
+        for process in (server, attacker, first):
+            if process.poll() is None:
+                process.kill()
+    aborted, played = events(log, "game")
+    assert aborted["players"] == ["user3", "user1"] or aborted["players"] == ["user1", "user3"]
+    assert aborted["reason"].startswith("user3 sent an invalid answer") and len(aborted["reason"]) <= 200
+    assert aborted["players"][aborted["winner"]] == "user1"
+    assert played["reason"] == "finished" and sorted(played["players"]) == ["user1", "user2"]
+    assert [g["outcome"] for g in events(tmp_path / "first.jsonl", "game")][0] == "win"
