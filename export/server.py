@@ -65,6 +65,10 @@ def read_tokens(path: str | Path) -> dict[str, str]:
 # Longest reason or message text the server sends or logs: a client's answer quoted in an
 # abort reason is cut to this, so no message can outgrow AMP's 64 KiB value limit.
 MAX_TEXT_CHARS = 200
+# Largest box a peer may send (its keys and values while it is unfinished, plus the input not
+# yet parsed), before or after logging in. The largest legitimate box is an Auth answer with
+# its token or a Step answer of 4 floats (about 120 bytes); a peer going beyond is cut off.
+MAX_BOX_BYTES = 16 * 1024
 # Seconds a dropped client has to close its end before the connection is cut.
 DROP_GRACE_S = 2.0
 
@@ -97,7 +101,13 @@ def valid_action(action: Any) -> bool:
 
 
 class ServerProtocol(amp.AMP):
-    """The server's end of one client connection: calls with a timeout, nothing to answer."""
+    """The server's end of one client connection: calls with a timeout, nothing to answer.
+
+    What a peer sends is bounded, logged in or not: a box (with the input not yet parsed)
+    over MAX_BOX_BYTES cuts the connection at once, and so the server never holds more
+    than that per connection. The server takes no calls (comprl clients make none), so a
+    peer calling a command is dropped instead of being answered again and again.
+    """
 
     def __init__(self, server: LocalServer) -> None:
         super().__init__()
@@ -105,6 +115,44 @@ class ServerProtocol(amp.AMP):
         self.name = "?"
         self.connected = False
         self.closing = False  # dropped: the connection closes shortly, never pair it again
+        self._box_bytes = 0  # keys and values (with their length prefixes) of the unfinished box
+        self._deaf = False  # input refused: whatever else the peer sends is ignored
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._deaf:
+            return
+        super().dataReceived(data)
+        # what is left unparsed is at most one unfinished key or value (up to 64 KiB)
+        if not self._deaf and self._box_bytes + len(getattr(self, "_unprocessed", b"")) > MAX_BOX_BYTES:
+            self._refuse_input(f"sent a box over {MAX_BOX_BYTES} bytes", cut=True)
+
+    def stringReceived(self, string: bytes) -> None:
+        if self._deaf:
+            return
+        self._box_bytes += len(string) + 2
+        if self._box_bytes > MAX_BOX_BYTES:
+            self._refuse_input(f"sent a box over {MAX_BOX_BYTES} bytes", cut=True)
+            return
+        super().stringReceived(string)
+        if self._currentBox is None:  # the box is complete (or none was started)
+            self._box_bytes = 0
+
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        if amp.COMMAND in box:
+            command = box[amp.COMMAND][:40].decode("ascii", errors="replace")
+            self._refuse_input(f"called {command!r}; the server takes no calls", cut=False)
+            return
+        super().ampBoxReceived(box)
+
+    def _refuse_input(self, reason: str, cut: bool) -> None:
+        """Ignore the peer from now on and close: at once (`cut`) or after telling it why."""
+        self._deaf = True
+        self.server.input_refused(self, reason)
+        if cut:
+            self.closing = True
+            self._cut()
+        else:
+            self.drop(reason)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -267,12 +315,20 @@ class LocalServer:
             self._waiting.append(conn)
             self._pair()
 
+    def input_refused(self, conn: ServerProtocol, reason: str) -> None:
+        """Log a peer whose input was refused (it is being disconnected)."""
+        who = conn.name if conn.name != "?" else "a client not logged in"
+        self.console.print(shorten(f"dropped {who}: {reason}"), style="red", markup=False)
+        self._write("dropped", player=conn.name, reason=shorten(reason))
+
     def client_left(self, conn: ServerProtocol) -> None:
         if conn in self._waiting:
             self._waiting.remove(conn)
         self._write("disconnected", player=conn.name)
 
     def _pair(self) -> None:
+        # a client dropped while it waited (it is being disconnected) is never paired
+        self._waiting = [conn for conn in self._waiting if conn.connected and not conn.closing]
         while len(self._waiting) >= 2 and self._may_start():
             first, second = self._waiting.pop(0), self._waiting.pop(0)
             # a client that was player 1 in its last game is player 2 now, so sides alternate

@@ -20,7 +20,7 @@ from twisted.test import iosim
 
 from export.client import ClientProtocol, TournamentClient
 from export.protocol import Auth, EndGame, Error, Message, Ready, StartGame, Step
-from export.server import LocalServer, ServerProtocol
+from export.server import MAX_BOX_BYTES, LocalServer, ServerProtocol
 
 TOKENS = {"token-a": "alice", "token-b": "bob", "token-c": "carol"}
 
@@ -216,3 +216,53 @@ def test_oversized_step_answer_loses_the_game_and_the_server_goes_on(raw: bytes)
     assert [r.reason for r in hub.server.reports] == [report.reason, "finished"]
     assert len(hub.server.reports[1].round_winners) == 4 and carol.stats.games == 1
     assert hub.server._stopping
+
+
+def box_bytes_held(conn: ServerProtocol) -> int:
+    """Bytes of the unfinished box and the unparsed input a server connection holds."""
+    box = conn._currentBox or {}
+    return sum(len(k) + len(v) for k, v in box.items()) + len(conn._unprocessed)
+
+
+def test_an_endless_box_drops_the_sender_while_a_game_goes_on() -> None:
+    hub = Hub(games=1, seed=2)
+    players = [tournament_client(hub, "token-a"), tournament_client(hub, "token-b")]
+    attacker = amp.AMP()  # never logs in: it only streams one box that never ends
+    hub.attach(attacker)
+    for player in players:
+        hub.attach(ClientProtocol(player))
+    flood = hub.server_sides[0]
+    held = []
+    for index in range(100):  # 6.5 MB of 64 KiB values under distinct keys
+        attacker.transport.write(b"\x00\x05" + b"k%04d" % index + b"\xff\xff" + b"v" * 65535)
+        hub.pumps[0].pump()
+        held.append(box_bytes_held(flood))
+        if flood.transport.disconnecting:
+            break
+    assert flood.transport.disconnecting, f"still connected holding {held[-1]} bytes"
+    assert max(held) <= MAX_BOX_BYTES + 65537
+    hub.run()
+    assert not flood.connected
+    (report,) = hub.server.reports
+    assert report.reason == "finished" and len(report.round_winners) == 4
+    assert all(player.stats.games == 1 for player in players)
+
+
+def test_a_client_calling_the_server_is_dropped() -> None:
+    """The server takes no calls: a peer sending them is broken or flooding, so it goes."""
+    hub = Hub(games=1, seed=2)
+    caller = RawClient("token-c", [0.0] * 4)
+    players = [tournament_client(hub, "token-a"), tournament_client(hub, "token-b")]
+    hub.attach(caller)
+    answers = [caller.callRemote(Ready) for _ in range(3)]
+    for answer in answers:
+        answer.addErrback(lambda _: None)
+    hub.run()
+    hub.wait(3.0)
+    assert not hub.server_sides[0].connected
+    assert caller.errors == ["called 'Ready'; the server takes no calls"]
+    for player in players:
+        hub.attach(ClientProtocol(player))
+    hub.run()
+    (report,) = hub.server.reports
+    assert report.reason == "finished" and report.players == ("alice", "bob")

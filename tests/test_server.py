@@ -400,3 +400,31 @@ def test_oversized_step_answer_over_tcp_loses_and_the_server_goes_on(tmp_path: P
     assert aborted["players"][aborted["winner"]] == "user1"
     assert played["reason"] == "finished" and sorted(played["players"]) == ["user1", "user2"]
     assert [g["outcome"] for g in events(tmp_path / "first.jsonl", "game")][0] == "win"
+
+
+def test_endless_box_over_tcp_is_cut_off_while_a_game_is_played(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "server.jsonl"
+    server = start_server(port, log, "--games", "1", "--token", TOKEN, "--token", OTHER_TOKEN)
+    sent = 0
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as flood:
+            with pytest.raises(OSError):  # reset or broken pipe once the server cuts it off
+                for index in range(2000):  # at most 130 MB
+                    flood.sendall(b"\x00\x05" + b"k%04d" % index + b"\xff\xff" + b"v" * 65535)
+                    sent += 65542
+        assert sent < 4 * 2**20, f"{sent} bytes accepted before the cut"
+        clients = [
+            start_client(port, TOKEN, tmp_path / "a.jsonl", "--scripted", "keeper", "--games", "1"),
+            start_client(port, OTHER_TOKEN, tmp_path / "b.jsonl", "--scripted", "shooter", "--games", "1"),
+        ]
+        for process in (*clients, server):
+            code, out = finish(process)
+            assert code == 0, out
+    finally:
+        if server.poll() is None:
+            server.kill()
+    (game,) = events(log, "game")
+    assert game["reason"] == "finished"
+    (dropped,) = events(log, "dropped")
+    assert dropped["reason"] == "sent a box over 16384 bytes"
