@@ -113,6 +113,7 @@ class ServerProtocol(amp.AMP):
         super().__init__()
         self.server = server
         self.name = "?"
+        self.token: str | None = None  # set once authenticated against the server's tokens
         self.connected = False
         self.closing = False  # dropped: the connection closes shortly, never pair it again
         self._box_bytes = 0  # keys and values (with their length prefixes) of the unfinished box
@@ -227,7 +228,18 @@ class GameReport:
 
 
 class LocalServer:
-    """Pairs ready clients and plays their games; stops after `games` games (0: never)."""
+    """Pairs ready clients and plays their games; stops after `games` games (0: never).
+
+    With tokens given, a token is one player with one live connection: a second
+    connection with a token that is already connected is refused (Error, then closed),
+    so a player can never be paired against itself or hold two places in the queue.
+    Refusing the newcomer rather than replacing the older connection keeps a game in
+    progress from being aborted by a copy started by mistake, and the copy exits at once
+    with the reason instead of the two taking turns to push each other out. A client
+    that reconnects after losing its connection is not affected: the server sees the
+    old connection close (a closed socket, a failed call or its timeout) and frees the
+    token. Without tokens every connection is its own anonymous player.
+    """
 
     def __init__(
         self,
@@ -257,6 +269,7 @@ class LocalServer:
         self.reports: list[GameReport] = []
         self._log = open(log_path, "a", encoding="utf-8") if log_path is not None else None
         self._waiting: list[ServerProtocol] = []
+        self._by_token: dict[str, ServerProtocol] = {}  # the live connection of each token
         self._playing: set[ServerProtocol] = set()
         self._anonymous = 0
         self._started = 0
@@ -291,7 +304,15 @@ class LocalServer:
             self._anonymous += 1
             conn.name = f"player{self._anonymous}"
         elif token in self.tokens:
+            holder = self._by_token.get(token)
+            if holder is not None and holder.connected and not holder.closing:
+                self.console.print(f"refused a second connection for {self.tokens[token]}", style="red")
+                self._write("refused", reason="token already connected", player=self.tokens[token])
+                conn.drop("authentication failed: this token is already connected")
+                return
             conn.name = self.tokens[token]
+            conn.token = token
+            self._by_token[token] = conn
         else:
             self.console.print("refused a client: unknown token", style="red")
             self._write("refused", reason="unknown token")
@@ -322,6 +343,8 @@ class LocalServer:
         self._write("dropped", player=conn.name, reason=shorten(reason))
 
     def client_left(self, conn: ServerProtocol) -> None:
+        if conn.token is not None and self._by_token.get(conn.token) is conn:
+            del self._by_token[conn.token]
         if conn in self._waiting:
             self._waiting.remove(conn)
         self._write("disconnected", player=conn.name)

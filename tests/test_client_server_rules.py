@@ -266,3 +266,25 @@ def test_a_client_calling_the_server_is_dropped() -> None:
     hub.run()
     (report,) = hub.server.reports
     assert report.reason == "finished" and report.players == ("alice", "bob")
+
+
+def test_a_token_already_connected_is_refused() -> None:
+    hub = Hub(games=1, seed=3)
+    first, copy = RawClient("token-a", [0.0] * 4), RawClient("token-a", [0.0] * 4)
+    hub.attach(first)
+    hub.attach(copy)
+    hub.run()
+    assert copy.errors == ["authentication failed: this token is already connected"]
+    assert first.errors == [] and not hub.server.reports  # never paired with itself
+    hub.wait(3.0)
+    assert not hub.server_sides[1].connected and hub.server_sides[0].connected
+    # once the first connection is gone the token may connect again, and plays
+    hub.server_sides[0].transport.loseConnection()
+    hub.run()
+    again, bob = tournament_client(hub, "token-a"), tournament_client(hub, "token-b")
+    hub.attach(ClientProtocol(again))
+    hub.attach(ClientProtocol(bob))
+    hub.run()
+    (report,) = hub.server.reports
+    assert report.reason == "finished" and report.players == ("alice", "bob")
+    assert again.stats.games == 1 and bob.stats.games == 1

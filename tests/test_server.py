@@ -428,3 +428,27 @@ def test_endless_box_over_tcp_is_cut_off_while_a_game_is_played(tmp_path: Path) 
     assert game["reason"] == "finished"
     (dropped,) = events(log, "dropped")
     assert dropped["reason"] == "sent a box over 16384 bytes"
+
+
+def test_second_connection_with_a_connected_token_is_refused(tmp_path: Path, agent_file: Path) -> None:
+    port = free_port()
+    log = tmp_path / "server.jsonl"
+    server = start_server(port, log, "--games", "1", "--token", TOKEN, "--token", OTHER_TOKEN)
+    first = start_client(port, TOKEN, tmp_path / "first.jsonl", str(agent_file), "--games", "1")
+    try:
+        wait_for(lambda: events(tmp_path / "first.jsonl", "accepted"))
+        copy = start_client(port, TOKEN, tmp_path / "copy.jsonl", "--scripted", "still", "--retry-delay", "0.05")
+        code, out = finish(copy, timeout=30)
+        assert code == 3, out
+        assert "this token is already connected" in out and TOKEN not in out
+        other = start_client(port, OTHER_TOKEN, tmp_path / "other.jsonl", "--scripted", "keeper", "--games", "1")
+        for process in (first, other, server):
+            code, out = finish(process)
+            assert code == 0, out
+    finally:
+        for process in (server, first):
+            if process.poll() is None:
+                process.kill()
+    (game,) = events(log, "game")
+    assert game["reason"] == "finished" and sorted(game["players"]) == ["user1", "user2"]
+    assert [row["reason"] for row in events(log, "refused")] == ["token already connected"]
