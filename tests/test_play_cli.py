@@ -128,3 +128,15 @@ def test_load_player_resolves_each_kind(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "agent.checkpoint", fake)
     assert load_player(str(tmp_path)) == "policy"
     assert loaded == [(tmp_path, "cpu")]
+
+
+@pytest.mark.parametrize("case", ["strings", "nested", "deep-state", "deep-layout", "huge-state"])
+def test_malformed_agent_file_is_one_line_not_a_traceback(tmp_path, case) -> None:
+    from test_runtime import MALFORMED_METADATA, build, metadata
+
+    changes, message = MALFORMED_METADATA[case]
+    path = build(tmp_path / "bad.onnx", meta=metadata(**changes))
+    result = _play("still", str(path), "--games", "1")
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert message in result.output and "Traceback" not in result.output

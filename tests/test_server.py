@@ -452,3 +452,22 @@ def test_second_connection_with_a_connected_token_is_refused(tmp_path: Path, age
     (game,) = events(log, "game")
     assert game["reason"] == "finished" and sorted(game["players"]) == ["user1", "user2"]
     assert [row["reason"] for row in events(log, "refused")] == ["token already connected"]
+
+
+@pytest.mark.parametrize(
+    "case", ["strings", "nested", "nulls", "dict-values", "deep-state", "deep-layout", "huge-state"]
+)
+def test_client_refuses_malformed_agent_metadata_in_one_line(tmp_path: Path, case: str) -> None:
+    from click.testing import CliRunner
+    from test_runtime import MALFORMED_METADATA, build, metadata
+
+    from agent.cli import main
+
+    changes, message = MALFORMED_METADATA[case]
+    path = build(tmp_path / "bad.onnx", meta=metadata(**changes))
+    args = ["client", str(path), "--server-url", "127.0.0.1", "--server-port", str(free_port()), "--token", TOKEN]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: cannot use agent file:") and message in line
