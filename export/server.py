@@ -118,6 +118,7 @@ class ServerProtocol(amp.AMP):
         self.closing = False  # dropped: the connection closes shortly, never pair it again
         self._box_bytes = 0  # keys and values (with their length prefixes) of the unfinished box
         self._deaf = False  # input refused: whatever else the peer sends is ignored
+        self.refused: str | None = None  # why its input was refused (the reason a game it was in ends)
 
     def dataReceived(self, data: bytes) -> None:
         if self._deaf:
@@ -148,6 +149,7 @@ class ServerProtocol(amp.AMP):
     def _refuse_input(self, reason: str, cut: bool) -> None:
         """Ignore the peer from now on and close: at once (`cut`) or after telling it why."""
         self._deaf = True
+        self.refused = reason
         self.server.input_refused(self, reason)
         if cut:
             self.closing = True
@@ -412,6 +414,8 @@ class LocalServer:
         """One call; a failure becomes GameAborted naming the player at fault."""
 
         def blame(failure: Failure) -> None:
+            if conn.refused is not None:  # cut off for what it sent: say so, not just "disconnected"
+                raise GameAborted(f"{conn.name} {conn.refused}", conn)
             if failure.check(AnswerTooLong):
                 raise GameAborted(f"{conn.name} sent an invalid answer ({failure.getErrorMessage()})", conn)
             if failure.check(defer.TimeoutError):
