@@ -79,13 +79,15 @@ def main() -> None:
             r = run_once(repo, args.preset, args.opponent, args.updates, extra)
             results[name].append(r)
             print(
-                f"run {i + 1} {name} ({repo.name}): {r['updates_s']:.2f} updates/s, {r['env_steps_s']:.2f} env steps/s, "
+                f"run {i + 1} {name} ({repo.name}): {r['updates_s']:.2f} updates/s, "
+                f"{r['env_steps_s']:.2f} env steps/s, "
                 f"{r['updates']} updates, {r['wall_s']:.0f} s",
                 flush=True,
             )
     for name, repo in repos:
         ups = [r["updates_s"] for r in results[name]]
-        print(f"{name} {repo}: median {statistics.median(ups):.2f} updates/s (runs {', '.join(f'{u:.2f}' for u in ups)})")
+        runs = ", ".join(f"{u:.2f}" for u in ups)
+        print(f"{name} {repo}: median {statistics.median(ups):.2f} updates/s (runs {runs})")
     if args.compare:
         ratio = statistics.median(r["updates_s"] for r in results["A"]) / statistics.median(
             r["updates_s"] for r in results["B"]

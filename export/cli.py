@@ -5,12 +5,24 @@ torch and onnx are imported inside the command, so `hockey-agent --help` stays f
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from agent.players.scripted import SCRIPTED
 from export.onnx_export import DEFAULT_OPSET, EXPORTERS
+
+
+def _check_output(output: Path) -> None:
+    """One line naming `output` unless it can be written (missing folders are made on export)."""
+    existing = output.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise click.ClickException(f"cannot write {output}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK):
+        raise click.ClickException(f"cannot write {output}: the directory {existing} is read-only")
 
 
 @click.command("export")
@@ -60,6 +72,7 @@ def export_cmd(
     The graph is one deterministic acting step (see docs/ARCHITECTURE.md, "The exported
     agent"); it runs with the torch-free runtime (export/runtime.py, OnnxAgent).
     """
+    _check_output(output)
     import torch
 
     from export.onnx_export import check_export, export_agent, load_checkpoint_agent
@@ -76,6 +89,8 @@ def export_cmd(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--opset / --exporter") from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"exported {loaded.source} -> {output}")
     click.echo(describe(OnnxAgent(output)))
     if not check:

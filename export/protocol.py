@@ -14,6 +14,26 @@ PROTOCOL_VERSION = 1
 DEFAULT_PORT = 65335
 # The course's server configuration: every call the server makes times out after this.
 DEFAULT_TIMEOUT_S = 10.0
+# A Step answer is 4 floats: at most 4 * (2 + 24) = 104 bytes as AMP encodes them. A longer
+# answer is refused before any of it is parsed.
+MAX_ACTION_BYTES = 1024
+
+
+class AnswerTooLong(ValueError):
+    """An answer value is far longer than any valid one; it was not parsed."""
+
+
+class BoundedFloats(amp.ListOf):
+    """`amp.ListOf(amp.Float())` on the wire, refusing to parse a value over `max_bytes`."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(amp.Float())
+        self.max_bytes = max_bytes
+
+    def fromString(self, inString: bytes) -> list[float]:
+        if len(inString) > self.max_bytes:
+            raise AnswerTooLong(f"{len(inString)} bytes, at most {self.max_bytes}")
+        return super().fromString(inString)
 
 
 class Auth(amp.Command):
@@ -41,7 +61,7 @@ class Step(amp.Command):
     """Server -> client: the player's own observation; the client answers 4 action values."""
 
     arguments = [(b"obv", amp.ListOf(amp.Float()))]
-    response = [(b"action", amp.ListOf(amp.Float()))]
+    response = [(b"action", BoundedFloats(MAX_ACTION_BYTES))]
 
 
 class EndGame(amp.Command):

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from agent.game.rules import ACTION_SIZE, OBS_SIZE
+
 logger = logging.getLogger(__name__)
 
-OBS_SIZE = 18
-ACTION_SIZE = 4
 SUPPORTED_FORMATS = ("1",)
 REQUIRED_METADATA = (
     "hockey_agent.format",
@@ -36,6 +36,16 @@ REQUIRED_METADATA = (
     "stoch_size",
     "initial_state",
 )
+# Largest recurrent state an agent file may declare (deter + stoch values). The presets'
+# states are 64 + 8*4 = 96 (tiny), 512 + 32*4 = 640 (small) and 2048 + 32*16 = 2560
+# (medium); 16384 leaves 6x headroom over medium and costs 64 KiB per game row, while a
+# corrupt size (billions) would allocate gigabytes at load.
+MAX_STATE_SIZE = 16384
+# Longest metadata value parsed: JSON values (a vector initial state of MAX_STATE_SIZE
+# floats at full precision is about 26 * 16384 = 426,000 characters) and integers.
+# Checked before parsing, so a corrupt file costs no time or memory to refuse.
+MAX_JSON_CHARS = 1_000_000
+MAX_INT_CHARS = 20
 # Game observations stay within a few tens (positions +-5, speeds ~25, counters <= 15);
 # anything beyond this is corrupt input, clipped so float32 and symlog stay finite.
 OBS_LIMIT = 1.0e4
@@ -62,43 +72,75 @@ def _session_options(threads: int) -> ort.SessionOptions:
     return options
 
 
-def _positive_int(metadata: dict[str, str], key: str) -> int:
-    try:
-        value = int(metadata[key])
-    except ValueError:
-        raise AgentFileError(f"metadata {key}={metadata[key]!r} is not an integer") from None
-    if value <= 0:
-        raise AgentFileError(f"metadata {key}={value} must be positive")
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr of a metadata value, cut for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _text(metadata: dict[str, str], key: str, limit: int) -> str:
+    """The metadata string under `key`, refused unread when longer than `limit`."""
+    value = metadata[key]
+    if len(value) > limit:
+        raise AgentFileError(f"metadata {key} is {len(value)} characters long, at most {limit}")
     return value
 
 
-def _json_list(metadata: dict[str, str], key: str, length: int) -> list[str]:
+def _int(metadata: dict[str, str], key: str) -> int:
+    text = _text(metadata, key, MAX_INT_CHARS)
     try:
-        value = json.loads(metadata[key])
-    except json.JSONDecodeError:
-        raise AgentFileError(f"metadata {key} is not JSON: {metadata[key]!r}") from None
+        return int(text)
+    except ValueError:
+        raise AgentFileError(f"metadata {key}={_shown(text)} is not an integer") from None
+
+
+def _positive_int(metadata: dict[str, str], key: str, maximum: int = MAX_STATE_SIZE) -> int:
+    value = _int(metadata, key)
+    if value <= 0:
+        raise AgentFileError(f"metadata {key}={value} must be positive")
+    if value > maximum:
+        raise AgentFileError(f"metadata {key}={value} is over the limit of {maximum}")
+    return value
+
+
+def _json(metadata: dict[str, str], key: str) -> Any:
+    """The JSON value under `key`: length checked first, deep nesting refused."""
+    text = _text(metadata, key, MAX_JSON_CHARS)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise AgentFileError(f"metadata {key} is nested too deeply to be a valid value") from None
+    except ValueError:  # JSONDecodeError, or an integer literal too long to convert
+        raise AgentFileError(f"metadata {key} is not JSON: {_shown(text)}") from None
+
+
+def _json_list(metadata: dict[str, str], key: str, length: int) -> list[str]:
+    value = _json(metadata, key)
     if not isinstance(value, list) or len(value) != length:
-        raise AgentFileError(f"metadata {key} must be a JSON list of {length} names, got {value!r}")
-    return [str(name) for name in value]
+        raise AgentFileError(f"metadata {key} must be a JSON list of {length} names, got {_shown(value)}")
+    return [_shown(name) if not isinstance(name, str) else name for name in value]
 
 
 def _initial_state(metadata: dict[str, str], state_size: int) -> np.ndarray:
     """Decode `initial_state` ({"kind": "zeros"} or {"kind": "vector", "values": [...]})."""
-    try:
-        spec = json.loads(metadata["initial_state"])
-    except json.JSONDecodeError:
-        raise AgentFileError(f"metadata initial_state is not JSON: {metadata['initial_state']!r}") from None
+    spec = _json(metadata, "initial_state")
     kind = spec.get("kind") if isinstance(spec, dict) else None
     if kind == "zeros":
         return np.zeros(state_size, dtype=np.float32)
     if kind == "vector":
-        values = np.asarray(spec.get("values", []), dtype=np.float32)
-        if values.shape != (state_size,) or not np.all(np.isfinite(values)):
-            raise AgentFileError(
-                f"metadata initial_state holds {values.size} values, expected {state_size} finite ones"
-            )
-        return values
-    raise AgentFileError(f"metadata initial_state kind {kind!r} unknown; choices: 'zeros', 'vector'")
+        values = spec.get("values")
+        numbers = isinstance(values, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        )
+        if not numbers:
+            raise AgentFileError(f"metadata initial_state values must be a list of numbers, got {_shown(values)}")
+        array = np.asarray(values, dtype=np.float64)
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused here
+            finite = bool(np.all(np.isfinite(array.astype(np.float32))))
+        if array.shape != (state_size,) or not finite:
+            raise AgentFileError(f"metadata initial_state holds {array.size} values, expected {state_size} finite ones")
+        return array.astype(np.float32)
+    raise AgentFileError(f"metadata initial_state kind {_shown(kind)} unknown; choices: 'zeros', 'vector'")
 
 
 def _check_io(kind: str, nodes: list[Any], expected: dict[str, int], dynamic_batch: bool) -> None:
@@ -168,7 +210,7 @@ class OnnxAgent:
             raise AgentFileError(f"{self.path}: metadata missing {missing} (not an exported hockey agent?)")
         if metadata["hockey_agent.format"] not in SUPPORTED_FORMATS:
             raise AgentFileError(
-                f"hockey_agent.format {metadata['hockey_agent.format']!r} unsupported; "
+                f"hockey_agent.format {_shown(metadata['hockey_agent.format'])} unsupported; "
                 f"choices: {list(SUPPORTED_FORMATS)}"
             )
         self._metadata = metadata
@@ -179,12 +221,9 @@ class OnnxAgent:
             raise AgentFileError(
                 f"deter_size {self.deter_size} + stoch_size {self.stoch_size} != state_size {self.state_size}"
             )
-        try:
-            self.train_step = int(metadata["train_step"])
-        except ValueError:
-            raise AgentFileError(f"metadata train_step={metadata['train_step']!r} is not an integer") from None
-        self.preset = metadata["preset"]
-        self.exporter_version = metadata["exporter_version"]
+        self.train_step = _int(metadata, "train_step")
+        self.preset = _text(metadata, "preset", 200)
+        self.exporter_version = _text(metadata, "exporter_version", 200)
         self.obs_layout = _json_list(metadata, "obs_layout", OBS_SIZE)
         self.action_layout = _json_list(metadata, "action_layout", ACTION_SIZE)
         self._initial = _initial_state(metadata, self.state_size)

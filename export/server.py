@@ -24,10 +24,11 @@ from twisted.internet.error import ConnectionDone
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from agent.game.rules import ACTION_SIZE, ROUNDS_PER_GAME
+from agent.game.rules import ROUNDS_PER_GAME, game_winner, is_valid_action, player1_starts
 from export.protocol import (
     DEFAULT_TIMEOUT_S,
     PROTOCOL_VERSION,
+    AnswerTooLong,
     Auth,
     EndGame,
     Error,
@@ -60,33 +61,91 @@ def read_tokens(path: str | Path) -> dict[str, str]:
     return tokens
 
 
+# Longest reason or message text the server sends or logs: a client's answer quoted in an
+# abort reason is cut to this, so no message can outgrow AMP's 64 KiB value limit.
+MAX_TEXT_CHARS = 200
+# Largest box a peer may send (its keys and values while it is unfinished, plus the input not
+# yet parsed), before or after logging in. The largest legitimate box is an Auth answer with
+# its token or a Step answer of 4 floats (about 120 bytes); a peer going beyond is cut off.
+MAX_BOX_BYTES = 16 * 1024
+# Seconds a dropped client has to close its end before the connection is cut.
+DROP_GRACE_S = 2.0
+
+
+def shorten(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """`text` cut to at most `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text)} characters)"
+    return text[: max(0, limit - len(tail))] + tail
+
+
 class GameAborted(Exception):
     """A game cannot go on (a player left, timed out or answered an invalid action)."""
 
     def __init__(self, reason: str, culprit: ServerProtocol) -> None:
+        reason = shorten(reason)
         super().__init__(reason)
         self.reason = reason
         self.culprit = culprit
 
 
-def valid_action(action: Any) -> bool:
-    """The server's rule: exactly 4 finite values within [-1, 1]."""
-    try:
-        values = np.asarray(action, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return values.shape == (ACTION_SIZE,) and bool(np.all(np.isfinite(values))) and bool(np.all(np.abs(values) <= 1.0))
-
-
 class ServerProtocol(amp.AMP):
-    """The server's end of one client connection: calls with a timeout, nothing to answer."""
+    """The server's end of one client connection: calls with a timeout, nothing to answer.
+
+    What a peer sends is bounded, logged in or not: a box (with the input not yet parsed)
+    over MAX_BOX_BYTES cuts the connection at once, and so the server never holds more
+    than that per connection. The server takes no calls (comprl clients make none), so a
+    peer calling a command is dropped instead of being answered again and again.
+    """
 
     def __init__(self, server: LocalServer) -> None:
         super().__init__()
         self.server = server
         self.name = "?"
+        self.token: str | None = None  # set once authenticated against the server's tokens
         self.connected = False
         self.closing = False  # dropped: the connection closes shortly, never pair it again
+        self._box_bytes = 0  # keys and values (with their length prefixes) of the unfinished box
+        self._deaf = False  # input refused: whatever else the peer sends is ignored
+        self.refused: str | None = None  # why its input was refused (the reason a game it was in ends)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._deaf:
+            return
+        super().dataReceived(data)
+        # what is left unparsed is at most one unfinished key or value (up to 64 KiB)
+        if not self._deaf and self._box_bytes + len(getattr(self, "_unprocessed", b"")) > MAX_BOX_BYTES:
+            self._refuse_input(f"sent a box over {MAX_BOX_BYTES} bytes", cut=True)
+
+    def stringReceived(self, string: bytes) -> None:
+        if self._deaf:
+            return
+        self._box_bytes += len(string) + 2
+        if self._box_bytes > MAX_BOX_BYTES:
+            self._refuse_input(f"sent a box over {MAX_BOX_BYTES} bytes", cut=True)
+            return
+        super().stringReceived(string)
+        if self._currentBox is None:  # the box is complete (or none was started)
+            self._box_bytes = 0
+
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        if amp.COMMAND in box:
+            command = box[amp.COMMAND][:40].decode("ascii", errors="replace")
+            self._refuse_input(f"called {command!r}; the server takes no calls", cut=False)
+            return
+        super().ampBoxReceived(box)
+
+    def _refuse_input(self, reason: str, cut: bool) -> None:
+        """Ignore the peer from now on and close: at once (`cut`) or after telling it why."""
+        self._deaf = True
+        self.refused = reason
+        self.server.input_refused(self, reason)
+        if cut:
+            self.closing = True
+            self._cut()
+        else:
+            self.drop(reason)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -105,16 +164,43 @@ class ServerProtocol(amp.AMP):
         return self.callRemote(command, **arguments).addTimeout(self.server.timeout, self.server.reactor)
 
     def notify(self, command: type[amp.Command], text: str) -> None:
-        """Send an Error or Message, ignoring a peer that is already gone."""
-        if self.connected:
-            self.call(command, msg=text.encode("utf-8")).addErrback(lambda _: None)
+        """Send an Error or Message (cut to MAX_TEXT_CHARS); never raises.
+
+        A peer that is gone or cannot take the message is ignored: telling a client
+        must never stop a game from being recorded or the server from going on.
+        """
+        if not self.connected:
+            return
+        try:
+            self.call(command, msg=shorten(text).encode("utf-8", errors="replace")).addErrback(lambda _: None)
+        except Exception:  # e.g. the transport failed while writing
+            pass
 
     def drop(self, reason: str) -> None:
-        """Tell the client why, then close the connection."""
+        """Tell the client why, then close the connection; never raises.
+
+        The connection is closed after a moment (so the message can travel) and cut
+        DROP_GRACE_S later if the peer has not let it close by then (e.g. it stopped
+        reading, so our last write never drains).
+        """
         self.closing = True
         self.notify(Error, reason)
-        if self.transport is not None:
-            self.server.reactor.callLater(0.2, self.transport.loseConnection)
+        if self.transport is None:
+            return
+        try:
+            self.server.reactor.callLater(0.2, self._close)
+            self.server.reactor.callLater(0.2 + DROP_GRACE_S, self._cut)
+        except Exception:
+            self._cut()
+
+    def _close(self) -> None:
+        if self.connected and self.transport is not None:
+            self.transport.loseConnection()
+
+    def _cut(self) -> None:
+        if self.connected and self.transport is not None:
+            abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
+            abort()
 
 
 @dataclass
@@ -134,7 +220,18 @@ class GameReport:
 
 
 class LocalServer:
-    """Pairs ready clients and plays their games; stops after `games` games (0: never)."""
+    """Pairs ready clients and plays their games; stops after `games` games (0: never).
+
+    With tokens given, a token is one player with one live connection: a second
+    connection with a token that is already connected is refused (Error, then closed),
+    so a player can never be paired against itself or hold two places in the queue.
+    Refusing the newcomer rather than replacing the older connection keeps a game in
+    progress from being aborted by a copy started by mistake, and the copy exits at once
+    with the reason instead of the two taking turns to push each other out. A client
+    that reconnects after losing its connection is not affected: the server sees the
+    old connection close (a closed socket, a failed call or its timeout) and frees the
+    token. Without tokens every connection is its own anonymous player.
+    """
 
     def __init__(
         self,
@@ -164,6 +261,7 @@ class LocalServer:
         self.reports: list[GameReport] = []
         self._log = open(log_path, "a", encoding="utf-8") if log_path is not None else None
         self._waiting: list[ServerProtocol] = []
+        self._by_token: dict[str, ServerProtocol] = {}  # the live connection of each token
         self._playing: set[ServerProtocol] = set()
         self._anonymous = 0
         self._started = 0
@@ -198,7 +296,15 @@ class LocalServer:
             self._anonymous += 1
             conn.name = f"player{self._anonymous}"
         elif token in self.tokens:
+            holder = self._by_token.get(token)
+            if holder is not None and holder.connected and not holder.closing:
+                self.console.print(f"refused a second connection for {self.tokens[token]}", style="red")
+                self._write("refused", reason="token already connected", player=self.tokens[token])
+                conn.drop("authentication failed: this token is already connected")
+                return
             conn.name = self.tokens[token]
+            conn.token = token
+            self._by_token[token] = conn
         else:
             self.console.print("refused a client: unknown token", style="red")
             self._write("refused", reason="unknown token")
@@ -222,12 +328,22 @@ class LocalServer:
             self._waiting.append(conn)
             self._pair()
 
+    def input_refused(self, conn: ServerProtocol, reason: str) -> None:
+        """Log a peer whose input was refused (it is being disconnected)."""
+        who = conn.name if conn.name != "?" else "a client not logged in"
+        self.console.print(shorten(f"dropped {who}: {reason}"), style="red", markup=False)
+        self._write("dropped", player=conn.name, reason=shorten(reason))
+
     def client_left(self, conn: ServerProtocol) -> None:
+        if conn.token is not None and self._by_token.get(conn.token) is conn:
+            del self._by_token[conn.token]
         if conn in self._waiting:
             self._waiting.remove(conn)
         self._write("disconnected", player=conn.name)
 
     def _pair(self) -> None:
+        # a client dropped while it waited (it is being disconnected) is never paired
+        self._waiting = [conn for conn in self._waiting if conn.connected and not conn.closing]
         while len(self._waiting) >= 2 and self._may_start():
             first, second = self._waiting.pop(0), self._waiting.pop(0)
             # a client that was player 1 in its last game is player 2 now, so sides alternate
@@ -252,14 +368,19 @@ class LocalServer:
         try:
             yield self._gather([self._call(conn, StartGame, game_id=game_id.bytes) for conn in (p1, p2)])
             yield self._play_rounds(p1, p2, report, game_index)
-            s1, s2 = report.scores
-            report.winner = None if s1 == s2 else (0 if s1 > s2 else 1)
+            winner = game_winner(report.round_winners)
+            report.winner = None if winner == 0 else (0 if winner == 1 else 1)
         except GameAborted as abort:
             report.reason = abort.reason
             other = p2 if abort.culprit is p1 else p1
+            report.winner = 0 if other is p1 else 1
             abort.culprit.drop(abort.reason)
             other.notify(Message, f"game aborted: {abort.reason}")
-            report.winner = 0 if other is p1 else 1
+        except Exception as exc:  # a fault of the server's own (the game engine): nobody's loss
+            report.reason = shorten(f"server error: {exc!r}")
+            report.winner = None
+            for conn in (p1, p2):
+                conn.notify(Message, f"game aborted: {report.reason}")
         report.duration_s = round(time.monotonic() - start, 3)
         self._playing.difference_update((p1, p2))
         self._report(report)
@@ -283,6 +404,10 @@ class LocalServer:
         """One call; a failure becomes GameAborted naming the player at fault."""
 
         def blame(failure: Failure) -> None:
+            if conn.refused is not None:  # cut off for what it sent: say so, not just "disconnected"
+                raise GameAborted(f"{conn.name} {conn.refused}", conn)
+            if failure.check(AnswerTooLong):
+                raise GameAborted(f"{conn.name} sent an invalid answer ({failure.getErrorMessage()})", conn)
             if failure.check(defer.TimeoutError):
                 raise GameAborted(f"{conn.name} timed out ({self.timeout:g} s)", conn)
             if failure.check(ConnectionDone) or not conn.connected:
@@ -303,7 +428,7 @@ class LocalServer:
         env = HockeyEnv()
         for round_index in range(ROUNDS_PER_GAME):
             seed = None if self.seed is None else self.seed + ROUNDS_PER_GAME * game_index + round_index
-            obs, _ = env.reset(seed=seed)
+            obs, _ = env.reset(one_starting=player1_starts(round_index), seed=seed)
             while True:
                 views = (obs, env.obs_agent_two())
                 answers = yield self._gather(
@@ -311,18 +436,15 @@ class LocalServer:
                 )
                 actions = []
                 for conn, answer in zip((p1, p2), answers):
-                    if not valid_action(answer["action"]):
-                        raise GameAborted(f"{conn.name} sent an invalid action {answer['action']!r}", conn)
+                    if not is_valid_action(answer["action"]):
+                        shown = shorten(repr(answer["action"]), MAX_TEXT_CHARS // 2)
+                        raise GameAborted(f"{conn.name} sent an invalid action {shown}", conn)
                     actions.append(np.asarray(answer["action"], dtype=np.float64))
                 obs, _, done, _, info = env.step(np.hstack(actions))
                 report.steps += 1
                 if done:
-                    winner = int(info["winner"])
-                    report.round_winners.append(winner)
-                    if winner == 1:
-                        report.scores[0] += 1
-                    elif winner == -1:
-                        report.scores[1] += 1
+                    report.round_winners.append(int(info["winner"]))
+                    report.scores = [report.round_winners.count(1), report.round_winners.count(-1)]
                     break
 
     def _report(self, report: GameReport) -> None:

@@ -51,10 +51,11 @@ def add(name: str, path: str, league_dir: str, kind: str, parent_run: str | None
 
     The file must load and act, and NAME must be new; otherwise nothing is written.
     """
-    from league.db import LeagueDB
+    from league.db import LeagueDB, check_writable
     from league.members import file_member, scripted_members
 
     try:
+        check_writable(league_dir)  # before loading the member, which may take a while
         member = file_member(name, path, kind=kind, parent_run=parent_run, step=step)
         with LeagueDB(league_dir, create=True) as db:
             db.start_with(scripted_members())
@@ -171,6 +172,10 @@ def show(league_dir: str, plot_prefix: str | None, elo_k: float) -> None:
     OpenSkill is the comprl server's Plackett-Luce rating as mu - 3 sigma.
     """
     try:
+        if plot_prefix:  # refuse an unwritable PREFIX before printing anything
+            from league.report import plot_paths
+
+            plot_paths(plot_prefix)
         print_leaderboard(league_dir, elo_k)
         if plot_prefix:
             from league.report import plot

@@ -149,21 +149,71 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-class LeagueDB:
-    """One connection to a league database; use one per process (or thread)."""
+def check_writable(directory: str | Path) -> None:
+    """A LeagueError naming what is read-only unless a league can be written in `directory`.
 
-    def __init__(self, directory: str | Path, create: bool = False) -> None:
+    Asked of os.access before anything is written, so that a read-only league is refused
+    in one line instead of by SQLite halfway ("unable to open database file").
+    """
+    directory = Path(directory)
+    path = directory / DB_NAME
+    if not directory.exists():
+        existing = directory.absolute().parent
+        while not existing.exists():
+            existing = existing.parent
+        if not os.access(existing, os.W_OK):
+            raise LeagueError(f"cannot create the league directory {directory}: {existing} is read-only")
+        return
+    if not os.access(directory, os.W_OK):
+        raise LeagueError(
+            f"the league directory {directory} is read-only: this command writes to the league "
+            "(`league show` only reads)"
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise LeagueError(f"{path} is read-only: this command writes to the league (`league show` only reads)")
+
+
+def _is_read_only_error(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+class LeagueDB:
+    """One connection to a league database; use one per process (or thread).
+
+    `readonly` opens it for reading only (`league show`, plots): no schema is created and
+    nothing is written. Where the directory and the file are writable that is an ordinary
+    connection (so SQLite removes its WAL files on close, as after any run); otherwise
+    SQLite's read-only mode, and, where the directory is not writable and holds no WAL
+    file (so no process can be writing the league), an immutable file, because SQLite
+    could not create the WAL index beside it. Without `readonly` the directory and the
+    file must be writable, or a LeagueError names the read-only one.
+    """
+
+    def __init__(self, directory: str | Path, create: bool = False, readonly: bool = False) -> None:
         self.directory = Path(directory)
         self.path = self.directory / DB_NAME
+        self.readonly = readonly
         if not self.path.exists():
-            if not create:
+            if not create or readonly:
                 raise LeagueError(
                     f"no league at {self.directory} ({DB_NAME} missing); "
                     "`hockey-agent league eval` or `league add` creates one"
                 )
-            self.directory.mkdir(parents=True, exist_ok=True)
+            check_writable(self.directory)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LeagueError(
+                    f"cannot create the league directory {self.directory}: {exc.strerror or exc}"
+                ) from None
+        if not readonly:
+            check_writable(self.directory)
         self.owner = uuid.uuid4().hex
         self.host = socket.gethostname()
+        if readonly:
+            self._open_read_only()
+            return
         self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             self._check_version()
@@ -175,7 +225,30 @@ class LeagueDB:
             self._conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
+            if _is_read_only_error(exc):
+                check_writable(self.directory)  # names the read-only directory or file, if that is why
             raise LeagueError(f"cannot use {self.path} as a league database: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open_read_only(self) -> None:
+        directory_writable = os.access(self.directory, os.W_OK)
+        if directory_writable and os.access(self.path, os.W_OK):
+            self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        else:
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            if not directory_writable and not self.path.with_name(DB_NAME + "-wal").exists():
+                uri += "&immutable=1"  # nobody can be writing: no WAL file can be made beside it
+            self._conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            self._check_version()
+            tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "members" not in tables:
+                raise LeagueError(f"{self.path} holds no league yet (no members table)")
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise LeagueError(f"cannot read {self.path} as a league database: {exc}") from exc
         except BaseException:
             self._conn.close()
             raise

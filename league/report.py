@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from league.db import LeagueDB, RatingRow
+from league.members import LeagueError
 from league.ratings import ELO_K, Game, bradley_terry, elo, openskill, outcome
 
 
@@ -46,7 +48,7 @@ def leaderboard(league_dir: str | Path, n_boot: int = 200, elo_k: float = ELO_K)
 
     Members without games (rated by the prior alone) come last.
     """
-    with LeagueDB(league_dir) as db:
+    with LeagueDB(league_dir, readonly=True) as db:
         members = db.members()
         games = db.games()
     names = [m.name for m in members]
@@ -139,6 +141,25 @@ def _plot_h2h(rate: np.ndarray, count: np.ndarray, names: Sequence[str], path: P
     plt.close(fig)
 
 
+def _check_output(path: Path) -> None:
+    """A LeagueError naming `path` unless it can be written (missing folders are made)."""
+    existing = path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LeagueError(f"cannot write {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK):
+        raise LeagueError(f"cannot write {path}: the directory {existing} is read-only")
+
+
+def plot_paths(prefix: str) -> list[Path]:
+    """PREFIX_ratings.png and PREFIX_h2h.png, checked to be writable (a LeagueError if not)."""
+    paths = [Path(f"{prefix}_ratings.png"), Path(f"{prefix}_h2h.png")]
+    for path in paths:
+        _check_output(path)
+    return paths
+
+
 def plot(league_dir: str | Path, prefix: str) -> list[Path]:
     """Write PREFIX_ratings.png and PREFIX_h2h.png; returns their paths.
 
@@ -151,18 +172,20 @@ def plot(league_dir: str | Path, prefix: str) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
+    ratings_path, h2h_path = plot_paths(prefix)
     board = leaderboard(league_dir)
-    with LeagueDB(league_dir) as db:
+    with LeagueDB(league_dir, readonly=True) as db:
         history = [r for r in db.rating_history("bt") if r.games > 0]
         games = db.games()
     if not history:
         now = time.time()
         history = [RatingRow("bt", r.name, r.bt, r.bt_low, r.bt_high, r.games, now) for r in board if r.games]
-    ratings_path = Path(f"{prefix}_ratings.png")
-    h2h_path = Path(f"{prefix}_h2h.png")
-    ratings_path.parent.mkdir(parents=True, exist_ok=True)
-    _plot_history(history, ratings_path)
     order = [r.name for r in board]
     rate, count = head_to_head(games, order)
-    _plot_h2h(rate, count, order, h2h_path)
+    try:
+        ratings_path.parent.mkdir(parents=True, exist_ok=True)
+        _plot_history(history, ratings_path)
+        _plot_h2h(rate, count, order, h2h_path)
+    except OSError as exc:
+        raise LeagueError(f"cannot write {exc.filename or ratings_path}: {exc.strerror or exc}") from None
     return [ratings_path, h2h_path]

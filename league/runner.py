@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import signal
+import sys
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -42,12 +45,48 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _init_worker() -> None:
-    """Keep each worker to one thread: the parallelism is across workers.
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+PARENT_POLL_S = 0.5
 
-    Set before torch or onnxruntime is imported here (only if a learned member needs
-    them), which read it at import.
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:  # re-parented: the parent is gone
+            os._exit(1)
+        time.sleep(PARENT_POLL_S)
+
+
+def _die_with_parent(parent: int, use_prctl: bool = True) -> None:
+    """End this process when `parent` (the process that started it) dies, even by SIGKILL.
+
+    A pool worker otherwise outlives a killed `league eval`: it waits on a queue whose
+    other end it holds itself, so it never sees the parent go. On Linux the kernel sends
+    SIGTERM at the parent's death (prctl PR_SET_PDEATHSIG); elsewhere, or if that call
+    fails, a daemon thread polls the parent pid. A parent that died before this ran is
+    caught by the pid check either way.
     """
+    armed = False
+    if use_prctl and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+
+
+def _init_worker(parent: int) -> None:
+    """Tie the worker's life to the parent's, and keep it to one thread.
+
+    One thread: the parallelism is across workers. Set before torch or onnxruntime is
+    imported here (only if a learned member needs them), which read it at import.
+    """
+    _die_with_parent(parent)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -140,7 +179,10 @@ def _executor(workers: int, ray_address: str | None) -> tuple[cf.Executor, int]:
     import multiprocessing
 
     pool = cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
     )
     return pool, 2 * workers
 

@@ -159,3 +159,24 @@ def test_dynamo_exporter(tmp_path: Path) -> None:
     export_agent(agent, out, preset="tiny", train_step=0, exporter="dynamo")
     report = check_export(agent, out, games=1)
     assert report.ok, report
+
+
+def test_output_in_a_read_only_directory_is_one_line(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from test_league_db import one_line_error, simulate_read_only
+
+    simulate_read_only(monkeypatch, tmp_path)
+    out = tmp_path / "sub" / "agent.onnx"
+    result = CliRunner().invoke(export_cmd, [str(run_dir), "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"cannot write {out}: the directory {tmp_path} is read-only" in one_line_error(result)
+    assert not (tmp_path / "sub").exists()
+
+
+def test_output_in_a_really_read_only_directory(run_dir: Path, tmp_path: Path) -> None:
+    import sys
+
+    from test_league_db import one_line_error, run_read_only
+
+    out = tmp_path / "agent.onnx"
+    result = run_read_only(tmp_path, [sys.executable, "-m", "agent.cli", "export", str(run_dir), "-o", str(out)])
+    assert result.returncode == 1 and f"cannot write {out}" in one_line_error(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -132,3 +133,103 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
         assert sorted(m.key.game_index for m in db.matches()) == list(range(120))
         assert len(db.rating_history("elo")) == 120
     assert sqlite3.connect(tmp_path / DB_NAME).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def simulate_read_only(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> None:
+    """Make os.access deny writing to `paths`, as it does for a non-root user on a 0o555 directory.
+
+    Tests run as root too, where chmod stops nothing; the code asks os.access before writing,
+    so this exercises its read-only paths everywhere (run_read_only below checks the real thing).
+    """
+    blocked = {os.path.realpath(p) for p in paths}
+    real = os.access
+
+    def access(path: str | os.PathLike, mode: int, **kwargs: object) -> bool:
+        if mode & os.W_OK and os.path.realpath(path) in blocked:
+            return False
+        return real(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def run_read_only(directory: Path, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `args` while `directory` is really read-only: chmod 0o555 for a normal user; for
+    root (whom chmod does not stop) a read-only bind mount in a private mount namespace."""
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "MPLBACKEND": "Agg", "COLUMNS": "200"}
+    if os.geteuid() != 0:
+        modes = {path: path.stat().st_mode for path in [directory, *directory.iterdir()]}
+        try:
+            for path in modes:
+                path.chmod(0o555 if path.is_dir() else 0o444)
+            return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+    mount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    namespace = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, str(directory)]
+    probe = subprocess.run([*namespace, "true"], capture_output=True, text=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("running as root, where chmod does not stop writes, and no read-only mount is allowed here")
+    return subprocess.run([*namespace, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess | object) -> str:
+    """The single line a command printed on failure (no traceback)."""
+    if isinstance(result, subprocess.CompletedProcess):
+        text = result.stdout + result.stderr
+    else:  # click's test runner result: output holds both streams
+        text = result.output
+    assert "Traceback" not in text, text
+    lines = [line for line in text.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def _league_with_a_match(directory: Path) -> bytes:
+    with LeagueDB(directory, create=True) as db:
+        db.start_with(_members("weak", "still"))
+        db.record(_record("weak", "still", 0))
+    return (directory / DB_NAME).read_bytes()
+
+
+def test_read_only_league_is_read_never_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.main import main
+    from league.report import leaderboard
+
+    before = _league_with_a_match(tmp_path)
+    simulate_read_only(monkeypatch, tmp_path)
+    with LeagueDB(tmp_path, readonly=True) as db:
+        assert [m.name for m in db.members()] == ["still", "weak"] and len(db.matches()) == 1
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            db._conn.execute("DELETE FROM matches")
+    assert {row.name: row.games for row in leaderboard(tmp_path)} == {"weak": 1, "still": 1}
+    runner = CliRunner()
+    shown = runner.invoke(main, ["league", "show", "--league", str(tmp_path)])
+    assert shown.exit_code == 0 and "weak" in shown.output, shown.output
+    for args in (["add", "mine", str(tmp_path / DB_NAME)], ["eval", "--workers", "0"]):
+        result = runner.invoke(main, ["league", *args, "--league", str(tmp_path)])
+        assert result.exit_code == 1, result.output
+        assert f"league directory {tmp_path} is read-only" in one_line_error(result)
+    result = runner.invoke(main, ["league", "show", "--league", str(tmp_path), "--plot", str(tmp_path / "p")])
+    assert result.exit_code == 1 and f"cannot write {tmp_path / 'p_ratings.png'}" in one_line_error(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [DB_NAME]
+    assert (tmp_path / DB_NAME).read_bytes() == before
+    with pytest.raises(LeagueError, match=f"cannot create the league directory {tmp_path / 'new'}"):
+        LeagueDB(tmp_path / "new", create=True)
+
+
+def test_league_in_a_really_read_only_directory(tmp_path: Path) -> None:
+    league = tmp_path / "league"
+    before = _league_with_a_match(league)
+    cli = [sys.executable, "-m", "agent.cli", "league"]
+    shown = run_read_only(league, [*cli, "show", "--league", str(league)])
+    assert shown.returncode == 0 and "weak" in shown.stdout, shown.stdout + shown.stderr
+    for args in (["add", "mine", str(league / DB_NAME)], ["eval", "--workers", "0"]):
+        result = run_read_only(league, [*cli, *args, "--league", str(league)])
+        assert result.returncode == 1 and f"league directory {league} is read-only" in one_line_error(result)
+    plot = run_read_only(league, [*cli, "show", "--league", str(league), "--plot", str(league / "p")])
+    assert plot.returncode == 1 and f"cannot write {league / 'p_ratings.png'}" in one_line_error(plot)
+    assert sorted(p.name for p in league.iterdir()) == [DB_NAME]
+    assert (league / DB_NAME).read_bytes() == before

@@ -230,3 +230,83 @@ def test_show_on_a_league_without_games(tmp_path: Path) -> None:
         result = CliRunner().invoke(main, ["league", "show", "--league", str(tmp_path), "--plot", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     assert "weak" in result.output and (tmp_path / "p_ratings.png").is_file() and (tmp_path / "p_h2h.png").is_file()
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone too (dead, waiting for its new parent to reap it)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_workers_end_with_a_sigkilled_eval(tmp_path: Path) -> None:
+    command = _eval_cmd(tmp_path / "league", 8)
+    command[command.index("--workers") + 1] = "2"
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True
+    )
+    children: set[int] = set()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(children) < 2:  # both workers (and the resource tracker)
+            time.sleep(0.2)
+            children = _children(proc.pid)
+        assert len(children) >= 2, "the workers never started"
+        time.sleep(1.0)  # let them get into their games
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.time() + 5
+        while time.time() < deadline and any(_alive(pid) for pid in children):
+            time.sleep(0.1)
+        assert not [pid for pid in children if _alive(pid)], "workers outlived the killed eval"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_fallback_watch_ends_a_worker_whose_parent_dies(tmp_path: Path) -> None:
+    """Where prctl is missing, a thread polling the parent pid ends the worker."""
+    script = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import os, time; from league.runner import _die_with_parent; "
+        "_die_with_parent(os.getppid(), use_prctl=False); time.sleep(60)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=_env())
+    assert proc.stdout is not None
+    worker = int(proc.stdout.readline())
+    try:
+        time.sleep(0.5)
+        assert _alive(worker)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.time() + 5
+        while time.time() < deadline and _alive(worker):
+            time.sleep(0.1)
+        assert not _alive(worker)
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)

@@ -128,3 +128,37 @@ def test_load_player_resolves_each_kind(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "agent.training.checkpoint", fake)
     assert load_player(str(tmp_path)) == "policy"
     assert loaded == [(tmp_path, "cpu")]
+
+
+@pytest.mark.parametrize("case", ["strings", "nested", "deep-state", "deep-layout", "huge-state"])
+def test_malformed_agent_file_is_one_line_not_a_traceback(tmp_path, case) -> None:
+    from test_runtime import MALFORMED_METADATA, build, metadata
+
+    changes, message = MALFORMED_METADATA[case]
+    path = build(tmp_path / "bad.onnx", meta=metadata(**changes))
+    result = _play("still", str(path), "--games", "1")
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_render_into_a_read_only_directory_is_one_line(tmp_path, monkeypatch) -> None:
+    from test_league_db import one_line_error, simulate_read_only
+
+    simulate_read_only(monkeypatch, tmp_path)
+    out = tmp_path / "game.gif"
+    result = _play("still", "still", "--games", "1", "--render", str(out))
+    assert result.exit_code == 2, result.output
+    assert f"cannot write {out}: the directory {tmp_path} is read-only" in one_line_error(result)
+    assert not out.exists()
+
+
+def test_render_into_a_really_read_only_directory(tmp_path) -> None:
+    import sys
+
+    from test_league_db import one_line_error, run_read_only
+
+    out = tmp_path / "game.gif"
+    command = [sys.executable, "-m", "agent.cli", "play", "still", "still", "--games", "1", "--render", str(out)]
+    result = run_read_only(tmp_path, command)
+    assert result.returncode == 2 and f"cannot write {out}" in one_line_error(result)

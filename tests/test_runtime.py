@@ -224,6 +224,44 @@ def test_contract_violations_refused_at_load(tmp_path: Path, kwargs: dict, messa
         OnnxAgent(path)
 
 
+def vector(values: object) -> str:
+    return json.dumps({"kind": "vector", "values": values})
+
+
+MALFORMED_METADATA = {
+    "strings": ({"initial_state": vector(["0.5"] * STATE)}, "initial_state values must be"),
+    "nested": ({"initial_state": vector([[0.0]] * STATE)}, "initial_state values must be"),
+    "nulls": ({"initial_state": vector([None] * STATE)}, "initial_state values must be"),
+    "null-values": ({"initial_state": vector(None)}, "initial_state values must be"),
+    "dict-values": ({"initial_state": vector({"a": 1})}, "initial_state values must be"),
+    "bools": ({"initial_state": vector([True] * STATE)}, "initial_state values must be"),
+    "deep-state": ({"initial_state": "[" * 100_000}, "initial_state is nested too deeply"),
+    "deep-layout": ({"obs_layout": "[" * 100_000}, "obs_layout is nested too deeply"),
+    "long-state": ({"initial_state": " " * 2_000_000 + "{}"}, "initial_state is 2000002 characters long"),
+    "huge-state": ({"state_size": "4000000000", "deter_size": "3999999996"}, "state_size=4000000000 is over"),
+    "huge-number": ({"train_step": "9" * 100_000}, "train_step is 100000 characters long"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_METADATA.values(), ids=MALFORMED_METADATA.keys())
+def test_malformed_metadata_refused_in_one_line(tmp_path: Path, case: tuple[dict, str]) -> None:
+    changes, message = case
+    path = build(tmp_path / "bad.onnx", meta=metadata(**changes))
+    with pytest.raises(AgentFileError, match=message) as raised:
+        OnnxAgent(path)
+    text = str(raised.value)
+    assert "\n" not in text and len(text) < 400 + len(str(path))
+
+
+def test_state_size_limit_fits_the_presets() -> None:
+    from agent.config import make_config
+    from export.runtime import MAX_STATE_SIZE
+
+    for preset in ("tiny", "small", "medium"):
+        model = make_config(preset).model
+        assert model.deter + model.stoch * model.classes <= MAX_STATE_SIZE / 4
+
+
 def test_non_onnx_and_missing_files(tmp_path: Path) -> None:
     junk = tmp_path / "junk.onnx"
     junk.write_text("not a model")

@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 from test_client_protocol import TOKEN, write_agent_file
 
-from export.server import read_tokens, valid_action
+from agent.game.rules import is_valid_action
+from export.server import read_tokens
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 OTHER_TOKEN = "other-token-0815"
+THIRD_TOKEN = "third-token-4242"
 
 
 def free_port() -> int:
@@ -269,7 +271,7 @@ def test_malformed_steps_over_tcp(tmp_path: Path, agent_file: Path) -> None:
     assert finish(server)[0] == 0
     assert code == 0, out
     answers = json.loads(answers_file.read_text())
-    assert len(answers) == 8 and all(valid_action(a) for a in answers)
+    assert len(answers) == 8 and all(is_valid_action(a) for a in answers)
     assert len(events(tmp_path / "client.jsonl", "warning")) == 3  # repeated problems are not flooded
     assert "warning" in out
 
@@ -319,3 +321,154 @@ def test_closed_stdout_does_not_stop_the_client(tmp_path: Path, agent_file: Path
         assert finish(process)[0] == 0
     (game,) = events(log, "game")
     assert game["rounds_seen"] == 4
+
+
+OVERSIZED_CLIENT = r"""
+import sys
+from twisted.internet import protocol, reactor
+from twisted.protocols import amp
+from export.protocol import Auth, EndGame, Error, Message, Ready, StartGame, Step
+
+class Oversized(amp.AMP):
+    @Auth.responder
+    def auth(self):
+        return {"token": sys.argv[2].encode(), "version": 1}
+
+    @Ready.responder
+    def ready(self):
+        return {"ready": True}
+
+    @StartGame.responder
+    def start(self, game_id):
+        return {}
+
+    @Step.responder
+    def step(self, obv):
+        return {"action": [0.0] * 2000}  # 10,000 bytes: a box the server reads, but no action
+
+    @EndGame.responder
+    def end(self, result, stats):
+        return {}
+
+    @Error.responder
+    def error(self, msg):
+        print("error:", msg.decode()[:80], flush=True)
+        return {}
+
+    @Message.responder
+    def message(self, msg):
+        return {}
+
+    def connectionLost(self, reason):
+        print("disconnected", flush=True)
+        reactor.stop()
+
+protocol.ClientCreator(reactor, Oversized).connectTCP("127.0.0.1", int(sys.argv[1]))
+reactor.callLater(60, reactor.stop)
+reactor.run()
+"""
+
+
+def test_oversized_step_answer_over_tcp_loses_and_the_server_goes_on(tmp_path: Path) -> None:
+    """A client answering 2,000 numbers loses its game and is disconnected; the others play on."""
+    port = free_port()
+    log = tmp_path / "server.jsonl"
+    tokens = ("--token", TOKEN, "--token", OTHER_TOKEN, "--token", THIRD_TOKEN)
+    server = start_server(port, log, "--games", "2", "--seed", "1", *tokens)
+    attacker = subprocess.Popen(
+        [sys.executable, "-c", OVERSIZED_CLIENT, str(port), THIRD_TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
+    first = start_client(port, TOKEN, tmp_path / "first.jsonl", "--scripted", "keeper", "--games", "2")
+    try:
+        wait_for(lambda: events(log, "game"))
+        code, out = finish(attacker, timeout=10)
+        assert code == 0 and "error: user3 sent an invalid answer" in out and "disconnected" in out, out
+        second = start_client(port, OTHER_TOKEN, tmp_path / "second.jsonl", "--scripted", "shooter", "--games", "1")
+        for process in (first, second, server):
+            code, out = finish(process)
+            assert code == 0, out
+    finally:
+        for process in (server, attacker, first):
+            if process.poll() is None:
+                process.kill()
+    aborted, played = events(log, "game")
+    assert aborted["players"] == ["user3", "user1"] or aborted["players"] == ["user1", "user3"]
+    assert aborted["reason"].startswith("user3 sent an invalid answer") and len(aborted["reason"]) <= 200
+    assert aborted["players"][aborted["winner"]] == "user1"
+    assert played["reason"] == "finished" and sorted(played["players"]) == ["user1", "user2"]
+    assert [g["outcome"] for g in events(tmp_path / "first.jsonl", "game")][0] == "win"
+
+
+def test_endless_box_over_tcp_is_cut_off_while_a_game_is_played(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "server.jsonl"
+    server = start_server(port, log, "--games", "1", "--token", TOKEN, "--token", OTHER_TOKEN)
+    sent = 0
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as flood:
+            with pytest.raises(OSError):  # reset or broken pipe once the server cuts it off
+                for index in range(2000):  # at most 130 MB
+                    flood.sendall(b"\x00\x05" + b"k%04d" % index + b"\xff\xff" + b"v" * 65535)
+                    sent += 65542
+        assert sent < 4 * 2**20, f"{sent} bytes accepted before the cut"
+        clients = [
+            start_client(port, TOKEN, tmp_path / "a.jsonl", "--scripted", "keeper", "--games", "1"),
+            start_client(port, OTHER_TOKEN, tmp_path / "b.jsonl", "--scripted", "shooter", "--games", "1"),
+        ]
+        for process in (*clients, server):
+            code, out = finish(process)
+            assert code == 0, out
+    finally:
+        if server.poll() is None:
+            server.kill()
+    (game,) = events(log, "game")
+    assert game["reason"] == "finished"
+    (dropped,) = events(log, "dropped")
+    assert dropped["reason"] == "sent a box over 16384 bytes"
+
+
+def test_second_connection_with_a_connected_token_is_refused(tmp_path: Path, agent_file: Path) -> None:
+    port = free_port()
+    log = tmp_path / "server.jsonl"
+    server = start_server(port, log, "--games", "1", "--token", TOKEN, "--token", OTHER_TOKEN)
+    first = start_client(port, TOKEN, tmp_path / "first.jsonl", str(agent_file), "--games", "1")
+    try:
+        wait_for(lambda: events(tmp_path / "first.jsonl", "accepted"))
+        copy = start_client(port, TOKEN, tmp_path / "copy.jsonl", "--scripted", "still", "--retry-delay", "0.05")
+        code, out = finish(copy, timeout=30)
+        assert code == 3, out
+        assert "this token is already connected" in out and TOKEN not in out
+        other = start_client(port, OTHER_TOKEN, tmp_path / "other.jsonl", "--scripted", "keeper", "--games", "1")
+        for process in (first, other, server):
+            code, out = finish(process)
+            assert code == 0, out
+    finally:
+        for process in (server, first):
+            if process.poll() is None:
+                process.kill()
+    (game,) = events(log, "game")
+    assert game["reason"] == "finished" and sorted(game["players"]) == ["user1", "user2"]
+    assert [row["reason"] for row in events(log, "refused")] == ["token already connected"]
+
+
+@pytest.mark.parametrize(
+    "case", ["strings", "nested", "nulls", "dict-values", "deep-state", "deep-layout", "huge-state"]
+)
+def test_client_refuses_malformed_agent_metadata_in_one_line(tmp_path: Path, case: str) -> None:
+    from click.testing import CliRunner
+    from test_runtime import MALFORMED_METADATA, build, metadata
+
+    from agent.cli.main import main
+
+    changes, message = MALFORMED_METADATA[case]
+    path = build(tmp_path / "bad.onnx", meta=metadata(**changes))
+    args = ["client", str(path), "--server-url", "127.0.0.1", "--server-port", str(free_port()), "--token", TOKEN]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: cannot use agent file:") and message in line

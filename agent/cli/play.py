@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ class _FrameWriter:
                 self._writer = imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)
             else:
                 self._writer = imageio.get_writer(path, fps=fps, macro_block_size=8)  # 600 x 480 as is
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
         except (ImportError, ValueError, RuntimeError) as exc:
             raise click.ClickException(
                 f"cannot write {path}: {exc}. MP4 needs an ffmpeg backend: pip install imageio-ffmpeg"
@@ -56,6 +59,12 @@ def _check_render(ctx: click.Context, param: click.Parameter, value: str | None)
     path = Path(value)
     if path.suffix.lower() not in RENDER_SUFFIXES:
         raise click.BadParameter(f"{value!r} must end in one of: {', '.join(RENDER_SUFFIXES)}")
+    # asked before any game is played; the writer does not make missing folders
+    directory = path.absolute().parent
+    if not directory.is_dir():
+        raise click.BadParameter(f"cannot write {path}: no directory {directory}")
+    if not os.access(directory, os.W_OK):
+        raise click.BadParameter(f"cannot write {path}: the directory {directory} is read-only")
     return path
 
 
