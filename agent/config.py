@@ -140,6 +140,7 @@ class TrainConfig:
     # well (threads sleep while they wait) instead of keeping them busy-waiting (fastest alone)
     threads: int = 0
     share_cpu: bool = False
+    cuda_graph: bool = True  # on a GPU, replay the update from a CUDA graph (same maths, far fewer launches)
     snapshot_every: int = 100_000
     pfsp: str = "squared"  # 'squared' | 'variance'
     latest_share: float = 0.5

@@ -96,6 +96,11 @@ class DreamerAgent(nn.Module):
             self.explore = Disagreement(feat, act_dim, self.wm.stoch_size, m.units, e.layers, e.members)
             self.explore_opt = torch.optim.Adam(self.explore.parameters(), lr=e.lr, eps=o.wm_eps)
         self._generator: torch.Generator | None = None
+        # the entropy scale of the current update, a buffer so a captured graph reads it
+        self.register_buffer("_eta", torch.zeros((), dtype=torch.float64), persistent=False)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._static_in: dict[str, Tensor] = {}
+        self._static_out: dict[str, Tensor] = {}
 
     # ---- randomness ----------------------------------------------------------------
 
@@ -152,27 +157,57 @@ class DreamerAgent(nn.Module):
     # ---- training ------------------------------------------------------------------
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, float | list[float]]:
-        """One DreamerV3 update: world model, then actor and critic in imagination."""
+        """One DreamerV3 update (`step`), its metrics as Python numbers."""
+        return metrics_to_host(self.step(batch))
+
+    def step(self, batch: dict[str, Tensor], update_index: int | None = None) -> dict[str, Tensor]:
+        """One DreamerV3 update: world model, then actor and critic in imagination.
+
+        Returns the metrics as tensors on the agent's device, without waiting for them:
+        nothing in the update waits on the device, so a caller that sums the metrics on
+        the device and reads them every few hundred updates never stalls a GPU.
+        `update_index` (the number of updates done so far) spares reading the counter
+        back from the device for the eta schedule. With `capture_graph()` on CUDA the
+        whole update is replayed from a CUDA graph.
+        """
+        tensors = self._check_batch(batch)
+        eta = eta_at(self.cfg.actor, int(self.updates) if update_index is None else update_index)
+        self._eta.fill_(eta)
+        if self._graph is not None:
+            for name, value in tensors.items():
+                self._static_in[name].copy_(value)
+            self._graph.replay()
+            return dict(self._static_out)
+        return self._step(tensors)
+
+    def _check_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         missing = [k for k in BATCH_KEYS if k not in batch]
         if missing:
             raise ValueError(f"update batch lacks {missing}; it needs {', '.join(BATCH_KEYS)}")
-        dev, cfg, gen = self.device, self.cfg, self.generator()
-        obs = batch["obs"].to(dev, torch.float32)
-        action = batch["action"].to(dev, torch.float32)
-        reward = batch["reward"].to(dev, torch.float32)
-        is_first = batch["is_first"].to(dev, torch.bool)
-        is_terminal = batch["is_terminal"].to(dev, torch.bool)
+        dev = self.device
+        out = {k: torch.as_tensor(batch[k]).to(dev, torch.bool if k in ("is_first", "is_terminal") else torch.float32)
+               for k in BATCH_KEYS}  # fmt: skip
+        obs, action, reward = out["obs"], out["action"], out["reward"]
         if obs.ndim != 3 or action.shape[:2] != obs.shape[:2] or reward.shape != obs.shape[:2]:
             raise ValueError(
                 f"update batch shapes disagree: obs {tuple(obs.shape)}, "
                 f"action {tuple(action.shape)}, reward {tuple(reward.shape)}"
             )
+        if self._graph is not None and any(out[k].shape != self._static_in[k].shape for k in BATCH_KEYS):
+            raise ValueError("the update was captured as a CUDA graph for another batch shape")
+        return out
+
+    def _step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The update on checked device tensors (what `capture_graph` records)."""
+        cfg, gen = self.cfg, self.generator()
+        obs, action, reward = batch["obs"], batch["action"], batch["reward"]
+        is_first, is_terminal = batch["is_first"], batch["is_terminal"]
         self.train()
 
         # world model: action_{t-1} is the previous action, zero where the episode starts
         prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
         prev_action = prev_action * (~is_first).unsqueeze(-1).float()
-        autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.model.compute_dtype == "bfloat16")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.model.compute_dtype == "bfloat16")
         with record_function("dreamer/wm_loss"):
             wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen)
         with record_function("dreamer/wm_backward"):
@@ -192,7 +227,6 @@ class DreamerAgent(nn.Module):
         start_cont = (~is_terminal).flatten().float()
         with record_function("dreamer/imagine"), autocast:
             imag = imagine(self.wm, self.actor, start_deter, start_stoch, cfg.actor.horizon, gen)
-        eta = eta_at(cfg.actor, int(self.updates))
         bonus = None
         if self.explore is not None:
             bonus = self.explore.bonus(imag.feat[:-1], imag.action)
@@ -209,7 +243,7 @@ class DreamerAgent(nn.Module):
                 start_cont,
                 cfg.actor,
                 cfg.critic,
-                eta,
+                self._eta,
                 gen,
                 bonus,
             )
@@ -226,9 +260,9 @@ class DreamerAgent(nn.Module):
                     slow.lerp_(fast, cfg.critic.slow_rate)
         self.updates += 1
 
-        scalars: dict[str, Tensor] = {"wm/loss": wm_out.loss.detach()}
-        scalars.update({f"wm/{k}": v for k, v in wm_out.parts.items()})
-        scalars.update(
+        out: dict[str, Tensor] = {"wm/loss": wm_out.loss.detach()}
+        out.update({f"wm/{k}": v for k, v in wm_out.parts.items()})
+        out.update(
             {
                 "wm/grad_norm": wm_grad,
                 "actor/loss": beh.actor_loss.detach(),
@@ -237,14 +271,59 @@ class DreamerAgent(nn.Module):
                 "critic/grad_norm": critic_grad,
             }
         )
-        scalars.update(explore_scalars)
-        per_step = {k: beh.metrics.pop(k) for k in ("actor/entropy_step", "actor/weight_step")}
-        scalars.update(beh.metrics)
-        values = torch.stack([v.float() for v in scalars.values()]).tolist()
-        out: dict[str, float | list[float]] = dict(zip(scalars, values))
-        out["actor/eta"] = eta
-        out.update({k: v.tolist() for k, v in per_step.items()})
+        out.update(explore_scalars)
+        out.update(beh.metrics)
+        out["actor/eta"] = self._eta.clone()
         return out
+
+    @property
+    def graph_captured(self) -> bool:
+        return self._graph is not None
+
+    def capture_graph(self, batch: dict[str, Tensor], update_index: int | None = None) -> dict[str, Tensor]:
+        """One update on `batch` (as `step`), then record the update as one CUDA graph.
+
+        Later `step` calls with batches of the same shape copy them into the graph's
+        input buffers and replay it: the host issues one launch per update instead of
+        ~10,000 kernel launches, and the maths is the same. The update on `batch` runs
+        eagerly on a side stream, as capture needs; its metrics are returned. The Adam
+        states move to the device (`capturable`), and the agent's generator advances
+        inside the graph. CUDA only.
+        """
+        if self.device.type != "cuda":
+            raise ValueError("CUDA graphs need the agent on a CUDA device; train with --device cuda")
+        tensors = self._check_batch(batch)
+        self._eta.fill_(eta_at(self.cfg.actor, int(self.updates) if update_index is None else update_index))
+        self._static_in = {k: v.clone() for k, v in tensors.items()}
+        for opt in self._optimizers():
+            for group in opt.param_groups:
+                group["capturable"] = True
+            for state in opt.state.values():
+                if "step" in state:
+                    state["step"] = state["step"].to(self.device, torch.float32)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            metrics = {k: v.clone() for k, v in self._step(self._static_in).items()}
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        if hasattr(graph, "register_generator_state"):
+            graph.register_generator_state(self.generator())
+        for opt in self._optimizers():
+            opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            self._static_out = self._step(self._static_in)
+        self._graph = graph
+        return metrics
+
+    def release_graph(self) -> None:
+        """Go back to eager updates (for example before saving or changing the batch shape)."""
+        self._graph = None
+        self._static_in, self._static_out = {}, {}
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        opts = [self.wm_opt, self.actor_opt, self.critic_opt]
+        return opts + ([self.explore_opt] if self.explore is not None else [])
 
     # ---- resume --------------------------------------------------------------------
 
@@ -276,6 +355,11 @@ class DreamerAgent(nn.Module):
             self.explore_opt.load_state_dict(state["explore"])
         if state.get("rng_device") == self.device.type:
             self.generator().set_state(state["rng"].cpu())
+
+
+def metrics_to_host(metrics: dict[str, Tensor]) -> dict[str, float | list[float]]:
+    """Metric tensors of `DreamerAgent.step` as Python numbers (scalars) and lists (per imagined step)."""
+    return {k: v.tolist() for k, v in metrics.items()}
 
 
 def _adam_step(opt: torch.optim.Optimizer, loss: Tensor, module: nn.Module, clip: float) -> Tensor:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from agent.config import ActorConfig, CriticConfig
-from agent.dreamer.maths import ReturnNormalizer, lambda_return, twohot, twohot_mean
+from agent.dreamer.maths import ReturnNormalizer, lambda_return, quantiles, twohot, twohot_mean
 from agent.dreamer.nets import Actor, TwoHotHead
 from agent.dreamer.world_model import WorldModel
 
@@ -98,7 +98,7 @@ def behavior_losses(
     start_cont: Tensor,
     acfg: ActorConfig,
     ccfg: CriticConfig,
-    eta: float,
+    eta: float | Tensor,
     generator: torch.Generator,
     bonus: Tensor | None = None,
 ) -> BehaviorOutput:
@@ -141,8 +141,7 @@ def behavior_losses(
     critic_loss = -(w * (target * value_logp[:-1]).sum(-1)).mean() * ccfg.scale
 
     with torch.no_grad():
-        std = dist.std.flatten()
-        q = torch.quantile(std, torch.tensor([0.05, 0.5, 0.95], device=std.device))
+        q = quantiles(dist.std, (0.05, 0.5, 0.95))
         h_min, h_max = entropy_bounds(imag.raw.shape[-1], actor.min_std, actor.max_std)
         mean_ent = ent.mean()
         metrics = {

@@ -85,6 +85,20 @@ def lambda_return(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam
     return out
 
 
+def quantiles(x: Tensor, levels: tuple[float, ...]) -> Tensor:
+    """torch.quantile of a flat tensor at `levels` (linear interpolation), with the levels
+    as Python numbers: no tensor is copied from the host, so it can run in a CUDA graph."""
+    flat = x.flatten().sort().values
+    n = flat.shape[0]
+    # the ranks in the tensor's precision, as torch.quantile computes them
+    ranks = torch.tensor(levels, dtype=flat.dtype) * (n - 1)
+    out = []
+    for rank in ranks.tolist():
+        lo = min(int(rank), n - 1)
+        out.append(torch.lerp(flat[lo], flat[min(lo + 1, n - 1)], rank - lo))
+    return torch.stack(out)
+
+
 class ReturnNormalizer(torch.nn.Module):
     """S = EMA(P_high(R) - P_low(R)); advantages are divided by max(limit, S).
 
@@ -105,8 +119,7 @@ class ReturnNormalizer(torch.nn.Module):
 
     @torch.no_grad()
     def update(self, returns: Tensor) -> None:
-        flat = returns.detach().float().flatten()
-        q = torch.quantile(flat, torch.tensor([self.perc_low, self.perc_high], device=flat.device))
+        q = quantiles(returns.detach().float(), (self.perc_low, self.perc_high))
         self.low.mul_(self.decay).add_((1.0 - self.decay) * q[0])
         self.high.mul_(self.decay).add_((1.0 - self.decay) * q[1])
 

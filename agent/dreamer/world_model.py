@@ -153,12 +153,11 @@ class WorldModel(nn.Module):
         embed_in = self.post_embed(self.embed(obs))
         action_in = self.in_action(prev_action)
         keep = (~is_first).to(obs.dtype).unsqueeze(-1)
-        resets = is_first.any(0).tolist()  # steps where some row starts an episode
         deter = obs.new_zeros(batch, self.deter_size)
         stoch = obs.new_zeros(batch, self.stoch_size)
         deters, stochs, posts = [], [], []
         for t in range(steps):
-            if t > 0 and resets[t]:  # step 0 starts from the zero state anyway
+            if t > 0:  # rows that start an episode restart from the zero state (step 0 does anyway)
                 deter, stoch = deter * keep[:, t], stoch * keep[:, t]
             deter = self.gru(deter, stoch, action_in[:, t])
             probs = self.post_probs(deter, embed_in[:, t])

@@ -6,7 +6,9 @@ updates holding the MEAN over the updates since the previous row (lists such as
 averaged). Writing a row and a TensorBoard point per update would cost more than a
 small model's update. Episode, drill, evaluation and league rows are written as they
 come. Each row has `kind` ("update" or one of ROW_KINDS), `step` (env steps), `update`
-and `time` (seconds since the run started, summed over resumed sessions).
+and `time` (seconds since the run started, summed over resumed sessions); update rows
+after the first also carry the loop's speed since the previous one, `speed/updates_s`
+and `speed/env_steps_s`.
 """
 
 from __future__ import annotations
@@ -80,8 +82,9 @@ class MetricsLogger:
 
             # purge_step drops events a killed session wrote after the checkpoint
             self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step)
-        self._sums: dict[str, np.ndarray] = {}
+        self._sums: dict[str, Any] = {}
         self._count = 0
+        self._last_flush: tuple[int, int, float] | None = None  # (step, update, time) of the last update row
 
     def _truncate_after(self, step: int) -> None:
         """On resume keep only rows up to the checkpoint's env step (later ones get re-made)."""
@@ -100,12 +103,25 @@ class MetricsLogger:
         return rows
 
     def log_update(self, step: int, update: int, time_s: float, metrics: dict[str, Any]) -> None:
-        """Add one update's metrics; every log_every-th call writes the mean row."""
+        """Add one update's metrics; every log_every-th call writes the mean row.
+
+        Values are numbers, lists or tensors; tensors are summed where they live (on a
+        GPU, without waiting for it) and read once per row.
+        """
         for k, v in metrics.items():
-            arr = np.asarray(v, np.float64)
-            if k in self._sums and self._sums[k].shape != arr.shape:
-                raise ValueError(f"metric {k} changed shape from {self._sums[k].shape} to {arr.shape}")
-            self._sums[k] = self._sums.get(k, 0.0) + arr
+            if hasattr(v, "detach"):
+                value = v.detach()
+            else:
+                value = np.asarray(v, np.float64)
+            old = self._sums.get(k)
+            if old is not None and tuple(old.shape) != tuple(value.shape):
+                raise ValueError(f"metric {k} changed shape from {tuple(old.shape)} to {tuple(value.shape)}")
+            if old is None:
+                self._sums[k] = value.clone() if hasattr(value, "clone") else value
+            elif hasattr(old, "add_"):
+                old.add_(value)
+            else:
+                self._sums[k] = old + value
         self._count += 1
         if self._count >= self.log_every:
             self.flush_updates(step, update, time_s)
@@ -114,11 +130,18 @@ class MetricsLogger:
         """Write the mean of the pending updates (nothing if none are pending)."""
         if self._count == 0:
             return
-        means = {k: v / self._count for k, v in self._sums.items()}
+        sums = {k: np.asarray(v.double().cpu() if hasattr(v, "cpu") else v, np.float64) for k, v in self._sums.items()}
         row = {"kind": "update", "step": step, "update": update, "time": time_s, "n_updates": self._count}
-        row.update({k: _jsonable(v.tolist() if v.ndim else float(v)) for k, v in means.items()})
+        if self._last_flush is not None and time_s > self._last_flush[2]:
+            seconds = time_s - self._last_flush[2]
+            row["speed/updates_s"] = (update - self._last_flush[1]) / seconds
+            row["speed/env_steps_s"] = (step - self._last_flush[0]) / seconds
+        row.update(
+            {k: _jsonable((v / self._count).tolist() if v.ndim else float(v) / self._count) for k, v in sums.items()}
+        )
         self._write(row, step)
         self._sums, self._count = {}, 0
+        self._last_flush = (step, update, time_s)
 
     def log_row(self, kind: str, step: int, update: int, time_s: float, values: dict[str, Any]) -> None:
         """An episode, drill, evaluation or league (self-play snapshot) row, written at once."""

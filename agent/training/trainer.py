@@ -70,6 +70,7 @@ from agent.config import (
     scripted_seed,
     validate,
 )
+from agent.dreamer.agent import metrics_to_host
 from agent.game.rules import ROUNDS_PER_GAME
 from agent.players.policy import Policy
 from agent.players.scripted import make_scripted, scripted_batch
@@ -78,6 +79,7 @@ from agent.training.metrics import MetricsLogger
 from agent.training.replay import Replay
 
 WIN_WINDOW = 100  # rounds in the recent win rate
+GRAPH_AFTER_UPDATES = 2  # eager updates before the update is captured as a CUDA graph
 
 
 class OpponentSampler(Protocol):
@@ -352,14 +354,30 @@ class Trainer:
         return max(0, int(owed) - self.updates)
 
     def update_once(self) -> dict[str, Any]:
-        """One DreamerV3 update on a batch from the replay; logs its metrics."""
+        """One DreamerV3 update on a batch from the replay; logs its metrics and returns
+        them as Python numbers (the loop itself never waits for them: `_update`)."""
+        return metrics_to_host(self._update())
+
+    def _update(self) -> dict[str, torch.Tensor]:
+        """One update; its metrics stay on the device until the logger's next row."""
         t = self.cfg.train
         batch = self.replay.sample(t.batch_size, t.seq_len)
-        tensors = {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
-        metrics = self.agent.update(tensors)
+        tensors = {k: torch.as_tensor(v).to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self._capture_due():
+            metrics = self.agent.capture_graph(tensors, update_index=self.updates)
+        else:
+            metrics = self.agent.step(tensors, update_index=self.updates)
         self.updates += 1
         self.metrics.log_update(self.env_steps, self.updates, self.elapsed(), metrics)
         return metrics
+
+    def _capture_due(self) -> bool:
+        """Whether to record the update as a CUDA graph now: on a GPU, when train.cuda_graph
+        is on, after a few eager updates have settled the optimiser states."""
+        return (
+            self.device == "cuda" and self.cfg.train.cuda_graph and not self.agent.graph_captured
+            and self.updates >= GRAPH_AFTER_UPDATES
+        )  # fmt: skip
 
     # ----- evaluation ----------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -486,14 +504,14 @@ class Trainer:
         try:
             if progress is not None:
                 progress.start()
-                task = progress.add_task("train", total=t.steps, completed=self.env_steps, ups=0.0, win="-")
-            rate_t, rate_u = time.perf_counter(), self.updates
+                task = progress.add_task("train", total=t.steps, completed=self.env_steps, ups=0.0, eps=0.0, win="-")
+            rate_t, rate_u, rate_s = time.perf_counter(), self.updates, self.env_steps
             while self.env_steps < t.steps and not self._stop:
                 self.collect()
                 for _ in range(self.updates_due()):
                     if not self.replay.can_sample(t.seq_len):
                         break
-                    self.update_once()
+                    self._update()
                 if next_eval is not None and self.env_steps >= next_eval:
                     self.evaluate()
                     next_eval += t.eval_every
@@ -504,8 +522,9 @@ class Trainer:
                     now = time.perf_counter()
                     if now - rate_t > 2.0:
                         ups = (self.updates - rate_u) / (now - rate_t)
-                        rate_t, rate_u = now, self.updates
-                        progress.update(task, ups=ups)
+                        eps = (self.env_steps - rate_s) / (now - rate_t)
+                        rate_t, rate_u, rate_s = now, self.updates, self.env_steps
+                        progress.update(task, ups=ups, eps=eps)
                     wr = self.win_rate()
                     progress.update(task, completed=self.env_steps, win="-" if np.isnan(wr) else f"{wr:.2f}")
             if not self._stop and t.eval_every > 0 and self.last_eval_step != self.env_steps:
@@ -545,7 +564,8 @@ class Trainer:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("env steps"),
-            TextColumn("{task.fields[ups]:.1f} updates/s"),
+            TextColumn("{task.fields[ups]:.2f} updates/s"),
+            TextColumn("{task.fields[eps]:.1f} env steps/s"),
             TextColumn("win {task.fields[win]}"),
             TimeRemainingColumn(),
         )
