@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,14 +30,25 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+sys.path.insert(0, str(REPO / "tests"))
+# the test suite's helpers: contract graphs, the serve/client command lines
+from helpers import (  # noqa: E402
+    ENV,
+    client_command,
+    contract_metadata,
+    contract_model,
+    copy_sources,
+    free_port,
+    start_server,
+)
+
 TOKENS = ("bench-token-a", "bench-token-b")
 
 
 def synthetic_agent(path: Path, deter: int = 512, stoch: int = 32 * 32, hidden: int = 512) -> Path:
     """A contract-following graph with the matrix sizes of a DreamerV3 acting step."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     size = deter + stoch
     rng = np.random.default_rng(0)
@@ -77,70 +86,14 @@ def synthetic_agent(path: Path, deter: int = 512, stoch: int = 32 * 32, hidden: 
         n("MatMul", ["a1", "act2"], ["a2"]),
         n("Tanh", ["a2"], ["action"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "synthetic_agent",
-        [
-            helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", 18]),
-            helper.make_tensor_value_info("prev_action", TensorProto.FLOAT, ["batch", 4]),
-            helper.make_tensor_value_info("state", TensorProto.FLOAT, ["batch", size]),
-        ],
-        [
-            helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", 4]),
-            helper.make_tensor_value_info("next_state", TensorProto.FLOAT, ["batch", size]),
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    helper.set_model_props(
-        model,
-        {
-            "hockey_agent.format": "1",
-            "exporter_version": "bench",
-            "preset": "synthetic",
-            "train_step": "0",
-            "obs_layout": json.dumps([f"o{i}" for i in range(18)]),
-            "action_layout": json.dumps(["x", "y", "torque", "shoot"]),
-            "state_size": str(size),
-            "deter_size": str(deter),
-            "stoch_size": str(stoch),
-            "initial_state": json.dumps({"kind": "zeros"}),
-        },
-    )
-    onnx.save(model, path)
+    metadata = contract_metadata(size, deter, stoch, preset="synthetic", exporter_version="bench")
+    onnx.save(contract_model("synthetic_agent", nodes, inits, size, metadata), path)
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def client_process(agent: list[str], port: int, token: str, log: Path, games: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent.cli",
-            "client",
-            *agent,
-            "--server-url",
-            "127.0.0.1",
-            "--server-port",
-            str(port),
-            "--token",
-            token,
-            "--games",
-            str(games),
-            "--log",
-            str(log),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        env=ENV,
-    )
+    command = client_command(port, token, log, *agent, "--games", str(games))
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=ENV)
 
 
 def recorded_observations(steps: int) -> list[list[float]]:
@@ -201,32 +154,8 @@ def games_per_minute(agent: Path, games: int, workdir: Path) -> tuple[float, flo
     """(games per minute over the whole run, per minute of pure game time, steps played)."""
     port = free_port()
     log = workdir / "server.jsonl"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--games",
-            str(games),
-            "--token",
-            TOKENS[0],
-            "--token",
-            TOKENS[1],
-            "--log",
-            str(log),
-            "--seed",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=ENV,
-    )
-    assert server.stdout is not None
-    server.stdout.readline()  # "listening on ..."
+    tokens = ("--token", TOKENS[0], "--token", TOKENS[1])
+    server = start_server(port, log, "--games", str(games), *tokens, "--seed", "0")
     start = time.perf_counter()
     clients = [
         client_process([str(agent)], port, TOKENS[0], workdir / "a.jsonl", games),
@@ -244,13 +173,7 @@ def games_per_minute(agent: Path, games: int, workdir: Path) -> tuple[float, flo
 
 def installed_size(workdir: Path) -> tuple[float, float]:
     """MiB of site-packages after `pip install '.[client]'` in a fresh venv (all, without pip/setuptools)."""
-    source = workdir / "src"
-    for name in ("agent", "export", "league", "selfplay", "pyproject.toml", "README.md"):
-        path = REPO / name
-        if path.is_dir():
-            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif path.exists():
-            shutil.copy(path, source / name)
+    source = copy_sources(workdir / "src")
     env_dir = workdir / "venv"
     venv.create(env_dir, with_pip=True)
     subprocess.run(

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from helpers import FAST
 
 from agent.cli.ablate import ablate
-from tests.test_trainer import FAST
 
 
 def test_vary_axis_makes_one_run_per_value_and_rerun_skips(tmp_path: Path) -> None:

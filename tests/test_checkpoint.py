@@ -8,39 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from agent.config import make_config
 from agent.training import checkpoint as ckpt
 from agent.training.trainer import Trainer
 
 torch.set_num_threads(1)
 
-SMALL = [
-    "model.deter=32",
-    "model.hidden=16",
-    "model.stoch=4",
-    "model.classes=4",
-    "model.blocks=1",
-    "model.units=16",
-    "model.layers=1",
-    "actor.horizon=4",
-    "train.envs=2",
-    "train.batch_size=4",
-    "train.seq_len=8",
-    "train.train_ratio=16",
-    "train.prefill=64",
-    "train.replay_capacity=2000",
-    "train.opponent=still",
-    "train.mode=shooting",
-    "train.eval_every=0",
-    "train.checkpoint_every=0",
-    "train.steps=100",
-]
+# helpers.FAST without evaluation, 100 env steps
+SMALL = ("train.eval_every=0", "train.steps=100")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, fast_config) -> Path:
     path = tmp_path_factory.mktemp("run")
-    tr = Trainer(make_config("tiny", SMALL), path, preset="tiny", progress=False, tensorboard=False)
+    tr = Trainer(fast_config(*SMALL), path, preset="tiny", progress=False, tensorboard=False)
     tr.train()
     tr.close()
     return path
@@ -96,20 +76,20 @@ def test_truncated_checkpoint_is_a_clear_error(run_dir: Path, tmp_path: Path) ->
         ckpt.load(cut)
 
 
-def test_resume_with_another_preset_fails_before_loading(run_dir: Path, tmp_path: Path) -> None:
+def test_resume_with_another_preset_fails_before_loading(run_dir: Path, tmp_path: Path, fast_config) -> None:
     import shutil
 
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
-    other = make_config("tiny", [*SMALL, "model.deter=64"])
+    other = fast_config(*SMALL, "model.deter=64")
     with pytest.raises(ValueError, match=r"another model configuration.*model.deter: run 64 vs checkpoint 32"):
         Trainer(other, copy, resume=True, progress=False, tensorboard=False)
 
 
-def test_shape_mismatch_never_loads_partially(run_dir: Path) -> None:
+def test_shape_mismatch_never_loads_partially(run_dir: Path, fast_config) -> None:
     from agent.dreamer.agent import DreamerAgent
 
-    agent = DreamerAgent(make_config("tiny", [*SMALL, "model.units=24"]))
+    agent = DreamerAgent(fast_config(*SMALL, "model.units=24"))
     before = {k: v.clone() for k, v in agent.state_dict().items()}
     with pytest.raises(ValueError, match="shape mismatches"):
         ckpt.load_model_state(agent, ckpt.load(run_dir)["model"], "test")

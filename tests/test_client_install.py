@@ -9,29 +9,18 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import subprocess
 import venv
 from pathlib import Path
 
 import pytest
-from test_client_protocol import TOKEN, write_agent_file
-from test_server import OTHER_TOKEN, events, finish, free_port, start_server
-
-REPO = Path(__file__).resolve().parents[1]
-# What the package build needs (a copy, so the build leaves no files in the checkout).
-SOURCES = ("agent", "export", "league", "selfplay", "pyproject.toml", "README.md")
+from helpers import OTHER_TOKEN, REPO, TOKEN, copy_sources, events, finish, free_port, start_server
 
 
 @pytest.mark.slow
-def test_client_extra_in_fresh_venv_plays_a_game(tmp_path: Path) -> None:
-    source = tmp_path / "src"
-    for name in SOURCES:
-        path = REPO / name
-        if path.is_dir():
-            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif path.exists():
-            shutil.copy(path, source / name)
+def test_client_extra_in_fresh_venv_plays_a_game(tmp_path: Path, agent_file: Path) -> None:
+    # a copy, so the build leaves no files in the checkout
+    source = copy_sources(tmp_path / "src")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -46,7 +35,6 @@ def test_client_extra_in_fresh_venv_plays_a_game(tmp_path: Path) -> None:
         probe = subprocess.run([str(python), "-c", f"import {heavy}"], capture_output=True, text=True)
         assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, f"{heavy} is importable in the venv"
 
-    agent = write_agent_file(tmp_path / "agent.onnx")
     port = free_port()
     server = start_server(port, tmp_path / "server.jsonl", "--games", "1", "--token", TOKEN, "--token", OTHER_TOKEN)
 
@@ -74,7 +62,7 @@ def test_client_extra_in_fresh_venv_plays_a_game(tmp_path: Path) -> None:
 
     # the ONNX agent, and a scripted player (the --scripted ones need no Box2D either)
     clients = [
-        venv_client(TOKEN, "venv.jsonl", str(agent)),
+        venv_client(TOKEN, "venv.jsonl", str(agent_file)),
         venv_client(OTHER_TOKEN, "scripted.jsonl", "--scripted", "keeper"),
     ]
     for process in (*clients, server):

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import TOKEN
 from rich.console import Console
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
@@ -34,74 +35,7 @@ from export.client import (
 )
 from export.protocol import PROTOCOL_VERSION, Auth, EndGame, Error, Message, Ready, StartGame, Step
 
-TOKEN = "s3cr3t-token-4711"
 VECTORS = Path(__file__).parent / "data" / "vectors.npz"
-STATE = (3, 2)  # deter, stoch sizes of the test graph
-
-
-def write_agent_file(path: Path) -> Path:
-    """A tiny ONNX graph following the exported-agent contract (docs/ARCHITECTURE.md).
-
-    action = clip(obs @ A + state @ B, -1, 1); next_state = tanh(obs @ C + 0.5 state):
-    the action depends on the recurrent state, so a missed reset changes it.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    deter, stoch = STATE
-    size = deter + stoch
-    rng = np.random.default_rng(0)
-    weights = {
-        "A": rng.normal(0, 0.3, (18, 4)),
-        "B": rng.normal(0, 1.0, (size, 4)),
-        "C": rng.normal(0, 0.3, (18, size)),
-        "half": np.array(0.5),
-        "low": np.array(-1.0),
-        "high": np.array(1.0),
-    }
-    inits = [numpy_helper.from_array(v.astype(np.float32), name=k) for k, v in weights.items()]
-    nodes = [
-        helper.make_node("MatMul", ["obs", "A"], ["oa"]),
-        helper.make_node("MatMul", ["state", "B"], ["sb"]),
-        helper.make_node("Add", ["oa", "sb"], ["raw"]),
-        helper.make_node("Clip", ["raw", "low", "high"], ["action"]),
-        helper.make_node("MatMul", ["obs", "C"], ["oc"]),
-        helper.make_node("Mul", ["state", "half"], ["sh"]),
-        helper.make_node("Add", ["oc", "sh"], ["pre"]),
-        helper.make_node("Tanh", ["pre"], ["next_state"]),
-    ]
-    unused = helper.make_node("Identity", ["prev_action"], ["prev_copy"])
-    graph = helper.make_graph(
-        nodes + [unused],
-        "test_agent",
-        [
-            helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", 18]),
-            helper.make_tensor_value_info("prev_action", TensorProto.FLOAT, ["batch", 4]),
-            helper.make_tensor_value_info("state", TensorProto.FLOAT, ["batch", size]),
-        ],
-        [
-            helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", 4]),
-            helper.make_tensor_value_info("next_state", TensorProto.FLOAT, ["batch", size]),
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    metadata = {
-        "hockey_agent.format": "1",
-        "exporter_version": "test",
-        "preset": "test",
-        "train_step": "0",
-        "obs_layout": json.dumps([f"o{i}" for i in range(18)]),
-        "action_layout": json.dumps(["x", "y", "torque", "shoot"]),
-        "state_size": str(size),
-        "deter_size": str(deter),
-        "stoch_size": str(stoch),
-        "initial_state": json.dumps({"kind": "vector", "values": [0.3] * size}),
-    }
-    helper.set_model_props(model, metadata)
-    onnx.save(model, path)
-    return path
 
 
 class Counting:
@@ -234,10 +168,10 @@ def test_step_without_start_game_still_answers(tmp_path: Path) -> None:
     assert wire.client.stats.interrupted == 1 and wire.client.stats.games == 0
 
 
-def test_onnx_agent_answers_through_the_wire(tmp_path: Path) -> None:
+def test_onnx_agent_answers_through_the_wire(tmp_path: Path, agent_file: Path) -> None:
     from export.runtime import OnnxAgent
 
-    path = write_agent_file(tmp_path / "agent.onnx")
+    path = agent_file
     wire = Wire(tmp_path, policy=OnnxAgent(path))
     reference = OnnxAgent(path)
     wire.call(StartGame, game_id=b"x" * 16)

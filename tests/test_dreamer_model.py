@@ -59,20 +59,6 @@ def tiny_config(*overrides: str):
     return make_config("tiny", ["train.batch_size=4", "train.seq_len=12", "actor.horizon=5", *overrides])
 
 
-def random_batch(cfg, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    b, t = cfg.train.batch_size, cfg.train.seq_len
-    is_first = torch.rand(b, t, generator=g) < 0.1
-    is_first[:, 0] = True
-    return {
-        "obs": torch.randn(b, t, 18, generator=g) * 3,
-        "action": torch.rand(b, t, 4, generator=g) * 2 - 1,
-        "reward": torch.where(torch.rand(b, t, generator=g) < 0.05, 10.0, 0.0),
-        "is_first": is_first,
-        "is_terminal": torch.rand(b, t, generator=g) < 0.05,
-    }
-
-
 # ---- config ----------------------------------------------------------------------
 
 
@@ -136,7 +122,7 @@ def test_config_json_round_trip_is_strict(tmp_path):
 @pytest.mark.parametrize(
     "dist, dtype", [("bounded_normal", "float32"), ("tanh_normal", "float32"), ("bounded_normal", "bfloat16")]
 )
-def test_update_returns_every_metric_finite(dist, dtype):
+def test_update_returns_every_metric_finite(dist, dtype, random_batch):
     torch.manual_seed(0)
     cfg = tiny_config(f"actor.dist={dist}", f"model.compute_dtype={dtype}")
     agent = DreamerAgent(cfg)
@@ -159,7 +145,7 @@ def test_update_returns_every_metric_finite(dist, dtype):
     assert int(agent.updates) == 1
 
 
-def test_world_model_learns_a_fixed_batch():
+def test_world_model_learns_a_fixed_batch(random_batch):
     torch.manual_seed(0)
     cfg = tiny_config("optim.wm_lr=1e-3")
     agent = DreamerAgent(cfg)
@@ -173,7 +159,7 @@ def test_world_model_learns_a_fixed_batch():
     assert last["wm/rew"] < first["wm/rew"]
 
 
-def test_eta_schedule_follows_the_update_counter():
+def test_eta_schedule_follows_the_update_counter(random_batch):
     cfg = tiny_config("actor.eta_schedule=linear", "actor.eta=1e-3", "actor.eta_final=0.0", "actor.eta_decay_steps=2")
     agent = DreamerAgent(cfg)
     batch = random_batch(cfg)
@@ -182,7 +168,7 @@ def test_eta_schedule_follows_the_update_counter():
 
 
 @pytest.mark.parametrize("explore", ["explore.scale=0", "explore.scale=0.1"])
-def test_resume_is_bit_identical(explore):
+def test_resume_is_bit_identical(explore, random_batch):
     torch.manual_seed(0)
     cfg = tiny_config(explore)
     batch, batch2 = random_batch(cfg, 1), random_batch(cfg, 2)

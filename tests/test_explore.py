@@ -10,7 +10,6 @@ from agent.dreamer import DreamerAgent
 from agent.dreamer.behavior import behavior_losses, imagine
 from agent.dreamer.explore import Disagreement
 from agent.dreamer.maths import ReturnNormalizer
-from tests.test_dreamer_model import random_batch
 
 
 def test_disagreement_falls_where_the_ensemble_was_trained():
@@ -43,7 +42,7 @@ def test_invalid_transitions_do_not_train_the_ensemble():
     assert torch.equal(loss, ens.loss(feat, action, target2, valid))
 
 
-def test_off_by_default_and_on_when_scaled():
+def test_off_by_default_and_on_when_scaled(random_batch):
     base = DreamerAgent(make_config("tiny"))
     assert base.explore is None and not any(k.startswith("explore") for k in base.state_dict())
     agent = DreamerAgent(make_config("tiny", ["explore.scale=0.1"]))

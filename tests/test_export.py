@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import one_line_error, run_read_only, simulate_read_only
 
 from agent.config import config_to_dict, make_config
 from agent.dreamer.agent import DreamerAgent
@@ -162,8 +163,6 @@ def test_dynamo_exporter(tmp_path: Path) -> None:
 
 
 def test_output_in_a_read_only_directory_is_one_line(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    from test_league_db import one_line_error, simulate_read_only
-
     simulate_read_only(monkeypatch, tmp_path)
     out = tmp_path / "sub" / "agent.onnx"
     result = CliRunner().invoke(export_cmd, [str(run_dir), "-o", str(out)])
@@ -174,8 +173,6 @@ def test_output_in_a_read_only_directory_is_one_line(run_dir: Path, tmp_path: Pa
 
 def test_output_in_a_really_read_only_directory(run_dir: Path, tmp_path: Path) -> None:
     import sys
-
-    from test_league_db import one_line_error, run_read_only
 
     out = tmp_path / "agent.onnx"
     result = run_read_only(tmp_path, [sys.executable, "-m", "agent.cli", "export", str(run_dir), "-o", str(out)])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import one_line_error, run_read_only, simulate_read_only
 
 from league.db import DB_NAME, SCHEMA_VERSION, LeagueDB, MatchKey, MatchRecord, RatingRow
 from league.members import LeagueError, Member
@@ -133,56 +133,6 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
         assert sorted(m.key.game_index for m in db.matches()) == list(range(120))
         assert len(db.rating_history("elo")) == 120
     assert sqlite3.connect(tmp_path / DB_NAME).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-def simulate_read_only(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> None:
-    """Make os.access deny writing to `paths`, as it does for a non-root user on a 0o555 directory.
-
-    Tests run as root too, where chmod stops nothing; the code asks os.access before writing,
-    so this exercises its read-only paths everywhere (run_read_only below checks the real thing).
-    """
-    blocked = {os.path.realpath(p) for p in paths}
-    real = os.access
-
-    def access(path: str | os.PathLike, mode: int, **kwargs: object) -> bool:
-        if mode & os.W_OK and os.path.realpath(path) in blocked:
-            return False
-        return real(path, mode, **kwargs)
-
-    monkeypatch.setattr(os, "access", access)
-
-
-def run_read_only(directory: Path, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `args` while `directory` is really read-only: chmod 0o555 for a normal user; for
-    root (whom chmod does not stop) a read-only bind mount in a private mount namespace."""
-    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "MPLBACKEND": "Agg", "COLUMNS": "200"}
-    if os.geteuid() != 0:
-        modes = {path: path.stat().st_mode for path in [directory, *directory.iterdir()]}
-        try:
-            for path in modes:
-                path.chmod(0o555 if path.is_dir() else 0o444)
-            return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
-        finally:
-            for path, mode in modes.items():
-                path.chmod(mode)
-    mount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
-    namespace = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, str(directory)]
-    probe = subprocess.run([*namespace, "true"], capture_output=True, text=True) if shutil.which("unshare") else None
-    if probe is None or probe.returncode != 0:
-        pytest.skip("running as root, where chmod does not stop writes, and no read-only mount is allowed here")
-    return subprocess.run([*namespace, *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def one_line_error(result: subprocess.CompletedProcess | object) -> str:
-    """The single line a command printed on failure (no traceback)."""
-    if isinstance(result, subprocess.CompletedProcess):
-        text = result.stdout + result.stderr
-    else:  # click's test runner result: output holds both streams
-        text = result.output
-    assert "Traceback" not in text, text
-    lines = [line for line in text.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 def _league_with_a_match(directory: Path) -> bytes:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import contract_metadata, contract_model
 
 from league.db import LeagueDB
 from league.members import LeagueError, Member, file_member, load_policy, scripted_members
@@ -17,7 +17,7 @@ from league.runner import _policy
 def _onnx_agent(path: Path) -> Path:
     """A tiny recurrent graph that follows the export contract (docs/ARCHITECTURE.md)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(0)
     inits = [
@@ -34,31 +34,8 @@ def _onnx_agent(path: Path) -> Path:
         helper.make_node("Add", ["c", "state"], ["d"]),
         helper.make_node("Tanh", ["d"], ["next_state"]),
     ]
-    io = lambda name, size: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", size])  # noqa: E731
-    graph = helper.make_graph(
-        nodes,
-        "member",
-        [io("obs", 18), io("prev_action", 4), io("state", 2)],
-        [io("action", 4), io("next_state", 2)],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    helper.set_model_props(
-        model,
-        {
-            "hockey_agent.format": "1",
-            "exporter_version": "test",
-            "preset": "tiny",
-            "train_step": "50",
-            "obs_layout": json.dumps([f"o{i}" for i in range(18)]),
-            "action_layout": json.dumps(["x", "y", "torque", "shoot"]),
-            "state_size": "2",
-            "deter_size": "1",
-            "stoch_size": "1",
-            "initial_state": json.dumps({"kind": "zeros"}),
-        },
-    )
+    metadata = contract_metadata(2, 1, 1, preset="tiny", train_step="50")
+    model = contract_model("member", nodes, inits, 2, metadata)
     onnx.save(model, path)
     return path
 

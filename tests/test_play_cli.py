@@ -6,6 +6,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from helpers import MALFORMED_METADATA, build, metadata, one_line_error, run_read_only, simulate_read_only
 
 from agent.cli.main import main
 
@@ -132,8 +133,6 @@ def test_load_player_resolves_each_kind(tmp_path, monkeypatch) -> None:
 
 @pytest.mark.parametrize("case", ["strings", "nested", "deep-state", "deep-layout", "huge-state"])
 def test_malformed_agent_file_is_one_line_not_a_traceback(tmp_path, case) -> None:
-    from test_runtime import MALFORMED_METADATA, build, metadata
-
     changes, message = MALFORMED_METADATA[case]
     path = build(tmp_path / "bad.onnx", meta=metadata(**changes))
     result = _play("still", str(path), "--games", "1")
@@ -143,8 +142,6 @@ def test_malformed_agent_file_is_one_line_not_a_traceback(tmp_path, case) -> Non
 
 
 def test_render_into_a_read_only_directory_is_one_line(tmp_path, monkeypatch) -> None:
-    from test_league_db import one_line_error, simulate_read_only
-
     simulate_read_only(monkeypatch, tmp_path)
     out = tmp_path / "game.gif"
     result = _play("still", "still", "--games", "1", "--render", str(out))
@@ -155,8 +152,6 @@ def test_render_into_a_read_only_directory_is_one_line(tmp_path, monkeypatch) ->
 
 def test_render_into_a_really_read_only_directory(tmp_path) -> None:
     import sys
-
-    from test_league_db import one_line_error, run_read_only
 
     out = tmp_path / "game.gif"
     command = [sys.executable, "-m", "agent.cli", "play", "still", "still", "--games", "1", "--render", str(out)]

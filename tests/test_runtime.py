@@ -9,45 +9,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from helpers import MALFORMED_METADATA, STATE, WEIGHTS, build, metadata
 
 from agent.players.policy import Policy
 from export.runtime import AgentFileError, OnnxAgent
-
-STATE = 6
-RNG = np.random.default_rng(0)
-WEIGHTS = {
-    "w_obs": RNG.normal(size=(18, 4)).astype(np.float32) * 0.3,
-    "w_prev": RNG.normal(size=(4, 4)).astype(np.float32),
-    "w_state": RNG.normal(size=(STATE, 4)).astype(np.float32),
-    "s_state": RNG.normal(size=(STATE, STATE)).astype(np.float32) * 0.5,
-    "s_obs": RNG.normal(size=(18, STATE)).astype(np.float32) * 0.3,
-}
-
-
-def metadata(**changes: str | None) -> dict[str, str]:
-    """Contract metadata for the test graph; keyword changes replace (None removes) a key."""
-    meta = {
-        "hockey_agent.format": "1",
-        "exporter_version": "test",
-        "preset": "tiny",
-        "train_step": "1234",
-        "obs_layout": json.dumps([f"o{i}" for i in range(18)]),
-        "action_layout": json.dumps(["x", "y", "torque", "shoot"]),
-        "state_size": str(STATE),
-        "deter_size": "4",
-        "stoch_size": str(STATE - 4),
-        "initial_state": json.dumps({"kind": "zeros"}),
-    }
-    for key, value in changes.items():
-        key = key.replace("__", ".")
-        if value is None:
-            meta.pop(key)
-        else:
-            meta[key] = value
-    return meta
 
 
 def reference(obs: np.ndarray, prev: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,61 +21,6 @@ def reference(obs: np.ndarray, prev: np.ndarray, state: np.ndarray) -> tuple[np.
     w = WEIGHTS
     action = np.clip(np.tanh(obs @ w["w_obs"] + prev @ w["w_prev"] + state @ w["w_state"]) * 1.5, -1, 1)
     return action, np.tanh(state @ w["s_state"] + obs @ w["s_obs"])
-
-
-def build(
-    path: Path,
-    *,
-    meta: dict[str, str] | None = None,
-    names: tuple[str, str, str] = ("obs", "prev_action", "state"),
-    obs_size: int = 18,
-    batch: str | int = "batch",
-    action_scale: float = 1.5,
-) -> Path:
-    """Write a small recurrent graph following (or, by the arguments, breaking) the contract."""
-    obs_name, prev_name, state_name = names
-    inits = [numpy_helper.from_array(v, k) for k, v in WEIGHTS.items()]
-    inits += [
-        numpy_helper.from_array(np.array(action_scale, dtype=np.float32), "scale"),
-        numpy_helper.from_array(np.array(-1.0, dtype=np.float32), "lo"),
-        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "hi"),
-    ]
-    nodes = [
-        helper.make_node("MatMul", [obs_name, "w_obs"], ["a1"]),
-        helper.make_node("MatMul", [prev_name, "w_prev"], ["a2"]),
-        helper.make_node("MatMul", [state_name, "w_state"], ["a3"]),
-        helper.make_node("Sum", ["a1", "a2", "a3"], ["a4"]),
-        helper.make_node("Tanh", ["a4"], ["a5"]),
-        helper.make_node("Mul", ["a5", "scale"], ["a6"]),
-        helper.make_node("Clip", ["a6", "lo", "hi"], ["action"]),
-        helper.make_node("MatMul", [state_name, "s_state"], ["s1"]),
-        helper.make_node("MatMul", [obs_name, "s_obs"], ["s2"]),
-        helper.make_node("Add", ["s1", "s2"], ["s3"]),
-        helper.make_node("Tanh", ["s3"], ["next_state"]),
-    ]
-    if obs_size != 18:  # a graph reading fewer observation values
-        inits[0] = numpy_helper.from_array(WEIGHTS["w_obs"][:obs_size], "w_obs")
-        inits[4] = numpy_helper.from_array(WEIGHTS["s_obs"][:obs_size], "s_obs")
-    graph = helper.make_graph(
-        nodes,
-        "test_agent",
-        [
-            helper.make_tensor_value_info(obs_name, TensorProto.FLOAT, [batch, obs_size]),
-            helper.make_tensor_value_info(prev_name, TensorProto.FLOAT, [batch, 4]),
-            helper.make_tensor_value_info(state_name, TensorProto.FLOAT, [batch, STATE]),
-        ],
-        [
-            helper.make_tensor_value_info("action", TensorProto.FLOAT, [batch, 4]),
-            helper.make_tensor_value_info("next_state", TensorProto.FLOAT, [batch, STATE]),
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    helper.set_model_props(model, metadata() if meta is None else meta)
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
 
 
 @pytest.fixture
@@ -222,25 +133,6 @@ def test_contract_violations_refused_at_load(tmp_path: Path, kwargs: dict, messa
     path = build(tmp_path / "bad.onnx", **kwargs)
     with pytest.raises(AgentFileError, match=message):
         OnnxAgent(path)
-
-
-def vector(values: object) -> str:
-    return json.dumps({"kind": "vector", "values": values})
-
-
-MALFORMED_METADATA = {
-    "strings": ({"initial_state": vector(["0.5"] * STATE)}, "initial_state values must be"),
-    "nested": ({"initial_state": vector([[0.0]] * STATE)}, "initial_state values must be"),
-    "nulls": ({"initial_state": vector([None] * STATE)}, "initial_state values must be"),
-    "null-values": ({"initial_state": vector(None)}, "initial_state values must be"),
-    "dict-values": ({"initial_state": vector({"a": 1})}, "initial_state values must be"),
-    "bools": ({"initial_state": vector([True] * STATE)}, "initial_state values must be"),
-    "deep-state": ({"initial_state": "[" * 100_000}, "initial_state is nested too deeply"),
-    "deep-layout": ({"obs_layout": "[" * 100_000}, "obs_layout is nested too deeply"),
-    "long-state": ({"initial_state": " " * 2_000_000 + "{}"}, "initial_state is 2000002 characters long"),
-    "huge-state": ({"state_size": "4000000000", "deter_size": "3999999996"}, "state_size=4000000000 is over"),
-    "huge-number": ({"train_step": "9" * 100_000}, "train_step is 100000 characters long"),
-}
 
 
 @pytest.mark.parametrize("case", MALFORMED_METADATA.values(), ids=MALFORMED_METADATA.keys())

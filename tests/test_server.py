@@ -7,7 +7,6 @@ user runs it; results are read from the JSON-lines logs.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -16,77 +15,24 @@ import time
 from pathlib import Path
 
 import pytest
-from test_client_protocol import TOKEN, write_agent_file
+from helpers import (
+    ENV,
+    MALFORMED_METADATA,
+    OTHER_TOKEN,
+    TOKEN,
+    build,
+    events,
+    finish,
+    free_port,
+    metadata,
+    start_client,
+    start_server,
+)
 
 from agent.game.rules import is_valid_action
 from export.server import read_tokens
 
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-OTHER_TOKEN = "other-token-0815"
 THIRD_TOKEN = "third-token-4242"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "agent.cli", *args]
-
-
-def start_server(port: int, log: Path, *args: str) -> subprocess.Popen:
-    """Start `hockey-agent serve` and wait until it listens."""
-    server = subprocess.Popen(
-        command("serve", "--port", str(port), "--log", str(log), *args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=ENV,
-    )
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    assert "listening on" in line, line + server.stdout.read()
-    return server
-
-
-def start_client(port: int, token: str, log: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        command(
-            "client",
-            *args,
-            "--server-url",
-            "127.0.0.1",
-            "--server-port",
-            str(port),
-            "--token",
-            token,
-            "--log",
-            str(log),
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=ENV,
-    )
-
-
-def finish(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
-    try:
-        out, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-        raise AssertionError(f"process did not finish:\n{out}") from None
-    return process.returncode, out
-
-
-def events(path: Path, kind: str | None = None) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    return [row for row in rows if kind is None or row["event"] == kind]
 
 
 def wait_for(condition, timeout: float = 30) -> None:
@@ -95,11 +41,6 @@ def wait_for(condition, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.05)
-
-
-@pytest.fixture
-def agent_file(tmp_path: Path) -> Path:
-    return write_agent_file(tmp_path / "agent.onnx")
 
 
 def test_onnx_and_scripted_clients_play_full_games(tmp_path: Path, agent_file: Path) -> None:
@@ -460,7 +401,6 @@ def test_second_connection_with_a_connected_token_is_refused(tmp_path: Path, age
 )
 def test_client_refuses_malformed_agent_metadata_in_one_line(tmp_path: Path, case: str) -> None:
     from click.testing import CliRunner
-    from test_runtime import MALFORMED_METADATA, build, metadata
 
     from agent.cli.main import main
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import FAST
 
-from agent.config import make_config, validate
+from agent.config import validate
 from agent.training.checkpoint import load as load_checkpoint
 from agent.training.diagnose import update_rows
 from agent.training.metrics import read_rows
@@ -18,41 +19,12 @@ from agent.training.trainer import ScriptedSampler, Trainer, mode_at
 
 torch.set_num_threads(1)
 
-# A very small model and loop: the tests check plumbing, not learning.
-FAST = [
-    "model.deter=32",
-    "model.hidden=16",
-    "model.stoch=4",
-    "model.classes=4",
-    "model.blocks=1",
-    "model.units=16",
-    "model.layers=1",
-    "actor.horizon=4",
-    "train.envs=2",
-    "train.batch_size=4",
-    "train.seq_len=8",
-    "train.train_ratio=16",
-    "train.prefill=64",
-    "train.replay_capacity=2000",
-    "train.opponent=still",
-    "train.mode=shooting",
-    "train.eval_every=200",
-    "train.eval_rounds=3",
-    "train.eval_opponents=still",
-    "train.checkpoint_every=0",
-    "train.log_every=2",
-]
-
-
-def fast_config(*extra: str):
-    return make_config("tiny", [*FAST, *extra])
-
 
 def _params(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.agent.state_dict().items()}
 
 
-def test_short_run_writes_metrics_checkpoint_and_config(tmp_path: Path) -> None:
+def test_short_run_writes_metrics_checkpoint_and_config(tmp_path: Path, fast_config) -> None:
     tr = Trainer(fast_config("train.steps=240"), tmp_path, progress=False, tensorboard=True)
     result = tr.train()
     tr.close()
@@ -74,7 +46,7 @@ def test_short_run_writes_metrics_checkpoint_and_config(tmp_path: Path) -> None:
     assert data["counters"]["env_steps"] == 240 and data["replay"] == "replay-240.npz"
 
 
-def test_resume_gives_bit_identical_next_updates(tmp_path: Path) -> None:
+def test_resume_gives_bit_identical_next_updates(tmp_path: Path, fast_config) -> None:
     cfg = fast_config("train.steps=160", "train.eval_every=0")
     first = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
     first.train()  # saves at the end: the "kill" point
@@ -91,7 +63,7 @@ def test_resume_gives_bit_identical_next_updates(tmp_path: Path) -> None:
         assert torch.equal(v, expected_params[k]), k
 
 
-def test_stop_saves_and_resume_finishes_without_duplicate_rows(tmp_path: Path) -> None:
+def test_stop_saves_and_resume_finishes_without_duplicate_rows(tmp_path: Path, fast_config) -> None:
     cfg = fast_config("train.steps=200", "train.eval_every=0")
     tr = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
     tr.on_env_step.append(lambda t: t.stop() if t.env_steps >= 100 else None)
@@ -109,7 +81,7 @@ def test_stop_saves_and_resume_finishes_without_duplicate_rows(tmp_path: Path) -
     assert sum(r["n_updates"] for r in upd) == tr.updates
 
 
-def test_sigint_saves_a_checkpoint(tmp_path: Path) -> None:
+def test_sigint_saves_a_checkpoint(tmp_path: Path, fast_config) -> None:
     tr = Trainer(fast_config("train.steps=400", "train.eval_every=0"), tmp_path, progress=False, tensorboard=False)
     tr.on_env_step.append(lambda t: os.kill(os.getpid(), signal.SIGINT) if t.env_steps == 80 else None)
     result = tr.train()
@@ -136,7 +108,7 @@ class RecordingSampler:
         self.reports.append((name, outcome))
 
 
-def test_opponent_sampler_and_env_step_hooks(tmp_path: Path) -> None:
+def test_opponent_sampler_and_env_step_hooks(tmp_path: Path, fast_config) -> None:
     sampler = RecordingSampler()
     tr = Trainer(
         fast_config("train.steps=200", "train.eval_every=0", "train.prefill=400"),
@@ -166,7 +138,7 @@ def test_curriculum_thirds() -> None:
     assert mode_at("defense", 10**6, 10) == "defense"
 
 
-def test_curriculum_switches_the_games(tmp_path: Path) -> None:
+def test_curriculum_switches_the_games(tmp_path: Path, fast_config) -> None:
     tr = Trainer(
         fast_config("train.steps=300", "train.mode=curriculum", "train.eval_every=0"),
         tmp_path,
@@ -180,7 +152,7 @@ def test_curriculum_switches_the_games(tmp_path: Path) -> None:
     assert modes[0] == "shooting" and modes[60] == "defense" and modes[-1] == "normal"
 
 
-def test_drills_play_beside_the_mode_and_stay_out_of_the_win_rate(tmp_path: Path) -> None:
+def test_drills_play_beside_the_mode_and_stay_out_of_the_win_rate(tmp_path: Path, fast_config) -> None:
     sampler = RecordingSampler()
     tr = Trainer(
         fast_config(
@@ -210,7 +182,7 @@ def test_drills_play_beside_the_mode_and_stay_out_of_the_win_rate(tmp_path: Path
     assert tr.episodes == len(drills) + len(episodes)
 
 
-def test_mixed_drills_alternate_defense_and_shooting(tmp_path: Path) -> None:
+def test_mixed_drills_alternate_defense_and_shooting(tmp_path: Path, fast_config) -> None:
     tr = Trainer(
         fast_config(
             "train.steps=600",
@@ -245,7 +217,7 @@ def test_mixed_drills_alternate_defense_and_shooting(tmp_path: Path) -> None:
         ("train.eval_opponents=mix", "unknown eval opponent 'mix'"),
     ],
 )
-def test_bad_names_are_clear_errors(override: str, message: str) -> None:
+def test_bad_names_are_clear_errors(override: str, message: str, fast_config) -> None:
     with pytest.raises(ValueError, match=message):
         validate(fast_config(override))
 
