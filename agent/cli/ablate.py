@@ -158,6 +158,9 @@ def ablate(
 
     from agent.cli.train import build_config
     from agent.config import CHOICES
+    from agent.training import cpu
+
+    cpu.configure(share_cpu=False, threads=0)  # one run at a time, each with the machine to itself
     from agent.training.trainer import Trainer
 
     eta_values = _floats(etas, "--etas")

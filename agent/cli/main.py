@@ -13,8 +13,9 @@ import click
 
 # OpenMP threads that spin while waiting cost a shared or oversubscribed CPU dearly
 # (measured: a tiny-preset update went from ~0.1 s to 11 s with two spinning runs on two
-# cores). Set before torch is imported; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# cores), so every command but training lets them sleep; training decides for itself
+# (agent/training/cpu.py). Set before torch is imported; a user's own setting wins.
+SETS_OWN_THREADS = ("train", "ablate")
 
 # name -> ("module:attribute", one-line help shown by --help without importing it)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -52,6 +53,8 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         target, _ = COMMANDS[name]
+        if name not in SETS_OWN_THREADS:
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         module_name, attr = target.split(":")
         try:
             module = importlib.import_module(module_name)

@@ -83,6 +83,15 @@ def build_config(
     "every train.snapshot_every env steps, rate them, export agent.onnx at the end. Without "
     "--preset: the selfplay preset (tiny sizes, 32,000 env steps, about 30 minutes on 2 cores).",
 )
+@click.option(
+    "--share-cpu",
+    is_flag=True,
+    default=None,
+    help="Share the CPU with other jobs: OpenMP threads sleep while they wait (train.share_cpu). Without it a "
+    "training job takes the machine to itself, one thread per core, threads spinning while they wait: about "
+    "twice as fast alone, several times slower when two such jobs share the cores.",
+)
+@click.option("--threads", type=int, default=None, help="CPU threads (train.threads; default 0: one per core).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def train(
     opponent: str | None,
@@ -96,6 +105,8 @@ def train(
     resume: bool,
     overrides: tuple[str, ...],
     selfplay: bool,
+    share_cpu: bool | None,
+    threads: int | None,
     no_progress: bool,
 ) -> None:
     """Train a DreamerV3 agent; Ctrl-C saves a checkpoint, --resume continues it."""
@@ -104,10 +115,16 @@ def train(
             raise click.BadParameter("--resume needs the --run-dir of the run to continue", param_hint="--resume")
         if preset is not None:
             raise click.BadParameter("a resumed run keeps the preset of its checkpoint", param_hint="--preset")
-    options = {"opponent": opponent, "mode": mode, "drill_envs": drills, "steps": steps, "device": device, "seed": seed}
+    options = {
+        "opponent": opponent, "mode": mode, "drill_envs": drills, "steps": steps, "device": device, "seed": seed,
+        "share_cpu": share_cpu, "threads": threads,
+    }  # fmt: skip
     if selfplay and preset is None and not resume:
         preset = "selfplay"
     cfg = build_config(preset, options, overrides, run_dir if resume else None)
+    from agent.training import cpu
+
+    cpu_line = cpu.configure(cfg.train.share_cpu, cfg.train.threads)  # before torch loads
     name = preset or "small"
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -130,7 +147,7 @@ def train(
         raise click.ClickException(str(exc)) from exc
     console.print(
         f"run dir [bold]{run_dir}[/] on {trainer.device}: {trainer.preset or name} preset, "
-        f"opponent {cfg.train.opponent}, mode {cfg.train.mode}, from env step {trainer.env_steps}"
+        f"opponent {cfg.train.opponent}, mode {cfg.train.mode}, from env step {trainer.env_steps}; {cpu_line}"
     )
     try:
         result = trainer.train()

@@ -75,6 +75,7 @@ from agent.game.rules import ROUNDS_PER_GAME
 from agent.players.policy import Policy
 from agent.players.scripted import make_scripted, scripted_batch
 from agent.training import checkpoint as ckpt
+from agent.training import cpu
 from agent.training.metrics import MetricsLogger
 from agent.training.replay import Replay
 
@@ -500,6 +501,9 @@ class Trainer:
         next_eval = (self.env_steps // t.eval_every + 1) * t.eval_every if t.eval_every > 0 else None
         next_ckpt = (self.env_steps // t.checkpoint_every + 1) * t.checkpoint_every if t.checkpoint_every > 0 else None
         progress = self._progress() if self.progress else None
+        guard = None
+        if self.device == "cpu" and not t.share_cpu:
+            guard = cpu.ContentionGuard(torch.get_num_threads())
         saved = False
         try:
             if progress is not None:
@@ -508,6 +512,9 @@ class Trainer:
             rate_t, rate_u, rate_s = time.perf_counter(), self.updates, self.env_steps
             while self.env_steps < t.steps and not self._stop:
                 self.collect()
+                note = guard.check(time.monotonic()) if guard is not None else None
+                if note is not None:
+                    (progress.console.print if progress is not None else print)(note)
                 for _ in range(self.updates_due()):
                     if not self.replay.can_sample(t.seq_len):
                         break
