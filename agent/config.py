@@ -70,6 +70,7 @@ class ActorConfig:
     eta_final: float = 3e-5  # eta reached after eta_decay_steps updates (linear / exp)
     eta_decay_steps: int = 100_000  # in updates
     horizon: int = 15  # imagined steps
+    imag_fraction: float = 1.0  # share of the replayed posterior states imagination starts from (official: all)
     lam: float = 0.95
     discount_horizon: float = 333.0  # gamma = 1 - 1 / discount_horizon
     retnorm_decay: float = 0.99
@@ -141,6 +142,7 @@ class TrainConfig:
     threads: int = 0
     share_cpu: bool = False
     cuda_graph: bool = True  # on a GPU, replay the update from a CUDA graph (same maths, far fewer launches)
+    compile: bool = False  # torch.compile the recurrent steps (fuses their elementwise work; pays on a GPU)
     snapshot_every: int = 100_000
     pfsp: str = "squared"  # 'squared' | 'variance'
     latest_share: float = 0.5
@@ -202,6 +204,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
     ("actor", "eta_final"): _NONNEG,
     ("actor", "eta_decay_steps"): _ONE_UP,
     ("actor", "horizon"): _ONE_UP,
+    ("actor", "imag_fraction"): (0.0, 1.0, False),
     ("actor", "lam"): _UNIT,
     ("actor", "discount_horizon"): (1.0, None, True),
     ("actor", "retnorm_decay"): (0.0, 1.0, True),

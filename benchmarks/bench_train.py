@@ -18,7 +18,7 @@ import time
 import torch
 
 
-def bench(preset: str, steps: int, device: str) -> dict[str, float]:
+def bench(preset: str, steps: int, device: str, extra: list[str] = ()) -> dict[str, float]:
     from agent.config import make_config
     from agent.training.trainer import Trainer
 
@@ -35,6 +35,7 @@ def bench(preset: str, steps: int, device: str) -> dict[str, float]:
             "train.checkpoint_every=0",
             "train.replay_capacity=100000",
             f"train.device={device}",
+            *extra,
         ],
     )
     with tempfile.TemporaryDirectory() as run:
@@ -49,7 +50,9 @@ def bench(preset: str, steps: int, device: str) -> dict[str, float]:
             tr.collect()
             collect_time += time.perf_counter() - c0
             for _ in range(tr.updates_due()):
-                tr.update_once()
+                tr._update()  # as the loop does: metrics stay on the device until a row is written
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         total = time.perf_counter() - t0
         tr.close()
     env_steps = tr.env_steps - steps0
@@ -69,12 +72,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="measured env steps per preset")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}, {args.steps} env steps each")
+    print(f"extra settings: {' '.join(args.extra) or 'none'}")
     print(f"{'preset':8} {'env steps/s':>12} {'updates/s':>10} {'collect only':>13} {'updates':>8} {'seconds':>8}")
     for preset in args.presets.split(","):
-        r = bench(preset.strip(), args.steps, args.device)
+        r = bench(preset.strip(), args.steps, args.device, args.extra)
         print(
             f"{preset:8} {r['env_steps_s']:12.1f} {r['updates_s']:10.2f} {r['collect_env_steps_s']:13.1f} "
             f"{r['updates']:8d} {r['seconds']:8.1f}"

@@ -4,10 +4,11 @@ Run by hand (figures depend on the machine and on what else runs on it):
     python benchmarks/bench_update.py                      # all configurations, 2 threads
     python benchmarks/bench_update.py --configs peer --updates 5 --profile
 
-On a CPU shared with other jobs, OpenMP threads that spin while waiting for a
-descheduled sibling make --threads 2 many times slower than --threads 1, so this
-script sets OMP_WAIT_POLICY=PASSIVE as the CLI does, unless the environment sets it
-(ACTIVE can be a few percent faster on an otherwise idle machine).
+The threads are set as `hockey-agent train` sets them (agent/training/cpu.py): OpenMP's
+own spinning wait on an idle machine, `--share-cpu` for threads that sleep while they
+wait; an OMP_WAIT_POLICY in the environment wins. On a CPU shared with other jobs,
+spinning threads that wait for a descheduled sibling make --threads 2 many times
+slower than --threads 1. `--graph` (CUDA) replays the update from a CUDA graph.
 The CPU time (summed over threads) is less sensitive than wall time to other
 processes sharing the cores; with --threads 1 it approximates the work itself.
 'peer' is the configuration of the NM512/dreamerv3-torch comparison: deter 512,
@@ -20,9 +21,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
+if "--share-cpu" in sys.argv[1:]:  # the wait policy is read when torch loads
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
@@ -30,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from agent.config import Config, make_config  # noqa: E402
 from agent.dreamer import DreamerAgent  # noqa: E402
+from agent.training import cpu  # noqa: E402
 
 CONFIGS: dict[str, tuple[str, list[str]]] = {
     "tiny": ("tiny", []),
@@ -79,40 +83,44 @@ def bench(
     device: str,
     peak: float,
     extra: list[str],
-) -> None:
+    graph: bool = False,
+) -> dict[str, float]:
     preset, overrides = CONFIGS[name]
     cfg = make_config(preset, [*overrides, *extra])
     agent = DreamerAgent(cfg).to(device)
-    batch = make_batch(cfg)
+    batch = {k: v.to(device) for k, v in make_batch(cfg).items()}
     for _ in range(warmup):
-        agent.update(batch)
+        agent.step(batch)
+    with FlopCounterMode(display=False) as counter:
+        agent.step(batch)
+    gflop = counter.get_total_flops() / 1e9
+    if graph:
+        agent.capture_graph(batch)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
     walls, cpus = [], []
     for _ in range(repeat):  # the median of several timings: shared machines drift
         start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(updates):
-            agent.update(batch)
+            agent.step(batch)
         sync()
         walls.append((time.perf_counter() - start) / updates)
         cpus.append((time.process_time() - cpu_start) / updates)
     seconds, cpu_seconds = statistics.median(walls), statistics.median(cpus)
-    with FlopCounterMode(display=False) as counter:
-        agent.update(batch)
-    gflop = counter.get_total_flops() / 1e9
     ratio = train_ratio if train_ratio is not None else cfg.train.train_ratio
     replayed = cfg.train.batch_size * cfg.train.seq_len
     params = sum(p.numel() for p in agent.parameters() if p.requires_grad)
-    label = " ".join([name, *extra])
+    label = " ".join([name, *extra, *(["graph"] if graph else [])])
     print(
         f"{label:15s} params {params / 1e6:6.2f}M  {1 / seconds:6.2f} updates/s  {seconds * 1e3:7.1f} ms/update  "
         f"env steps/s at train ratio {ratio:g}: {replayed / seconds / ratio:8.1f}  "
         f"matmul GFLOP/update {gflop:6.2f}  achieved {gflop / seconds:6.1f} GFLOP/s "
         f"({100 * gflop / seconds / peak:4.1f}% of {peak:g})  "
         f"CPU time {cpu_seconds * 1e3:7.1f} ms/update (all threads)  "
-        f"range {1 / max(walls):.2f}-{1 / min(walls):.2f} updates/s over {repeat} timings"
+        f"range {1 / max(walls):.2f}-{1 / min(walls):.2f} updates/s over {repeat} timings",
+        flush=True,
     )
-    if profile_phases:
+    if profile_phases and not graph:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             agent.update(batch)
         totals = {e.key: e.cpu_time_total / 1e3 for e in prof.key_averages() if e.key in PHASES}
@@ -125,6 +133,7 @@ def bench(
         )
         top = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
         print("\n".join("    " + line for line in top.splitlines()))
+    return {"updates_s": 1 / seconds, "gflop": gflop, "gflop_s": gflop / seconds}
 
 
 def main() -> None:
@@ -133,7 +142,9 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=5, help="timed updates per configuration")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="timings of --updates each; the median is reported")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core)")
+    parser.add_argument("--share-cpu", action="store_true", help="threads sleep while they wait (PASSIVE)")
+    parser.add_argument("--graph", action="store_true", help="replay the update from a CUDA graph (CUDA only)")
     parser.add_argument("--train-ratio", type=float, default=None, help="default: the preset's")
     parser.add_argument("--profile", action="store_true", help="time each phase and list the top ops")
     parser.add_argument("--device", default="cpu")
@@ -147,8 +158,7 @@ def main() -> None:
         help="override applied on top of every configuration, e.g. train.batch_size=64",
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
+    print(f"torch {torch.__version__}, {cpu.configure(args.share_cpu, args.threads)}, device {args.device}")
     for name in args.configs:
         bench(
             name,
@@ -160,6 +170,7 @@ def main() -> None:
             args.device,
             args.peak,
             args.extra,
+            args.graph,
         )
 
 

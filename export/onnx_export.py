@@ -78,10 +78,20 @@ def load_checkpoint_agent(source: str | os.PathLike[str]) -> LoadedAgent:
 
 def _cpu_eval_copy(agent: DreamerAgent) -> DreamerAgent:
     """A CPU copy in eval mode, so exporting mid-training neither moves the caller's agent
-    off its device nor changes its mode (a deep copy draws no random numbers)."""
-    import copy
+    off its device nor changes its mode: a fresh agent (eager, whatever the original
+    compiled) with the original's state, built without drawing from the global random
+    streams."""
+    import dataclasses
 
-    return copy.deepcopy(agent).cpu().eval()
+    import torch
+
+    from agent.dreamer.agent import DreamerAgent
+
+    cfg = dataclasses.replace(agent.cfg, train=dataclasses.replace(agent.cfg.train, compile=False, device="cpu"))
+    with torch.random.fork_rng(devices=[]):
+        copy = DreamerAgent(cfg)
+    copy.load_state_dict({k: v.detach().cpu() for k, v in agent.state_dict().items()})
+    return copy.eval()
 
 
 def _export_torchscript(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> bytes:

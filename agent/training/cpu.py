@@ -40,7 +40,7 @@ def configure(share_cpu: bool, threads: int) -> str:
         policy = "threads sleep while they wait (sharing the CPU)"
     else:
         policy = "threads spin while they wait (the machine to itself; --share-cpu to share it)"
-    if torch_loaded:
+    if torch_loaded and share_cpu and os.environ.get("OMP_WAIT_POLICY") == "PASSIVE":
         policy += " (torch was loaded before: its threads keep the policy they started with)"
     import torch
 

@@ -47,6 +47,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -216,6 +217,7 @@ class Trainer:
         self._env_rng_states: list[str] = []
         self._opponent_names = [""] * t.envs
         self.last_eval: dict[str, float] = {}
+        self._graph_failed = ""
         self.last_eval_step = -1
 
         if resume:
@@ -365,7 +367,16 @@ class Trainer:
         batch = self.replay.sample(t.batch_size, t.seq_len)
         tensors = {k: torch.as_tensor(v).to(self.device, non_blocking=True) for k, v in batch.items()}
         if self._capture_due():
-            metrics = self.agent.capture_graph(tensors, update_index=self.updates)
+            try:
+                metrics = self.agent.capture_graph(tensors, update_index=self.updates)
+            except RuntimeError as exc:  # a torch that cannot capture this update: stay eager
+                self.agent.release_graph()
+                self._graph_failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                warnings.warn(
+                    f"the update could not be captured as a CUDA graph, training eagerly: {self._graph_failed}",
+                    stacklevel=2,
+                )
+                metrics = self.agent.step(tensors, update_index=self.updates)
         else:
             metrics = self.agent.step(tensors, update_index=self.updates)
         self.updates += 1
@@ -377,7 +388,7 @@ class Trainer:
         is on, after a few eager updates have settled the optimiser states."""
         return (
             self.device == "cuda" and self.cfg.train.cuda_graph and not self.agent.graph_captured
-            and self.updates >= GRAPH_AFTER_UPDATES
+            and self.updates >= GRAPH_AFTER_UPDATES and not self._graph_failed
         )  # fmt: skip
 
     # ----- evaluation ----------------------------------------------------------------------
