@@ -288,3 +288,36 @@ def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
     res = CliRunner().invoke(train, ["--resume", "--run-dir", str(run), "--steps", "160", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "from env step 120" in res.output and "finished at env step 160" in res.output
+
+
+def _error_line(output: str) -> str:
+    """The one 'Error:' line of a refused command (click's usage lines may precede it)."""
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("Error:"), output
+    assert sum(line.startswith("Error:") for line in lines) == 1, output
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["--set", "actor.eta=nan"], "actor.eta"),
+        (["--set", "actor.eta=inf"], "actor.eta"),
+        (["--set", "train.train_ratio=inf"], "train.train_ratio"),
+        (["--set", "train.train_ratio=-inf"], "train.train_ratio"),
+        (["--set", "train.eval_rounds=0"], "train.eval_rounds"),
+        (["--seed", "-1"], "train.seed"),
+    ],
+)
+def test_train_refuses_non_finite_and_out_of_range_values(tmp_path: Path, args: list[str], field: str) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+
+    run = tmp_path / "run"
+    fast = [a for o in [*FAST, "train.eval_every=0"] for a in ("--set", o)]  # were it to train: briefly
+    res = CliRunner().invoke(train, ["--preset", "tiny", "--steps", "8", "--run-dir", str(run), *fast, *args])
+    assert res.exit_code == 2, res.output
+    assert field in _error_line(res.output)
+    assert not run.exists() and not list(tmp_path.iterdir())  # nothing written
