@@ -429,12 +429,14 @@ class Trainer:
 
     def _load(self) -> None:
         data = ckpt.load(self.run_dir, device="cpu")
+        file = ckpt.resolve(self.run_dir)
+        ckpt.check_resumable(data, file)
         saved = config_from_dict(data["config"])
         ckpt.check_compatible(config_to_dict(self.cfg), config_to_dict(saved), str(self.run_dir))
         if saved.train.envs != self.cfg.train.envs:
             raise ValueError(f"the checkpoint ran {saved.train.envs} games; train.envs must stay the same on resume")
         ckpt.load_model_state(self.agent, data["model"], str(self.run_dir))
-        self.agent.load_optimizer_state(data["optimizer"])
+        ckpt.load_optimizer_state(self.agent, data["optimizer"], str(file))
         replay_file = self.run_dir / data["replay"]
         if not replay_file.is_file():
             raise ValueError(f"checkpoint names replay file {replay_file}, which is missing")
