@@ -215,6 +215,7 @@ def test_train_resume_with_a_malformed_optimiser_state_is_one_line(run_dir: Path
         ["eval", "{}", "--opponent", "still", "--games", "1"],
         ["export", "{}", "-o", "{}.onnx"],
         ["play", "{}", "still", "--games", "1"],
+        ["train", "--resume", "--run-dir", "{}", "--no-progress"],
     ],
 )
 def test_commands_answer_an_unreadable_checkpoint_in_one_line(tmp_path: Path, command: list[str]) -> None:

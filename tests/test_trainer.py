@@ -263,7 +263,7 @@ def test_train_command_errors(tmp_path: Path) -> None:
     res = runner.invoke(train, ["--opponent", "nobody", "--run-dir", str(tmp_path / "a")])
     assert res.exit_code == 2 and "choices" in res.output
     res = runner.invoke(train, ["--resume", "--run-dir", str(tmp_path / "missing")])
-    assert res.exit_code == 2 and "no config.json" in res.output
+    assert res.exit_code == 2 and f"{tmp_path / 'missing'} has no checkpoint to resume from" in res.output
 
 
 def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
@@ -321,3 +321,27 @@ def test_train_refuses_non_finite_and_out_of_range_values(tmp_path: Path, args: 
     assert res.exit_code == 2, res.output
     assert field in _error_line(res.output)
     assert not run.exists() and not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_resume_reads_the_config_from_the_checkpoint(tmp_path: Path, damage: str) -> None:
+    """A kill while config.json was written must not block --resume: the checkpoint holds the config."""
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+    from agent.config import load_config
+
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--steps", "80", "--run-dir", str(run), "--no-progress"]
+    res = CliRunner().invoke(train, [*args, *[a for o in [*FAST, "train.eval_every=0"] for a in ("--set", o)]])
+    assert res.exit_code == 0, res.output
+    config = run / "config.json"
+    if damage == "truncate":
+        config.write_text(config.read_text()[:40])
+    else:
+        config.unlink()
+    res = CliRunner().invoke(train, ["--resume", "--run-dir", str(run), "--steps", "120", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "from env step 80" in res.output and "finished at env step 120" in res.output
+    cfg = load_config(config)  # rewritten whole from the checkpoint's config, with the new --steps
+    assert cfg.train.steps == 120 and cfg.model.deter == 32 and cfg.train.eval_every == 0

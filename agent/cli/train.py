@@ -15,17 +15,29 @@ def build_config(
     overrides: tuple[str, ...],
     resume_dir: Path | None,
 ) -> Any:
-    """The run's Config: the preset (or the resumed run's config.json), then the options
-    and --set, each overriding the ones before."""
-    from agent.config import PRESETS, apply_overrides, load_config, make_config
+    """The run's Config: the preset (or the config in the resumed run's checkpoint), then
+    the options and --set, each overriding the ones before.
+
+    A resumed run reads its config from checkpoint.pt, not config.json: the checkpoint
+    is written atomically with the state it describes, and the trainer rewrites
+    config.json from it."""
+    from agent.config import PRESETS, apply_overrides, config_from_dict, make_config
+    from agent.training import checkpoint as ckpt
 
     items = [*(f"train.{k}={v}" for k, v in options.items() if v is not None), *overrides]
     try:
         if resume_dir is not None:
-            config_file = resume_dir / "config.json"
-            if not config_file.is_file():
-                raise click.BadParameter(f"{resume_dir} has no config.json to resume from", param_hint="--run-dir")
-            cfg = apply_overrides(load_config(config_file), items)
+            try:
+                data = ckpt.load(resume_dir)
+            except FileNotFoundError:
+                raise click.BadParameter(
+                    f"{resume_dir} has no checkpoint to resume from", param_hint="--run-dir"
+                ) from None
+            try:
+                saved = config_from_dict(data["config"])
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"the config in {ckpt.resolve(resume_dir)}: {exc}") from exc
+            cfg = apply_overrides(saved, items)
         else:
             name = preset or "small"
             if name not in PRESETS:
