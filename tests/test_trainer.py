@@ -345,3 +345,72 @@ def test_resume_reads_the_config_from_the_checkpoint(tmp_path: Path, damage: str
     assert "from env step 80" in res.output and "finished at env step 120" in res.output
     cfg = load_config(config)  # rewritten whole from the checkpoint's config, with the new --steps
     assert cfg.train.steps == 120 and cfg.model.deter == 32 and cfg.train.eval_every == 0
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> None:
+    """Make os.access report `paths` unwritable (chmod does not stop root, who may run the tests)."""
+    real = os.access
+    denied = {str(p) for p in paths}
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: False if str(p) in denied and mode & os.W_OK else real(p, mode, **kw)
+    )
+
+
+@pytest.mark.parametrize("where", ["run dir", "parent", "grandparent"])
+@pytest.mark.parametrize("selfplay", [False, True])
+def test_train_refuses_a_read_only_run_dir_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, selfplay: bool
+) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+
+    parent = tmp_path / "runs"
+    run = parent / "exp" / "run" if where == "grandparent" else parent / "run"
+    if where == "run dir":
+        run.mkdir(parents=True)
+    else:
+        parent.mkdir()
+    _read_only(monkeypatch, run if where == "run dir" else parent)
+    args = ["--preset", "tiny", "--steps", "8", "--run-dir", str(run), "--no-progress"]
+    fast = [a for o in [*FAST, "train.eval_every=0"] for a in ("--set", o)]
+    res = CliRunner().invoke(train, [*args, *fast, *(["--selfplay"] if selfplay else [])])
+    assert res.exit_code != 0, res.output
+    line = _error_line(res.output)
+    assert str(run) in line and "read-only" in line, line
+    if where != "run dir":
+        assert str(parent) in line and not list(parent.iterdir())  # nothing created
+    else:
+        assert not list(run.iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_train_refuses_a_chmod_read_only_run_dir(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        args = ["--preset", "tiny", "--steps", "8", "--run-dir", str(parent / "run"), "--no-progress"]
+        res = CliRunner().invoke(train, [*args, *[a for o in FAST for a in ("--set", o)]])
+    finally:
+        parent.chmod(0o755)
+    assert res.exit_code != 0 and str(parent) in _error_line(res.output)
+
+
+def test_check_run_dir_names_a_read_only_file_a_resumed_run_appends_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.training.trainer import check_run_dir
+
+    (tmp_path / "metrics.jsonl").write_text("")
+    check_run_dir(tmp_path)
+    _read_only(monkeypatch, tmp_path / "metrics.jsonl")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'metrics.jsonl'} is read-only"):
+        check_run_dir(tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is not a directory"):
+        check_run_dir(tmp_path / "file" / "run")

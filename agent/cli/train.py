@@ -127,6 +127,13 @@ def train(
         label = name if name == kind else f"{name}-{kind}"
         run_dir = Path("runs") / f"{label}-s{cfg.train.seed}-{stamp}"
 
+    from agent.training.trainer import check_run_dir
+
+    try:
+        check_run_dir(run_dir)  # before anything is written, self-play's league included
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
     if selfplay:
         _selfplay(cfg, run_dir, resume, "" if resume else name, not no_progress)
         return
@@ -140,6 +147,8 @@ def train(
         trainer = Trainer(cfg, run_dir, resume=resume, preset="" if resume else name, progress=not no_progress)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the run directory {run_dir}: {exc}") from exc
     console.print(
         f"run dir [bold]{run_dir}[/] on {trainer.device}: {trainer.preset or name} preset, "
         f"opponent {cfg.train.opponent}, mode {cfg.train.mode}, from env step {trainer.env_steps}"

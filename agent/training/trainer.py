@@ -43,6 +43,7 @@ stops at once without saving.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import threading
@@ -74,7 +75,7 @@ from agent.game.rules import ROUNDS_PER_GAME
 from agent.players.policy import Policy
 from agent.players.scripted import make_scripted, scripted_batch
 from agent.training import checkpoint as ckpt
-from agent.training.metrics import MetricsLogger
+from agent.training.metrics import METRICS_FILE, MetricsLogger
 from agent.training.replay import Replay
 
 WIN_WINDOW = 100  # rounds in the recent win rate
@@ -94,6 +95,32 @@ def resolve_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
     return name
+
+
+def check_run_dir(run_dir: str | Path) -> None:
+    """A ValueError naming what is read-only unless a run can be written in `run_dir`.
+
+    Asked of os.access before anything is written: the directory (or, when it does not
+    exist yet, its nearest existing parent) and the files a resumed run appends to.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        existing = run_dir.absolute().parent
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ValueError(f"cannot create the run directory {run_dir}: {existing} is not a directory")
+        if not os.access(existing, os.W_OK):
+            raise ValueError(f"cannot create the run directory {run_dir}: {existing} is read-only")
+        return
+    if not run_dir.is_dir():
+        raise ValueError(f"the run directory {run_dir} is not a directory")
+    if not os.access(run_dir, os.W_OK):
+        raise ValueError(f"cannot write the run directory {run_dir}: it is read-only")
+    for name in (METRICS_FILE, "tb"):  # appended to on resume
+        path = run_dir / name
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ValueError(f"cannot write the run directory {run_dir}: {path} is read-only")
 
 
 def mode_at(mode: str, env_steps: int, total: int) -> str:
@@ -185,6 +212,7 @@ class Trainer:
         from agent.dreamer.agent import DreamerAgent
 
         validate(cfg)
+        check_run_dir(run_dir)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
