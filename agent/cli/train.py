@@ -140,7 +140,7 @@ def train(
 
     from rich.console import Console
 
-    from agent.training.trainer import Trainer
+    from agent.training.trainer import Trainer, TrainingError
 
     console = Console()
     try:
@@ -155,6 +155,8 @@ def train(
     )
     try:
         result = trainer.train()
+    except TrainingError as exc:
+        raise click.ClickException(stopped_by_error(exc, f"hockey-agent train --resume --run-dir {run_dir}")) from exc
     finally:
         trainer.close()
     state = "interrupted" if result["interrupted"] else "finished"
@@ -169,10 +171,21 @@ def train(
     console.print(f"diagnose with: hockey-agent diagnose {run_dir}")
 
 
+def stopped_by_error(exc: Any, resume: str) -> str:
+    """One line for a TrainingError: what broke, what was saved, how to continue, where the traceback is."""
+    text = str(exc)
+    if exc.checkpoint_step is not None:
+        text += f", continue with: {resume}"
+    if exc.log is not None:
+        text += f" (traceback in {exc.log})"
+    return text
+
+
 def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool) -> None:
     """Run self-play and print where the league and the exported agent are."""
     from rich.console import Console
 
+    from agent.training.trainer import TrainingError
     from league.cli import print_leaderboard
     from league.members import LeagueError
     from selfplay.loop import league_dir_for, run_selfplay
@@ -181,6 +194,9 @@ def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool
     console.print(f"self-play run dir [bold]{run_dir}[/], league {league_dir_for(cfg, run_dir)}")
     try:
         result = run_selfplay(cfg, run_dir, resume, preset=preset, progress=progress)
+    except TrainingError as exc:
+        resume_command = f"hockey-agent train --selfplay --resume --run-dir {run_dir}"
+        raise click.ClickException(stopped_by_error(exc, resume_command)) from exc
     except (ValueError, FileNotFoundError, LeagueError) as exc:
         raise click.ClickException(str(exc)) from exc
     state = "interrupted" if result["interrupted"] else "finished"

@@ -38,6 +38,18 @@ physics cannot be saved, so a resumed run starts new rounds from the restored
 generators; the updates themselves continue bit-identically. Ctrl-C (SIGINT) or
 SIGTERM finishes the current step, saves a checkpoint and returns; a second Ctrl-C
 stops at once without saving.
+
+Errors: an unexpected exception in a step (collection, an update, an evaluation, a
+periodic checkpoint, a callback in `on_env_step`) appends its traceback to
+<run dir>/error.log, saves a checkpoint and raises a TrainingError (the exception as
+its cause) saying whether the save worked, so at most the failing step is lost. The
+checkpoint counts only completed steps: a collection that fails while the games step
+has stored nothing in the replay (its rows are stored once the games have stepped),
+one whose callbacks fail is complete, and an update cut short is not counted, though
+the optimiser steps it already took (the world model's, say) stay in the model:
+valid weights, only not bit-identical to any uninterrupted run, since copying the
+model before every update to undo them would cost more than they are worth. A model
+or optimiser state holding NaN or infinity is never saved: the last checkpoint stays.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ import random
 import signal
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +92,67 @@ from agent.training.metrics import METRICS_FILE, MetricsLogger
 from agent.training.replay import Replay
 
 WIN_WINDOW = 100  # rounds in the recent win rate
+
+
+class TrainingError(RuntimeError):
+    """An unexpected exception stopped the training loop (see the module docstring).
+
+    `error` is that exception (also the cause), `env_steps` the env steps completed,
+    `saved` whether a checkpoint of them was written (else `problem` says why not),
+    `checkpoint_step` the env step of the newest checkpoint in the run directory
+    (None when there is none) and `log` the error.log holding the traceback (None when
+    it could not be written).
+    """
+
+    def __init__(
+        self,
+        error: Exception,
+        env_steps: int,
+        problem: str | None,
+        checkpoint_step: int | None,
+        log: Path | None,
+    ) -> None:
+        self.error, self.env_steps, self.problem = error, env_steps, problem
+        self.saved = problem is None
+        self.checkpoint_step, self.log = checkpoint_step, log
+        text = f"training stopped by an error at env step {env_steps}: {one_line(error)}"
+        if self.saved:
+            text += "; a checkpoint was saved"
+        elif checkpoint_step is None:
+            text += f"; no checkpoint was saved ({problem}); no checkpoint exists yet"
+        else:
+            text += f"; no checkpoint was saved ({problem}); the last checkpoint is at env step {checkpoint_step}"
+        super().__init__(text)
+
+
+def one_line(error: BaseException) -> str:
+    """'ExcType: the first line of its message' (the rest, with the traceback, goes to error.log)."""
+    lines = str(error).strip().splitlines()
+    return type(error).__name__ + (f": {lines[0][:300]}" if lines else "")
+
+
+def _nonfinite(*states: Any) -> bool:
+    """Whether any floating-point tensor in these (nested dicts and lists of) states is NaN or infinite."""
+    for state in states:
+        if isinstance(state, torch.Tensor):
+            if state.is_floating_point() and not bool(torch.isfinite(state).all()):
+                return True
+        elif isinstance(state, dict):
+            if _nonfinite(*state.values()):
+                return True
+        elif isinstance(state, (list, tuple)) and _nonfinite(*state):
+            return True
+    return False
+
+
+def _append(path: Path, text: str) -> bool:
+    """Append `text` to `path`; whether that worked."""
+    try:
+        with open(path, "a") as f:
+            f.write(text)
+        return True
+    except OSError:
+        return False
 
 
 class OpponentSampler(Protocol):
@@ -242,6 +316,7 @@ class Trainer:
         self._opponent_names = [""] * t.envs
         self.last_eval: dict[str, float] = {}
         self.last_eval_step = -1
+        self.checkpoint_step: int | None = None  # env step of the newest checkpoint on disk
 
         if resume:
             self._load()
@@ -312,8 +387,9 @@ class Trainer:
         else:
             action = action_t.detach().cpu().numpy().astype(np.float32)
         self._prev_action = torch.as_tensor(action, device=self.device)
-        self.replay.add(self._obs, action, self._reward, self._is_first, np.zeros(n, bool))
         obs, reward, terminated, truncated, infos = self.envs.step(action)
+        # stored once the games have stepped: a step that fails leaves the replay as it was
+        self.replay.add(self._obs, action, self._reward, self._is_first, np.zeros(n, bool))
         self._returns += reward
         done = terminated | truncated
         if done.any():
@@ -450,6 +526,7 @@ class Trainer:
                 "replay": replay_name,
             },
         )
+        self.checkpoint_step = self.env_steps
         for old in self.run_dir.glob("replay-*.npz"):
             if old.name != replay_name:
                 old.unlink()
@@ -472,6 +549,7 @@ class Trainer:
         c = data["counters"]
         self.env_steps, self.updates, self.episodes = int(c["env_steps"]), int(c["updates"]), int(c["episodes"])
         self._time_offset = float(c["time"])
+        self.checkpoint_step = self.env_steps
         rng = data["rng"]
         _set_rng_state(rng)
         self.rng.bit_generator.state = json.loads(rng["trainer"])
@@ -505,14 +583,33 @@ class Trainer:
         """Ask the loop to save and return after the current step."""
         self._stop = True
 
+    def _stopped_by(self, error: Exception) -> TrainingError:
+        """Keep `error`'s traceback in error.log, save the completed steps unless the model
+        diverged, and describe both (see the module docstring)."""
+        path = self.run_dir / "error.log"
+        header = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}: training stopped at env step {self.env_steps} ---\n"
+        log = path if _append(path, header + "".join(traceback.format_exception(error))) else None
+        problem = None
+        if _nonfinite(self.agent.state_dict(), self.agent.optimizer_state()):
+            problem = "the model or its optimiser holds non-finite values"
+        else:
+            try:
+                self.save()
+            except Exception as exc:
+                problem = f"saving failed: {one_line(exc)}"
+                _append(path, "saving a checkpoint failed too:\n" + "".join(traceback.format_exception(exc)))
+        return TrainingError(error, self.env_steps, problem, self.checkpoint_step, log)
+
     def train(self) -> dict[str, Any]:
-        """Run until cfg.train.steps env steps (or a stop); returns the final counters."""
+        """Run until cfg.train.steps env steps (or a stop); returns the final counters.
+
+        An unexpected exception saves a checkpoint and raises a TrainingError."""
         t = self.cfg.train
         previous = self._install_signals()
         next_eval = (self.env_steps // t.eval_every + 1) * t.eval_every if t.eval_every > 0 else None
         next_ckpt = (self.env_steps // t.checkpoint_every + 1) * t.checkpoint_every if t.checkpoint_every > 0 else None
         progress = self._progress() if self.progress else None
-        saved = False
+        saved = failed = False
         try:
             if progress is not None:
                 progress.start()
@@ -548,12 +645,19 @@ class Trainer:
                 saved = True
             else:
                 raise
+        except Exception as exc:
+            failed = True
+            raise self._stopped_by(exc) from exc
         finally:
             if progress is not None:
                 progress.stop()
             for sig, handler in previous:
                 signal.signal(sig, handler)
-            self.metrics.flush_updates(self.env_steps, self.updates, self.elapsed())
+            try:
+                self.metrics.flush_updates(self.env_steps, self.updates, self.elapsed())
+            except Exception:
+                if not failed:  # else the TrainingError above already says what broke
+                    raise
         return {
             "env_steps": self.env_steps,
             "updates": self.updates,
