@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -441,7 +442,10 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         raise ValueError(f"unknown config sections {sorted(unknown)}; choices: {', '.join(sections)}")
     built = {}
     for section, cls in sections.items():
-        values = dict(data.get(section, {}))
+        values = data.get(section, {})
+        if not isinstance(values, dict):
+            raise ValueError(f"config section {section!r} is a {type(values).__name__}, not a mapping of fields")
+        values = dict(values)
         for (sec, old), new in _RENAMED.items():
             if sec == section and old in values and new not in values:
                 values[new] = values.pop(old)
@@ -457,8 +461,32 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+    """Write `cfg` as JSON atomically (tmp file, fsync, os.replace): a kill never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_config(path: str | Path) -> Config:
-    return config_from_dict(json.loads(Path(path).read_text()))
+    """Read a config.json; an unreadable or invalid file is a ValueError naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # not UTF-8 or not JSON (e.g. cut short)
+        raise ValueError(f"{path} is not a readable config file: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a config file: it holds no JSON object of sections")
+    try:
+        return config_from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc

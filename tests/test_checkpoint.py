@@ -95,3 +95,123 @@ def test_shape_mismatch_never_loads_partially(run_dir: Path, fast_config) -> Non
         ckpt.load_model_state(agent, ckpt.load(run_dir)["model"], "test")
     for k, v in agent.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def _error_line(output: str) -> str:
+    """The one 'Error:' line of a refused command (click's usage lines may precede it)."""
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("Error:"), output
+    assert sum(line.startswith("Error:") for line in lines) == 1, output
+    return lines[-1]
+
+
+class Foreign:
+    """A class no checkpoint holds: torch's safe loader refuses to build it."""
+
+
+def _unreadable_files(tmp_path: Path) -> list[Path]:
+    files = {
+        "random.pt": np.random.default_rng(0).bytes(2000),  # torch: 'Unsupported operand'
+        "text.pt": b"hello world\n",  # torch: KeyError
+        "empty.pt": b"",  # torch: EOFError
+    }
+    for name, raw in files.items():
+        (tmp_path / name).write_bytes(raw)
+    torch.save({"x": Foreign()}, tmp_path / "foreign.pt")  # torch: advice to allow-list the class
+    return [tmp_path / name for name in [*files, "foreign.pt"]]
+
+
+def test_unreadable_files_give_one_line_without_torchs_advice(tmp_path: Path) -> None:
+    for path in _unreadable_files(tmp_path):
+        with pytest.raises(ValueError) as info:
+            ckpt.load(path)
+        text = str(info.value)
+        assert text.startswith(f"{path} is not a readable checkpoint"), text
+        assert "\n" not in text, text
+        for advice in ("weights_only", "safe_globals", "trust", "file an issue"):
+            assert advice not in text, text
+    with pytest.raises(ValueError, match=r"UnpicklingError: Unsupported global: GLOBAL .*Foreign"):
+        ckpt.load(tmp_path / "foreign.pt")
+
+
+def _tampered_copy(run_dir: Path, tmp_path: Path, change) -> Path:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    data = torch.load(copy / ckpt.CHECKPOINT_FILE, weights_only=True)
+    change(data)
+    torch.save(data, copy / ckpt.CHECKPOINT_FILE)
+    return copy
+
+
+@pytest.mark.parametrize(
+    "change,missing",
+    [
+        (lambda d: d.update(optimizer={}), "optimizer lacks ['wm', 'actor', 'critic']"),
+        (lambda d: d["optimizer"].pop("wm"), "optimizer lacks ['wm']"),
+        (lambda d: d["optimizer"].update(actor=[]), "optimiser state of the actor does not fit"),
+        (lambda d: d["optimizer"]["critic"].pop("param_groups"), "optimiser state of the critic does not fit"),
+        (lambda d: d.update(optimizer=[1, 2]), "optimizer lacks"),
+        (lambda d: d.pop("rng"), "lacks ['rng']"),
+        (lambda d: d["rng"].pop("trainer"), "rng lacks ['trainer']"),
+        (lambda d: d["counters"].pop("updates"), "counters lacks ['updates']"),
+        (lambda d: d["trainer"].pop("recent"), "trainer lacks ['recent']"),
+    ],
+)
+def test_malformed_checkpoint_sections_are_clear_errors(
+    run_dir: Path, tmp_path: Path, change, missing: str, fast_config
+) -> None:
+    copy = _tampered_copy(run_dir, tmp_path, change)
+    with pytest.raises(ValueError, match="^" + str(copy / ckpt.CHECKPOINT_FILE)) as info:
+        Trainer(fast_config(*SMALL), copy, resume=True, progress=False, tensorboard=False)
+    assert missing in str(info.value)
+
+
+def test_agent_names_what_its_optimiser_state_lacks(fast_config) -> None:
+    from agent.dreamer.agent import DreamerAgent
+
+    agent = DreamerAgent(fast_config(*SMALL))
+    with pytest.raises(ValueError, match=r"optimiser state lacks \['wm', 'actor', 'critic'\]"):
+        agent.load_optimizer_state({"rng": torch.zeros(1)})
+    with pytest.raises(ValueError, match="optimiser state of the world model does not fit"):
+        agent.load_optimizer_state({**agent.optimizer_state(), "wm": {"state": {}}})
+
+
+def test_train_resume_with_a_malformed_optimiser_state_is_one_line(run_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+
+    copy = _tampered_copy(run_dir, tmp_path, lambda d: d.update(optimizer={}))
+    res = CliRunner().invoke(train, ["--resume", "--run-dir", str(copy), "--steps", "120", "--no-progress"])
+    assert res.exit_code != 0
+    line = _error_line(res.output)
+    assert str(copy / ckpt.CHECKPOINT_FILE) in line and "optimizer lacks ['wm', 'actor', 'critic']" in line
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "{}", "--opponent", "still", "--games", "1"],
+        ["export", "{}", "-o", "{}.onnx"],
+        ["play", "{}", "still", "--games", "1"],
+        ["train", "--resume", "--run-dir", "{}", "--no-progress"],
+    ],
+)
+def test_commands_answer_an_unreadable_checkpoint_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.main import main
+
+    for path in _unreadable_files(tmp_path):
+        target = path
+        if command[0] == "train":  # a run directory holding the unreadable checkpoint
+            target = tmp_path / f"run-{path.stem}"
+            target.mkdir()
+            (target / ckpt.CHECKPOINT_FILE).write_bytes(path.read_bytes())
+        res = CliRunner().invoke(main, [arg.replace("{}", str(target)) for arg in command])
+        assert res.exit_code != 0, res.output
+        line = _error_line(res.output)
+        assert "is not a readable checkpoint" in line and "weights_only" not in line, line

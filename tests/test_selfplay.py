@@ -114,3 +114,27 @@ def test_selfplay_command_defaults_yield_to_the_user(monkeypatch):
     assert (seen["cfg"].train.steps, seen["cfg"].train.snapshot_every) == (600, 300)
     res = CliRunner().invoke(train_cmd.train, ["--selfplay", "--preset", "small", "--steps", "10"])
     assert res.exit_code == 0 and seen["preset"] == "small" and seen["cfg"].model.deter == 512
+
+
+def test_a_failing_snapshot_saves_a_checkpoint_and_is_reported_in_one_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import selfplay.loop
+    from agent.cli.train import train
+    from agent.training.checkpoint import load
+    from league.members import LeagueError
+
+    def snapshot(self, trainer):
+        raise LeagueError("the league database is locked")
+
+    monkeypatch.setattr(selfplay.loop.Snapshotter, "snapshot", snapshot)
+    run = tmp_path / "run"
+    args = ["--selfplay", "--preset", "tiny", "--run-dir", str(run), "--no-progress"]
+    res = CliRunner().invoke(train, [*args, *[a for o in TINY_SELFPLAY for a in ("--set", o)]])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert res.output.splitlines()[-1] == (
+        "Error: training stopped by an error at env step 160: LeagueError: the league database is locked; "
+        f"a checkpoint was saved, continue with: hockey-agent train --selfplay --resume --run-dir {run} "
+        f"(traceback in {run / 'error.log'})"
+    )
+    assert load(run)["counters"]["env_steps"] == 160

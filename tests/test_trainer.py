@@ -235,7 +235,7 @@ def test_train_command_errors(tmp_path: Path) -> None:
     res = runner.invoke(train, ["--opponent", "nobody", "--run-dir", str(tmp_path / "a")])
     assert res.exit_code == 2 and "choices" in res.output
     res = runner.invoke(train, ["--resume", "--run-dir", str(tmp_path / "missing")])
-    assert res.exit_code == 2 and "no config.json" in res.output
+    assert res.exit_code == 2 and f"{tmp_path / 'missing'} has no checkpoint to resume from" in res.output
 
 
 def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
@@ -258,5 +258,294 @@ def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "finished at env step 120" in res.output
     res = CliRunner().invoke(train, ["--resume", "--run-dir", str(run), "--steps", "160", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "from env step 120" in res.output and "finished at env step 160" in res.output
+
+
+def _error_line(output: str) -> str:
+    """The one 'Error:' line of a refused command (click's usage lines may precede it)."""
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("Error:"), output
+    assert sum(line.startswith("Error:") for line in lines) == 1, output
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["--set", "actor.eta=nan"], "actor.eta"),
+        (["--set", "actor.eta=inf"], "actor.eta"),
+        (["--set", "train.train_ratio=inf"], "train.train_ratio"),
+        (["--set", "train.train_ratio=-inf"], "train.train_ratio"),
+        (["--set", "train.eval_rounds=0"], "train.eval_rounds"),
+        (["--seed", "-1"], "train.seed"),
+    ],
+)
+def test_train_refuses_non_finite_and_out_of_range_values(tmp_path: Path, args: list[str], field: str) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+
+    run = tmp_path / "run"
+    fast = [a for o in [*FAST, "train.eval_every=0"] for a in ("--set", o)]  # were it to train: briefly
+    res = CliRunner().invoke(train, ["--preset", "tiny", "--steps", "8", "--run-dir", str(run), *fast, *args])
+    assert res.exit_code == 2, res.output
+    assert field in _error_line(res.output)
+    assert not run.exists() and not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_resume_reads_the_config_from_the_checkpoint(tmp_path: Path, damage: str) -> None:
+    """A kill while config.json was written must not block --resume: the checkpoint holds the config."""
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+    from agent.config import load_config
+
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--steps", "80", "--run-dir", str(run), "--no-progress"]
+    res = CliRunner().invoke(train, [*args, *[a for o in [*FAST, "train.eval_every=0"] for a in ("--set", o)]])
+    assert res.exit_code == 0, res.output
+    config = run / "config.json"
+    if damage == "truncate":
+        config.write_text(config.read_text()[:40])
+    else:
+        config.unlink()
+    res = CliRunner().invoke(train, ["--resume", "--run-dir", str(run), "--steps", "120", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "from env step 80" in res.output and "finished at env step 120" in res.output
+    cfg = load_config(config)  # rewritten whole from the checkpoint's config, with the new --steps
+    assert cfg.train.steps == 120 and cfg.model.deter == 32 and cfg.train.eval_every == 0
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> None:
+    """Make os.access report `paths` unwritable (chmod does not stop root, who may run the tests)."""
+    real = os.access
+    denied = {str(p) for p in paths}
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: False if str(p) in denied and mode & os.W_OK else real(p, mode, **kw)
+    )
+
+
+@pytest.mark.parametrize("where", ["run dir", "parent", "grandparent"])
+@pytest.mark.parametrize("selfplay", [False, True])
+def test_train_refuses_a_read_only_run_dir_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, selfplay: bool
+) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+
+    parent = tmp_path / "runs"
+    run = parent / "exp" / "run" if where == "grandparent" else parent / "run"
+    if where == "run dir":
+        run.mkdir(parents=True)
+    else:
+        parent.mkdir()
+    _read_only(monkeypatch, run if where == "run dir" else parent)
+    args = ["--preset", "tiny", "--steps", "8", "--run-dir", str(run), "--no-progress"]
+    fast = [a for o in [*FAST, "train.eval_every=0"] for a in ("--set", o)]
+    res = CliRunner().invoke(train, [*args, *fast, *(["--selfplay"] if selfplay else [])])
+    assert res.exit_code != 0, res.output
+    line = _error_line(res.output)
+    assert str(run) in line and "read-only" in line, line
+    if where != "run dir":
+        assert str(parent) in line and not list(parent.iterdir())  # nothing created
+    else:
+        assert not list(run.iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_train_refuses_a_chmod_read_only_run_dir(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        args = ["--preset", "tiny", "--steps", "8", "--run-dir", str(parent / "run"), "--no-progress"]
+        res = CliRunner().invoke(train, [*args, *[a for o in FAST for a in ("--set", o)]])
+    finally:
+        parent.chmod(0o755)
+    assert res.exit_code != 0 and str(parent) in _error_line(res.output)
+
+
+def test_check_run_dir_names_a_read_only_file_a_resumed_run_appends_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.training.trainer import check_run_dir
+
+    (tmp_path / "metrics.jsonl").write_text("")
+    check_run_dir(tmp_path)
+    _read_only(monkeypatch, tmp_path / "metrics.jsonl")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'metrics.jsonl'} is read-only"):
+        check_run_dir(tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is not a directory"):
+        check_run_dir(tmp_path / "file" / "run")
+
+
+def _failing_update(at: int, nan: bool = False):
+    """An update that raises once the run reaches env step `at` (after filling a
+    parameter with NaN when asked: a diverged update)."""
+    real = Trainer._update
+
+    def update(self: Trainer):
+        if self.env_steps >= at:
+            if nan:
+                with torch.no_grad():
+                    next(self.agent.parameters()).fill_(float("nan"))
+            raise RuntimeError("boom in the update\nsecond line of the message")
+        return real(self)
+
+    return update
+
+
+def test_an_error_in_an_update_saves_the_completed_steps_and_resume_continues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_config
+) -> None:
+    from agent.training.trainer import TrainingError
+
+    cfg = fast_config("train.steps=200", "train.eval_every=0")
+    monkeypatch.setattr(Trainer, "_update", _failing_update(120))
+    tr = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    with pytest.raises(TrainingError) as info:
+        tr.train()
+    tr.close()
+    monkeypatch.undo()
+    err = info.value
+    assert isinstance(err.error, RuntimeError) and err.__cause__ is err.error
+    assert err.saved and err.env_steps == 120 and err.checkpoint_step == 120
+    assert str(err) == (
+        "training stopped by an error at env step 120: RuntimeError: boom in the update; a checkpoint was saved"
+    )
+    done = (118 - 64) * 16 // 32  # the updates of the last completed iteration; the failing one is not counted
+    counters = load_checkpoint(tmp_path)["counters"]
+    assert (counters["env_steps"], counters["updates"]) == (120, done)
+    log = (tmp_path / "error.log").read_text()
+    assert "Traceback" in log and "boom in the update" in log and "env step 120" in log
+
+    resumed = Trainer(cfg, tmp_path, resume=True, progress=False, tensorboard=False)
+    assert (resumed.env_steps, resumed.updates) == (120, done)
+    result = resumed.train()
+    resumed.close()
+    assert result["env_steps"] == 200 and result["updates"] == (200 - 64) * 16 // 32
+
+
+def test_an_error_in_an_env_step_callback_saves_a_checkpoint(tmp_path: Path, fast_config) -> None:
+    from agent.training.trainer import TrainingError
+
+    def snapshot(t: Trainer) -> None:
+        if t.env_steps == 100:
+            raise ValueError("the snapshot could not be rated")
+
+    tr = Trainer(fast_config("train.steps=200", "train.eval_every=0"), tmp_path, progress=False, tensorboard=False)
+    tr.on_env_step.append(snapshot)
+    with pytest.raises(TrainingError, match="at env step 100: ValueError: the snapshot could not be rated"):
+        tr.train()
+    tr.close()
+    counters = load_checkpoint(tmp_path)["counters"]  # the collection completed, its updates had not run yet
+    assert (counters["env_steps"], counters["updates"]) == (100, (98 - 64) * 16 // 32)
+
+
+def test_an_error_while_the_games_step_leaves_the_state_of_the_last_completed_step(tmp_path: Path, fast_config) -> None:
+    """The crash checkpoint holds what a stop after the last completed step holds."""
+    from agent.training.trainer import TrainingError
+
+    cfg = fast_config("train.steps=200", "train.eval_every=0")
+    stopped = Trainer(cfg, tmp_path / "stopped", progress=False, tensorboard=False)
+    stopped.on_env_step.append(lambda t: t.stop() if t.env_steps >= 100 else None)
+    stopped.train()
+    stopped.close()
+
+    def break_the_games(t: Trainer) -> None:
+        if t.env_steps == 100:
+
+            def step(actions: np.ndarray):
+                raise RuntimeError("the physics failed")
+
+            t.envs.step = step
+
+    crashed = Trainer(cfg, tmp_path / "crashed", progress=False, tensorboard=False)
+    crashed.on_env_step.append(break_the_games)
+    with pytest.raises(TrainingError, match="at env step 100: RuntimeError: the physics failed"):
+        crashed.train()
+    crashed.close()
+
+    want, got = load_checkpoint(tmp_path / "stopped"), load_checkpoint(tmp_path / "crashed")
+    assert {k: v for k, v in got["counters"].items() if k != "time"} == {
+        k: v for k, v in want["counters"].items() if k != "time"
+    }
+    for k, v in want["model"].items():
+        assert torch.equal(got["model"][k], v), k
+    with np.load(tmp_path / "stopped" / want["replay"]) as a, np.load(tmp_path / "crashed" / got["replay"]) as b:
+        for key in ("obs", "action", "reward", "is_first", "is_terminal", "ptr", "size"):
+            assert np.array_equal(a[key], b[key]), key
+
+
+def test_a_diverged_model_never_overwrites_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_config
+) -> None:
+    from agent.training.trainer import TrainingError
+
+    monkeypatch.setattr(Trainer, "_update", _failing_update(150, nan=True))
+    cfg = fast_config("train.steps=200", "train.eval_every=0", "train.checkpoint_every=100")
+    tr = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    with pytest.raises(TrainingError) as info:
+        tr.train()
+    tr.close()
+    err = info.value
+    assert not err.saved and err.checkpoint_step == 100
+    assert str(err).endswith(
+        "no checkpoint was saved (the model or its optimiser holds non-finite values); "
+        "the last checkpoint is at env step 100"
+    )
+    data = load_checkpoint(tmp_path)
+    assert data["counters"]["env_steps"] == 100
+    assert all(torch.isfinite(v).all() for v in data["model"].values() if v.is_floating_point())
+
+
+def test_a_failing_save_is_reported_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_config) -> None:
+    from agent.training.trainer import TrainingError
+
+    def full_disk(self: Trainer):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "_update", _failing_update(100))
+    monkeypatch.setattr(Trainer, "save", full_disk)
+    tr = Trainer(fast_config("train.steps=200", "train.eval_every=0"), tmp_path, progress=False, tensorboard=False)
+    with pytest.raises(TrainingError) as info:
+        tr.train()
+    tr.close()
+    assert not info.value.saved and info.value.checkpoint_step is None
+    assert str(info.value).endswith(
+        "no checkpoint was saved (saving failed: OSError: [Errno 28] No space left on device); no checkpoint exists yet"
+    )
+    assert "No space left on device" in (tmp_path / "error.log").read_text()
+
+
+def test_train_command_reports_an_error_in_one_line_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_config
+) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--steps", "160", "--run-dir", str(run), "--no-progress"]
+    args += [a for o in [*FAST, "train.eval_every=0"] for a in ("--set", o)]
+    monkeypatch.setattr(Trainer, "_update", _failing_update(120))
+    res = CliRunner().invoke(train, args)
+    monkeypatch.undo()
+    assert res.exit_code == 1, res.output
+    assert _error_line(res.output) == (
+        "Error: training stopped by an error at env step 120: RuntimeError: boom in the update; a checkpoint was "
+        f"saved, continue with: hockey-agent train --resume --run-dir {run} (traceback in {run / 'error.log'})"
+    )
+    assert "Traceback" in (run / "error.log").read_text()
+    res = CliRunner().invoke(train, ["--resume", "--run-dir", str(run), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "from env step 120" in res.output and "finished at env step 160" in res.output

@@ -15,17 +15,29 @@ def build_config(
     overrides: tuple[str, ...],
     resume_dir: Path | None,
 ) -> Any:
-    """The run's Config: the preset (or the resumed run's config.json), then the options
-    and --set, each overriding the ones before."""
-    from agent.config import PRESETS, apply_overrides, load_config, make_config
+    """The run's Config: the preset (or the config in the resumed run's checkpoint), then
+    the options and --set, each overriding the ones before.
+
+    A resumed run reads its config from checkpoint.pt, not config.json: the checkpoint
+    is written atomically with the state it describes, and the trainer rewrites
+    config.json from it."""
+    from agent.config import PRESETS, apply_overrides, config_from_dict, make_config
+    from agent.training import checkpoint as ckpt
 
     items = [*(f"train.{k}={v}" for k, v in options.items() if v is not None), *overrides]
     try:
         if resume_dir is not None:
-            config_file = resume_dir / "config.json"
-            if not config_file.is_file():
-                raise click.BadParameter(f"{resume_dir} has no config.json to resume from", param_hint="--run-dir")
-            cfg = apply_overrides(load_config(config_file), items)
+            try:
+                data = ckpt.load(resume_dir)
+            except FileNotFoundError:
+                raise click.BadParameter(
+                    f"{resume_dir} has no checkpoint to resume from", param_hint="--run-dir"
+                ) from None
+            try:
+                saved = config_from_dict(data["config"])
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"the config in {ckpt.resolve(resume_dir)}: {exc}") from exc
+            cfg = apply_overrides(saved, items)
         else:
             name = preset or "small"
             if name not in PRESETS:
@@ -132,25 +144,36 @@ def train(
         label = name if name == kind else f"{name}-{kind}"
         run_dir = Path("runs") / f"{label}-s{cfg.train.seed}-{stamp}"
 
+    from agent.training.trainer import check_run_dir
+
+    try:
+        check_run_dir(run_dir)  # before anything is written, self-play's league included
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
     if selfplay:
         _selfplay(cfg, run_dir, resume, "" if resume else name, not no_progress)
         return
 
     from rich.console import Console
 
-    from agent.training.trainer import Trainer
+    from agent.training.trainer import Trainer, TrainingError
 
     console = Console()
     try:
         trainer = Trainer(cfg, run_dir, resume=resume, preset="" if resume else name, progress=not no_progress)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the run directory {run_dir}: {exc}") from exc
     console.print(
         f"run dir [bold]{run_dir}[/] on {trainer.device}: {trainer.preset or name} preset, "
         f"opponent {cfg.train.opponent}, mode {cfg.train.mode}, from env step {trainer.env_steps}; {cpu_line}"
     )
     try:
         result = trainer.train()
+    except TrainingError as exc:
+        raise click.ClickException(stopped_by_error(exc, f"hockey-agent train --resume --run-dir {run_dir}")) from exc
     finally:
         trainer.close()
     state = "interrupted" if result["interrupted"] else "finished"
@@ -165,10 +188,21 @@ def train(
     console.print(f"diagnose with: hockey-agent diagnose {run_dir}")
 
 
+def stopped_by_error(exc: Any, resume: str) -> str:
+    """One line for a TrainingError: what broke, what was saved, how to continue, where the traceback is."""
+    text = str(exc)
+    if exc.checkpoint_step is not None:
+        text += f", continue with: {resume}"
+    if exc.log is not None:
+        text += f" (traceback in {exc.log})"
+    return text
+
+
 def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool) -> None:
     """Run self-play and print where the league and the exported agent are."""
     from rich.console import Console
 
+    from agent.training.trainer import TrainingError
     from league.cli import print_leaderboard
     from league.members import LeagueError
     from selfplay.loop import league_dir_for, run_selfplay
@@ -177,6 +211,9 @@ def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool
     console.print(f"self-play run dir [bold]{run_dir}[/], league {league_dir_for(cfg, run_dir)}")
     try:
         result = run_selfplay(cfg, run_dir, resume, preset=preset, progress=progress)
+    except TrainingError as exc:
+        resume_command = f"hockey-agent train --selfplay --resume --run-dir {run_dir}"
+        raise click.ClickException(stopped_by_error(exc, resume_command)) from exc
     except (ValueError, FileNotFoundError, LeagueError) as exc:
         raise click.ClickException(str(exc)) from exc
     state = "interrupted" if result["interrupted"] else "finished"

@@ -359,17 +359,30 @@ class DreamerAgent(nn.Module):
 
         The state is deep-copied first: torch's optimisers keep the given tensors, so
         two agents loaded from one in-memory state would otherwise share their moments.
+        A state that lacks a part, or whose part does not fit, is a ValueError naming it.
         """
-        state = copy.deepcopy(state)
-        self.wm_opt.load_state_dict(state["wm"])
-        self.actor_opt.load_state_dict(state["actor"])
-        self.critic_opt.load_state_dict(state["critic"])
+        parts = {"wm": ("world model", self.wm_opt), "actor": ("actor", self.actor_opt)}
+        parts["critic"] = ("critic", self.critic_opt)
         if self.explore is not None:
-            if "explore" not in state:
-                raise ValueError("the optimiser state has no explore ensemble; was explore.scale changed?")
-            self.explore_opt.load_state_dict(state["explore"])
-        if state.get("rng_device") == self.device.type:
-            self.generator().set_state(state["rng"].cpu())
+            parts["explore"] = ("explore ensemble", self.explore_opt)
+        if not isinstance(state, dict):
+            raise ValueError(f"the optimiser state is a {type(state).__name__}, not a dict")
+        if self.explore is not None and "explore" not in state:
+            raise ValueError("the optimiser state has no explore ensemble; was explore.scale changed?")
+        restore_rng = state.get("rng_device") == self.device.type
+        missing = [k for k in (*parts, *(["rng"] if restore_rng else [])) if k not in state]
+        if missing:
+            raise ValueError(f"the optimiser state lacks {missing}")
+        state = copy.deepcopy(state)
+        loads = [(label, opt.load_state_dict, state[key]) for key, (label, opt) in parts.items()]
+        if restore_rng:
+            loads.append(("random stream", lambda rng: self.generator().set_state(rng.cpu()), state["rng"]))
+        for label, load, value in loads:
+            try:
+                load(value)
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+                name = type(exc).__name__
+                raise ValueError(f"the optimiser state of the {label} does not fit: {name}: {exc}") from exc
 
 
 def _portable(opt: torch.optim.Optimizer) -> dict[str, Any]:

@@ -13,8 +13,7 @@ so a kill never leaves a half-written checkpoint.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,21 +46,78 @@ def save(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+# sentences of torch's load errors that advise loading the file unsafely or filing a report
+_ADVICE = ("weights_only", "safe_globals", "trust", "file an issue", "Please ", "Check the documentation")
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of torch's reason a file did not load, without its advice.
+
+    Torch's message for a file its safe loader refuses recommends retrying with
+    weights_only=False or allow-listing the offending class: wrong advice for a file
+    that may come from anyone, so only the reason itself is kept.
+    """
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    for line in text.splitlines():
+        sentences = [s.strip() for s in line.split(". ") if s.strip()]
+        kept = [s for s in sentences if not any(a in s for a in _ADVICE)]
+        if kept:
+            return f"{type(exc).__name__}: {kept[0].rstrip('.')}"
+    return type(exc).__name__
+
+
 def load(path: str | Path, device: str = "cpu") -> dict[str, Any]:
     """Read a checkpoint (run dir or file) safely; a corrupt or foreign file is a ValueError."""
     import torch
 
     file = resolve(path)
     try:
-        data = torch.load(file, map_location=device, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        raise ValueError(f"{file} is not a readable checkpoint (corrupt or another format): {exc}") from exc
+        with warnings.catch_warnings():  # a foreign pickle protocol: the error below says enough
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(file, map_location=device, weights_only=True)
+    except OSError as exc:
+        raise ValueError(f"cannot read {file}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # the safe unpickler fails on random bytes in many ways
+        raise ValueError(f"{file} is not a readable checkpoint (corrupt or another format): {_reason(exc)}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{file} is not a hockey-agent checkpoint of format {FORMAT}")
     missing = [k for k in ("config", "model", "counters") if k not in data]
     if missing:
         raise ValueError(f"{file} lacks {missing}: not a complete checkpoint")
     return data
+
+
+# what resuming a run reads besides config, model and counters: section -> keys
+RESUME_KEYS: dict[str, tuple[str, ...]] = {
+    "counters": ("env_steps", "updates", "episodes", "time"),
+    "optimizer": ("wm", "actor", "critic"),
+    "rng": ("python", "numpy", "torch", "trainer", "envs"),
+    "trainer": ("recent", "env_builds"),
+}
+
+
+def check_resumable(data: dict[str, Any], file: str | Path) -> None:
+    """Raise a ValueError naming `file` and what it lacks when a run cannot resume from it."""
+    missing = [k for k in (*RESUME_KEYS, "replay") if k not in data]
+    if missing:
+        raise ValueError(f"{file} lacks {missing}: not a complete checkpoint")
+    for section, keys in RESUME_KEYS.items():
+        value = data[section]
+        lacking = [k for k in keys if not isinstance(value, dict) or k not in value]
+        if lacking:
+            raise ValueError(f"{file} is not a complete checkpoint: its {section} lacks {lacking}")
+    if not isinstance(data["replay"], str):
+        raise ValueError(f"{file} is not a complete checkpoint: its replay is not a file name")
+
+
+def load_optimizer_state(agent: Any, state: dict[str, Any], what: str) -> None:
+    """Restore the agent's optimisers; a state that does not fit is a ValueError naming `what`."""
+    try:
+        agent.load_optimizer_state(state)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from exc
 
 
 def check_compatible(expected: dict[str, Any], found: dict[str, Any], what: str) -> None:

@@ -26,7 +26,7 @@ with outcome +1 win / 0 draw / -1 loss from the learner's side; optional
 self-play, and every callable in `on_env_step` is called as `fn(trainer)` after every
 batched env step (snapshots).
 
-Evaluation: every `eval_every` env steps and at the end, `eval_games` single rounds
+Evaluation: every `eval_every` env steps and at the end, about `eval_rounds` rounds
 against each of `eval_opponents`, played all at once with the deterministic policy
 (actor mean) in the training mode (normal for curriculum), on the same fixed seeds
 every time so evaluations are comparable. Single rounds, not 4-round games: four
@@ -38,15 +38,29 @@ physics cannot be saved, so a resumed run starts new rounds from the restored
 generators; the updates themselves continue bit-identically. Ctrl-C (SIGINT) or
 SIGTERM finishes the current step, saves a checkpoint and returns; a second Ctrl-C
 stops at once without saving.
+
+Errors: an unexpected exception in a step (collection, an update, an evaluation, a
+periodic checkpoint, a callback in `on_env_step`) appends its traceback to
+<run dir>/error.log, saves a checkpoint and raises a TrainingError (the exception as
+its cause) saying whether the save worked, so at most the failing step is lost. The
+checkpoint counts only completed steps: a collection that fails while the games step
+has stored nothing in the replay (its rows are stored once the games have stepped),
+one whose callbacks fail is complete, and an update cut short is not counted, though
+the optimiser steps it already took (the world model's, say) stay in the model:
+valid weights, only not bit-identical to any uninterrupted run, since copying the
+model before every update to undo them would cost more than they are worth. A model
+or optimiser state holding NaN or infinity is never saved: the last checkpoint stays.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import threading
 import time
+import traceback
 import warnings
 from collections import deque
 from collections.abc import Callable
@@ -77,11 +91,72 @@ from agent.players.policy import Policy
 from agent.players.scripted import make_scripted, scripted_batch
 from agent.training import checkpoint as ckpt
 from agent.training import cpu
-from agent.training.metrics import MetricsLogger
+from agent.training.metrics import METRICS_FILE, MetricsLogger
 from agent.training.replay import Replay
 
 WIN_WINDOW = 100  # rounds in the recent win rate
 GRAPH_AFTER_UPDATES = 2  # eager updates before the update is captured as a CUDA graph
+
+
+class TrainingError(RuntimeError):
+    """An unexpected exception stopped the training loop (see the module docstring).
+
+    `error` is that exception (also the cause), `env_steps` the env steps completed,
+    `saved` whether a checkpoint of them was written (else `problem` says why not),
+    `checkpoint_step` the env step of the newest checkpoint in the run directory
+    (None when there is none) and `log` the error.log holding the traceback (None when
+    it could not be written).
+    """
+
+    def __init__(
+        self,
+        error: Exception,
+        env_steps: int,
+        problem: str | None,
+        checkpoint_step: int | None,
+        log: Path | None,
+    ) -> None:
+        self.error, self.env_steps, self.problem = error, env_steps, problem
+        self.saved = problem is None
+        self.checkpoint_step, self.log = checkpoint_step, log
+        text = f"training stopped by an error at env step {env_steps}: {one_line(error)}"
+        if self.saved:
+            text += "; a checkpoint was saved"
+        elif checkpoint_step is None:
+            text += f"; no checkpoint was saved ({problem}); no checkpoint exists yet"
+        else:
+            text += f"; no checkpoint was saved ({problem}); the last checkpoint is at env step {checkpoint_step}"
+        super().__init__(text)
+
+
+def one_line(error: BaseException) -> str:
+    """'ExcType: the first line of its message' (the rest, with the traceback, goes to error.log)."""
+    lines = str(error).strip().splitlines()
+    return type(error).__name__ + (f": {lines[0][:300]}" if lines else "")
+
+
+def _nonfinite(*states: Any) -> bool:
+    """Whether any floating-point tensor in these (nested dicts and lists of) states is NaN or infinite."""
+    for state in states:
+        if isinstance(state, torch.Tensor):
+            if state.is_floating_point() and not bool(torch.isfinite(state).all()):
+                return True
+        elif isinstance(state, dict):
+            if _nonfinite(*state.values()):
+                return True
+        elif isinstance(state, (list, tuple)) and _nonfinite(*state):
+            return True
+    return False
+
+
+def _append(path: Path, text: str) -> bool:
+    """Append `text` to `path`; whether that worked."""
+    try:
+        with open(path, "a") as f:
+            f.write(text)
+        return True
+    except OSError:
+        return False
 
 
 class OpponentSampler(Protocol):
@@ -98,6 +173,32 @@ def resolve_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
     return name
+
+
+def check_run_dir(run_dir: str | Path) -> None:
+    """A ValueError naming what is read-only unless a run can be written in `run_dir`.
+
+    Asked of os.access before anything is written: the directory (or, when it does not
+    exist yet, its nearest existing parent) and the files a resumed run appends to.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        existing = run_dir.absolute().parent
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ValueError(f"cannot create the run directory {run_dir}: {existing} is not a directory")
+        if not os.access(existing, os.W_OK):
+            raise ValueError(f"cannot create the run directory {run_dir}: {existing} is read-only")
+        return
+    if not run_dir.is_dir():
+        raise ValueError(f"the run directory {run_dir} is not a directory")
+    if not os.access(run_dir, os.W_OK):
+        raise ValueError(f"cannot write the run directory {run_dir}: it is read-only")
+    for name in (METRICS_FILE, "tb"):  # appended to on resume
+        path = run_dir / name
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ValueError(f"cannot write the run directory {run_dir}: {path} is read-only")
 
 
 def mode_at(mode: str, env_steps: int, total: int) -> str:
@@ -189,6 +290,7 @@ class Trainer:
         from agent.dreamer.agent import DreamerAgent
 
         validate(cfg)
+        check_run_dir(run_dir)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -219,6 +321,7 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self._graph_failed = ""
         self.last_eval_step = -1
+        self.checkpoint_step: int | None = None  # env step of the newest checkpoint on disk
 
         if resume:
             self._load()
@@ -289,8 +392,9 @@ class Trainer:
         else:
             action = action_t.detach().cpu().numpy().astype(np.float32)
         self._prev_action = torch.as_tensor(action, device=self.device)
-        self.replay.add(self._obs, action, self._reward, self._is_first, np.zeros(n, bool))
         obs, reward, terminated, truncated, infos = self.envs.step(action)
+        # stored once the games have stepped: a step that fails leaves the replay as it was
+        self.replay.add(self._obs, action, self._reward, self._is_first, np.zeros(n, bool))
         self._returns += reward
         done = terminated | truncated
         if done.any():
@@ -452,6 +556,7 @@ class Trainer:
                 "replay": replay_name,
             },
         )
+        self.checkpoint_step = self.env_steps
         for old in self.run_dir.glob("replay-*.npz"):
             if old.name != replay_name:
                 old.unlink()
@@ -459,12 +564,14 @@ class Trainer:
 
     def _load(self) -> None:
         data = ckpt.load(self.run_dir, device="cpu")
+        file = ckpt.resolve(self.run_dir)
+        ckpt.check_resumable(data, file)
         saved = config_from_dict(data["config"])
         ckpt.check_compatible(config_to_dict(self.cfg), config_to_dict(saved), str(self.run_dir))
         if saved.train.envs != self.cfg.train.envs:
             raise ValueError(f"the checkpoint ran {saved.train.envs} games; train.envs must stay the same on resume")
         ckpt.load_model_state(self.agent, data["model"], str(self.run_dir))
-        self.agent.load_optimizer_state(data["optimizer"])
+        ckpt.load_optimizer_state(self.agent, data["optimizer"], str(file))
         replay_file = self.run_dir / data["replay"]
         if not replay_file.is_file():
             raise ValueError(f"checkpoint names replay file {replay_file}, which is missing")
@@ -472,6 +579,7 @@ class Trainer:
         c = data["counters"]
         self.env_steps, self.updates, self.episodes = int(c["env_steps"]), int(c["updates"]), int(c["episodes"])
         self._time_offset = float(c["time"])
+        self.checkpoint_step = self.env_steps
         rng = data["rng"]
         _set_rng_state(rng)
         self.rng.bit_generator.state = json.loads(rng["trainer"])
@@ -505,8 +613,27 @@ class Trainer:
         """Ask the loop to save and return after the current step."""
         self._stop = True
 
+    def _stopped_by(self, error: Exception) -> TrainingError:
+        """Keep `error`'s traceback in error.log, save the completed steps unless the model
+        diverged, and describe both (see the module docstring)."""
+        path = self.run_dir / "error.log"
+        header = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}: training stopped at env step {self.env_steps} ---\n"
+        log = path if _append(path, header + "".join(traceback.format_exception(error))) else None
+        problem = None
+        if _nonfinite(self.agent.state_dict(), self.agent.optimizer_state()):
+            problem = "the model or its optimiser holds non-finite values"
+        else:
+            try:
+                self.save()
+            except Exception as exc:
+                problem = f"saving failed: {one_line(exc)}"
+                _append(path, "saving a checkpoint failed too:\n" + "".join(traceback.format_exception(exc)))
+        return TrainingError(error, self.env_steps, problem, self.checkpoint_step, log)
+
     def train(self) -> dict[str, Any]:
-        """Run until cfg.train.steps env steps (or a stop); returns the final counters."""
+        """Run until cfg.train.steps env steps (or a stop); returns the final counters.
+
+        An unexpected exception saves a checkpoint and raises a TrainingError."""
         t = self.cfg.train
         previous = self._install_signals()
         next_eval = (self.env_steps // t.eval_every + 1) * t.eval_every if t.eval_every > 0 else None
@@ -515,7 +642,7 @@ class Trainer:
         guard = None
         if self.device == "cpu" and not t.share_cpu:
             guard = cpu.ContentionGuard(torch.get_num_threads())
-        saved = False
+        saved = failed = False
         try:
             if progress is not None:
                 progress.start()
@@ -555,12 +682,19 @@ class Trainer:
                 saved = True
             else:
                 raise
+        except Exception as exc:
+            failed = True
+            raise self._stopped_by(exc) from exc
         finally:
             if progress is not None:
                 progress.stop()
             for sig, handler in previous:
                 signal.signal(sig, handler)
-            self.metrics.flush_updates(self.env_steps, self.updates, self.elapsed())
+            try:
+                self.metrics.flush_updates(self.env_steps, self.updates, self.elapsed())
+            except Exception:
+                if not failed:  # else the TrainingError above already says what broke
+                    raise
         return {
             "env_steps": self.env_steps,
             "updates": self.updates,
