@@ -26,11 +26,11 @@ with outcome +1 win / 0 draw / -1 loss from the learner's side; optional
 self-play, and every callable in `on_env_step` is called as `fn(trainer)` after every
 batched env step (snapshots).
 
-Evaluation: every `eval_every` env steps and at the end, about `eval_rounds` rounds
-against each of `eval_opponents`, played all at once with the deterministic policy
+Evaluation: every `eval_every` env steps and at the end, `eval_rounds` rounds (whole
+4-round games) against each of `eval_opponents`, played as the tournament plays them
+(agent.players.match.play_games, all games at once) with the deterministic policy
 (actor mean) in the training mode (normal for curriculum), on the same fixed seeds
-every time so evaluations are comparable. Single rounds, not 4-round games: four
-times more independent outcomes for the same cost.
+every time so evaluations are comparable.
 
 Resume: a checkpoint holds the model, optimisers, replay (its .npz file), counters
 and every generator (python, numpy, torch, the trainer's, the games'). The games'
