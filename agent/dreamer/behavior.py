@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from agent.config import ActorConfig, CriticConfig
-from agent.dreamer.maths import ReturnNormalizer, lambda_return, quantiles, twohot, twohot_mean
+from agent.dreamer.maths import ReturnNormalizer, lambda_return, quantiles, twohot_logp, twohot_mean
 from agent.dreamer.nets import Actor, TwoHotHead
 from agent.dreamer.world_model import WorldModel
 
@@ -135,10 +135,10 @@ def behavior_losses(
     ent_bonus = w * eta * ent
     actor_loss = -(acfg.pg_scale * pg + ent_bonus).mean()
 
-    # two-hot cross-entropies toward R_t and toward the slow critic, as one
-    # cross-entropy with the summed targets (it is linear in the target)
-    target = twohot(ret, bins) + ccfg.slow_reg * twohot(slow_value, bins)
-    critic_loss = -(w * (target * value_logp[:-1]).sum(-1)).mean() * ccfg.scale
+    # two-hot cross-entropies toward R_t and toward the slow critic
+    logp = value_logp[:-1]
+    critic_ll = twohot_logp(logp, ret, bins) + ccfg.slow_reg * twohot_logp(logp, slow_value, bins)
+    critic_loss = -(w * critic_ll).mean() * ccfg.scale
 
     with torch.no_grad():
         q = quantiles(dist.std, (0.05, 0.5, 0.95))

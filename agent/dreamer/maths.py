@@ -35,19 +35,34 @@ def symexp_bins(n: int = 255, low: float = -20.0, high: float = 20.0) -> Tensor:
     return torch.cat([-half.flip(0)[:-1], half]).float()
 
 
+def _twohot_parts(x: Tensor, bins: Tensor) -> tuple[Tensor, Tensor]:
+    """The bin just below x (index) and the weight of the bin above it, for x clamped to the bins."""
+    x = x.clamp(bins[0], bins[-1])
+    below = (torch.searchsorted(bins, x.contiguous(), right=True) - 1).clamp(0, len(bins) - 2)
+    lo, hi = bins[below], bins[below + 1]
+    return below, ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+
+
 def twohot(x: Tensor, bins: Tensor) -> Tensor:
     """Encode x [...] as weights [..., K] on the two bins around it (sum 1).
 
     Values beyond the outer bins put all weight on the outer bin.
     """
-    x = x.clamp(bins[0], bins[-1])
-    below = (torch.searchsorted(bins, x.contiguous(), right=True) - 1).clamp(0, len(bins) - 2)
-    lo, hi = bins[below], bins[below + 1]
-    w_hi = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+    below, w_hi = _twohot_parts(x, bins)
     out = torch.zeros(*x.shape, len(bins), dtype=x.dtype, device=x.device)
     out.scatter_(-1, below.unsqueeze(-1), (1.0 - w_hi).unsqueeze(-1))
     out.scatter_add_(-1, (below + 1).unsqueeze(-1), w_hi.unsqueeze(-1))
     return out
+
+
+def twohot_logp(logp: Tensor, x: Tensor, bins: Tensor) -> Tensor:
+    """sum_k twohot(x)_k logp_k [...]: the two-hot log-likelihood of x under the log-probs
+    logp [..., K], read from the two bins around x instead of a dense encoding (the same
+    number: the other K - 2 terms are zeros)."""
+    below, w_hi = _twohot_parts(x, bins)
+    lo = logp.gather(-1, below.unsqueeze(-1)).squeeze(-1)
+    hi = logp.gather(-1, (below + 1).unsqueeze(-1)).squeeze(-1)
+    return (1.0 - w_hi) * lo + w_hi * hi
 
 
 def twohot_mean(probs: Tensor, bins: Tensor) -> Tensor:
@@ -63,7 +78,7 @@ def twohot_mean(probs: Tensor, bins: Tensor) -> Tensor:
 
 def twohot_loss(logits: Tensor, target: Tensor, bins: Tensor) -> Tensor:
     """Cross-entropy of the two-hot encoding of target under softmax(logits)."""
-    return -(twohot(target, bins) * torch.log_softmax(logits, -1)).sum(-1)
+    return -twohot_logp(torch.log_softmax(logits, -1), target, bins)
 
 
 def lambda_return(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam: float) -> Tensor:
