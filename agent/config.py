@@ -52,6 +52,9 @@ class ModelConfig:
     rec_scale: float = 1.0
     rew_scale: float = 1.0
     con_scale: float = 1.0
+    # weight initialisation: 'torch' (PyTorch's defaults) or 'official' (truncated normal
+    # scaled by fan-in, zero biases, the official output scales)
+    init: str = "torch"
     # matmul precision of imagination and the actor-critic passes: 'float32', or
     # 'bfloat16' autocast (the official code computes in bfloat16; here parameters, the
     # GRU state and every distribution stay float32). The world model's sequential
@@ -88,12 +91,19 @@ class CriticConfig:
     slow_rate: float = 0.02
     slow_reg: float = 1.0
     scale: float = 1.0
+    # the replay value loss (official 0.3): the critic also learns on the replayed posterior
+    # states, toward lambda-returns of the real rewards bootstrapped from imagination, its
+    # gradient reaching the world model; > 0 also makes the update one joint loss
+    repval_scale: float = 0.0
 
 
 @dataclass
 class OptimConfig:
-    """Adam as in the 2023 paper (learning rates, eps and global-norm clipping)."""
+    """The optimiser: 'adam' as in the 2023 paper (one per module: learning rates, eps and
+    global-norm clipping below), or 'laprop' as in the current official code (one over
+    the world model, actor and critic: lr, eps, adaptive clipping agc / pmin, warm-up)."""
 
+    name: str = "adam"
     wm_lr: float = 1e-4
     actor_lr: float = 3e-5
     critic_lr: float = 3e-5
@@ -102,6 +112,13 @@ class OptimConfig:
     wm_clip: float = 1000.0
     actor_clip: float = 100.0
     critic_clip: float = 100.0
+    lr: float = 4e-5  # laprop
+    eps: float = 1e-20  # laprop
+    agc: float = 0.3  # laprop: a tensor's update is clipped to agc * max(pmin, its norm); 0 = off
+    pmin: float = 1e-3  # laprop
+    warmup: int = 1000  # laprop: updates of the linear warm-up from lr 0
+    beta1: float = 0.9  # laprop
+    beta2: float = 0.999  # laprop
 
 
 @dataclass
@@ -174,6 +191,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "compute_dtype"): ("float32", "bfloat16"),
+    ("model", "init"): ("torch", "official"),
+    ("optim", "name"): ("adam", "laprop"),
     ("actor", "dist"): ("bounded_normal", "tanh_normal"),
     ("actor", "eta_schedule"): ("constant", "linear", "exp"),
     ("train", "opponent"): (*SCRIPTED_PLAYERS, "mix"),
@@ -217,7 +236,12 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
     ("critic", "slow_reg"): _NONNEG,
     ("critic", "scale"): _NONNEG,
     **{("optim", f): _POS for f in ("wm_lr", "actor_lr", "critic_lr", "wm_eps", "ac_eps")},
-    **{("optim", f): _POS for f in ("wm_clip", "actor_clip", "critic_clip")},
+    **{("optim", f): _POS for f in ("wm_clip", "actor_clip", "critic_clip", "lr", "eps", "pmin")},
+    ("optim", "agc"): _NONNEG,
+    ("optim", "warmup"): _NONNEG,
+    ("optim", "beta1"): (0.0, 0.999999, True),
+    ("optim", "beta2"): (0.0, 0.999999, True),
+    ("critic", "repval_scale"): _NONNEG,
     ("explore", "scale"): _NONNEG,
     ("explore", "members"): _ONE_UP,
     ("explore", "layers"): _NONNEG,

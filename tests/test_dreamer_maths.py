@@ -67,6 +67,30 @@ def test_twohot_uniform_decodes_to_exact_zero_and_loss_is_cross_entropy():
     assert torch.allclose(twohot_loss(logits, target, bins), expected)
 
 
+def test_replay_return_matches_hand_computation():
+    """The replay value loss's targets: real rewards and terminals, imagined returns to bootstrap."""
+    from agent.dreamer.maths import replay_return
+
+    gamma, lam = 0.9, 0.8
+    reward = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]])  # reward[t] came with state t
+    term = torch.tensor([[0.0, 0.0, 0.0, 1.0, 0.0]])
+    last = torch.tensor([[0.0, 0.0, 0.0, 1.0, 0.0]])  # state 3 ends its episode
+    boot = torch.tensor([[10.0, 20.0, 30.0, 40.0, 50.0]])
+    r3 = 50.0  # not used: the episode ended at state 3
+    r2 = 3.0 + gamma * 0.0 * ((1 - 0.0) * 40.0 + 0.0 * r3)  # a terminal state 3: only its reward
+    r1 = 2.0 + gamma * ((1 - lam) * 30.0 + lam * r2)
+    r0 = 1.0 + gamma * ((1 - lam) * 20.0 + lam * r1)
+    out = replay_return(last, term, reward, boot, gamma, lam)
+    assert out.shape == (1, 4)
+    assert torch.allclose(out[0, :3], torch.tensor([r0, r1, r2]))
+    # an episode's last state that is not terminal (a round nobody won) bootstraps from its estimate
+    out = replay_return(last, torch.zeros_like(term), reward, boot, gamma, lam)
+    assert out[0, 2].item() == pytest.approx(3.0 + gamma * 40.0)
+    # lam = 1 without ends: the discounted rewards plus the discounted last estimate
+    mc = replay_return(torch.zeros_like(last), torch.zeros_like(term), reward, boot, 0.5, 1.0)
+    assert mc[0, 0].item() == pytest.approx(1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4 + 0.0625 * 50)
+
+
 def test_lambda_return_matches_hand_computation():
     gamma, lam = 0.9, 0.8
     reward = torch.tensor([0.0, 1.0, 2.0, 3.0])  # reward[t] predicted from state t

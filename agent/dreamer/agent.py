@@ -20,8 +20,9 @@ from torch.profiler import record_function
 from agent.config import Config
 from agent.dreamer.behavior import behavior_losses, eta_at, imagine
 from agent.dreamer.explore import Disagreement
-from agent.dreamer.maths import ReturnNormalizer
-from agent.dreamer.nets import Actor, TwoHotHead
+from agent.dreamer.maths import ReturnNormalizer, replay_return, twohot_logp, twohot_mean
+from agent.dreamer.nets import Actor, TwoHotHead, official_init
+from agent.dreamer.optim import LaProp
 from agent.dreamer.world_model import WorldModel
 
 BATCH_KEYS = ("obs", "action", "reward", "is_first", "is_terminal")
@@ -81,20 +82,18 @@ class DreamerAgent(nn.Module):
         feat = self.wm.feat_size
         self.actor = Actor(feat, act_dim, m.units, m.layers, a.dist, a.min_std, a.max_std)
         self.critic = TwoHotHead(feat, m.units, m.layers, m.bins)
+        if m.init == "official":
+            official_init(self)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.retnorm = ReturnNormalizer(a.retnorm_decay, a.retnorm_limit, a.retnorm_low, a.retnorm_high)
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
-        o = cfg.optim
-        self.wm_opt = torch.optim.Adam(self.wm.parameters(), lr=o.wm_lr, eps=o.wm_eps)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=o.actor_lr, eps=o.ac_eps)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=o.critic_lr, eps=o.ac_eps)
         e = cfg.explore
         # the intrinsic-reward ensemble exists only when enabled, so a run without it
         # has exactly the official agent's parameters and checkpoint
         self.explore: Disagreement | None = None
         if e.scale > 0:
             self.explore = Disagreement(feat, act_dim, self.wm.stoch_size, m.units, e.layers, e.members)
-            self.explore_opt = torch.optim.Adam(self.explore.parameters(), lr=e.lr, eps=o.wm_eps)
+        self.optimizers = self._make_optimizers()
         self._generator: torch.Generator | None = None
         # the entropy scale of the current update, a buffer so a captured graph reads it
         self.register_buffer("_eta", torch.zeros((), dtype=torch.float64), persistent=False)
@@ -199,11 +198,54 @@ class DreamerAgent(nn.Module):
             raise ValueError("the update was captured as a CUDA graph for another batch shape")
         return out
 
+    def _make_optimizers(self) -> dict[str, tuple[str, torch.optim.Optimizer, list[nn.Module], float]]:
+        """name -> (label, optimiser, modules it steps, global-norm clip or 0 for none)."""
+        o, modules = self.cfg.optim, {"wm": self.wm, "actor": self.actor, "critic": self.critic}
+        if o.name == "laprop":
+            params = [p for m in modules.values() for p in m.parameters()]
+            laprop = LaProp(params, o.lr, (o.beta1, o.beta2), o.eps, o.agc, o.pmin, o.warmup)
+            opts = {"all": ("world model, actor and critic", laprop, list(modules.values()), 0.0)}
+        else:
+            opts = {
+                "wm": ("world model", torch.optim.Adam(self.wm.parameters(), lr=o.wm_lr, eps=o.wm_eps), [self.wm],
+                       o.wm_clip),
+                "actor": ("actor", torch.optim.Adam(self.actor.parameters(), lr=o.actor_lr, eps=o.ac_eps),
+                          [self.actor], o.actor_clip),
+                "critic": ("critic", torch.optim.Adam(self.critic.parameters(), lr=o.critic_lr, eps=o.ac_eps),
+                           [self.critic], o.critic_clip),
+            }  # fmt: skip
+        if self.explore is not None:
+            e = self.cfg.explore
+            adam = torch.optim.Adam(self.explore.parameters(), lr=e.lr, eps=o.wm_eps)
+            opts["explore"] = ("explore ensemble", adam, [self.explore], e.clip)
+        return opts
+
+    def _optimise(self, loss: Tensor, names: tuple[str, ...], norms: dict[str, nn.Module]) -> dict[str, Tensor]:
+        """Backward `loss`, step the optimisers `names` (clipping the Adam ones first); the
+        gradient norms of the `norms` modules before any clipping."""
+        for name in names:
+            self.optimizers[name][1].zero_grad(set_to_none=True)
+        loss.backward()
+        result = {key: _grad_norm(module) for key, module in norms.items()}
+        for name in names:
+            _, opt, modules, clip = self.optimizers[name]
+            if clip > 0:
+                nn.utils.clip_grad_norm_([p for m in modules for p in m.parameters()], clip)
+            opt.step()
+        return result
+
     def _step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The update on checked device tensors (what `capture_graph` records)."""
+        """The update on checked device tensors (what `capture_graph` records).
+
+        Sequential (critic.repval_scale 0): the world model steps first, then the actor
+        and critic learn in imagination from its updated posteriors. Joint (repval_scale
+        > 0, the official structure): every loss, the replay value loss among them, is
+        computed with the pre-update parameters and they step together.
+        """
         cfg, gen = self.cfg, self.generator()
         obs, action, reward = batch["obs"], batch["action"], batch["reward"]
         is_first, is_terminal = batch["is_first"], batch["is_terminal"]
+        joint = cfg.critic.repval_scale > 0
         self.train()
 
         # world model: action_{t-1} is the previous action, zero where the episode starts
@@ -211,22 +253,26 @@ class DreamerAgent(nn.Module):
         prev_action = prev_action * (~is_first).unsqueeze(-1).float()
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.model.compute_dtype == "bfloat16")
         with record_function("dreamer/wm_loss"):
-            wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen)
-        with record_function("dreamer/wm_backward"):
-            wm_grad = _adam_step(self.wm_opt, wm_out.loss, self.wm, cfg.optim.wm_clip)
+            wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen, keep_graph=joint)
+        wm_names = tuple(n for n in self.optimizers if n in ("wm", "all"))
+        grads: dict[str, Tensor] = {}
+        if not joint:
+            with record_function("dreamer/wm_backward"):
+                grads = self._optimise(wm_out.loss, wm_names, {"wm/grad_norm": self.wm})
 
-        explore_scalars: dict[str, Tensor] = {}
+        out: dict[str, Tensor] = {}
         if self.explore is not None:
             with record_function("dreamer/explore"):
-                feat = torch.cat([wm_out.deter, wm_out.stoch], -1)
-                loss = self.explore.loss(feat[:, :-1], action[:, :-1], wm_out.stoch[:, 1:], ~is_first[:, 1:])
-                _adam_step(self.explore_opt, loss, self.explore, cfg.explore.clip)
-                explore_scalars["explore/loss"] = loss.detach()
+                feat = torch.cat([wm_out.deter, wm_out.stoch], -1).detach()
+                loss = self.explore.loss(feat[:, :-1], action[:, :-1], wm_out.stoch[:, 1:].detach(), ~is_first[:, 1:])
+                self._optimise(loss, ("explore",), {})
+                out["explore/loss"] = loss.detach()
 
         # actor and critic in imagination from every posterior state (or a random share of them)
-        start_deter = wm_out.deter.flatten(0, 1)
-        start_stoch = wm_out.stoch.flatten(0, 1)
+        start_deter = wm_out.deter.detach().flatten(0, 1)
+        start_stoch = wm_out.stoch.detach().flatten(0, 1)
         start_cont = (~is_terminal).flatten().float()
+        pick = None
         if cfg.actor.imag_fraction < 1.0:
             count = max(1, round(cfg.actor.imag_fraction * start_cont.shape[0]))
             pick = torch.rand(start_cont.shape, generator=gen, device=start_cont.device).topk(count).indices
@@ -236,7 +282,7 @@ class DreamerAgent(nn.Module):
         bonus = None
         if self.explore is not None:
             bonus = self.explore.bonus(imag.feat[:-1], imag.action)
-            explore_scalars["explore/bonus"] = bonus.mean()
+            out["explore/bonus"] = bonus.mean()
             bonus = cfg.explore.scale * bonus
         with record_function("dreamer/ac_loss"), autocast:
             beh = behavior_losses(
@@ -253,34 +299,69 @@ class DreamerAgent(nn.Module):
                 gen,
                 bonus,
             )
+        loss = beh.actor_loss + beh.critic_loss  # disjoint parameters
+        if joint:
+            with record_function("dreamer/repval"):
+                repval = self._repval_loss(wm_out, reward, is_first, is_terminal, beh.start_return, pick)
+                out["critic/repval"] = repval.detach()
+            loss = loss + wm_out.loss + cfg.critic.repval_scale * repval
         with record_function("dreamer/ac_backward"):
-            self.actor_opt.zero_grad(set_to_none=True)
-            self.critic_opt.zero_grad(set_to_none=True)
-            (beh.actor_loss + beh.critic_loss).backward()  # disjoint parameters
-            actor_grad = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.optim.actor_clip)
-            critic_grad = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.optim.critic_clip)
-            self.actor_opt.step()
-            self.critic_opt.step()
+            norms = {"actor/grad_norm": self.actor, "critic/grad_norm": self.critic}
+            if joint:
+                norms["wm/grad_norm"] = self.wm
+            names = tuple(n for n in self.optimizers if n != "explore" and (joint or n != "wm"))
+            grads.update(self._optimise(loss, names, norms))
             with torch.no_grad():
                 for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
                     slow.lerp_(fast, cfg.critic.slow_rate)
         self.updates += 1
 
-        out: dict[str, Tensor] = {"wm/loss": wm_out.loss.detach()}
-        out.update({f"wm/{k}": v for k, v in wm_out.parts.items()})
+        out = {"wm/loss": wm_out.loss.detach(), **{f"wm/{k}": v for k, v in wm_out.parts.items()}, **out}
         out.update(
             {
-                "wm/grad_norm": wm_grad,
+                "wm/grad_norm": grads["wm/grad_norm"],
                 "actor/loss": beh.actor_loss.detach(),
-                "actor/grad_norm": actor_grad,
+                "actor/grad_norm": grads["actor/grad_norm"],
                 "critic/loss": beh.critic_loss.detach(),
-                "critic/grad_norm": critic_grad,
+                "critic/grad_norm": grads["critic/grad_norm"],
             }
         )
-        out.update(explore_scalars)
         out.update(beh.metrics)
         out["actor/eta"] = self._eta.clone()
         return out
+
+    def _repval_loss(
+        self, wm_out: Any, reward: Tensor, is_first: Tensor, is_terminal: Tensor, start_return: Tensor,
+        pick: Tensor | None,
+    ) -> Tensor:  # fmt: skip
+        """The replay value loss (official `repl_loss`), the critic on the replayed posteriors.
+
+        Targets are lambda-returns over the real rewards and terminals of the sequence,
+        bootstrapped at each step from the imagined return of that state (`start_return`,
+        the lambda-return at imagination step 0); states imagination did not start from
+        (actor.imag_fraction < 1) bootstrap from the critic's own value instead. The
+        critic's input keeps its graph, so the loss also trains the world model, and the
+        slow critic regularises as in imagination. A row whose successor starts a new
+        episode has no target (weight 0).
+        """
+        cfg, bins = self.cfg, self.wm.bins
+        gamma = 1.0 - 1.0 / cfg.actor.discount_horizon
+        feat = torch.cat([wm_out.deter, wm_out.stoch], -1)  # [B, T, F], with graph
+        value_logp = torch.log_softmax(self.critic(feat), -1)
+        with torch.no_grad():
+            if pick is None:
+                boot = start_return.reshape(reward.shape)
+            else:
+                boot = twohot_mean(value_logp.exp(), bins).flatten()
+                boot[pick] = start_return
+                boot = boot.reshape(reward.shape)
+            last = torch.cat([is_first[:, 1:], torch.zeros_like(is_first[:, :1])], 1).float()
+            ret = replay_return(last, is_terminal.float(), reward, boot, gamma, cfg.actor.lam)  # [B, T-1]
+            slow_value = twohot_mean(torch.softmax(self.slow_critic(feat.detach()[:, :-1]), -1), bins)
+            weight = 1.0 - last[:, :-1]
+        logp = value_logp[:, :-1]
+        ll = twohot_logp(logp, ret, bins) + cfg.critic.slow_reg * twohot_logp(logp, slow_value, bins)
+        return -(weight * ll).mean()
 
     def compile_steps(self) -> None:
         """torch.compile the functions every recurrent step calls (GRU, prior, posterior,
@@ -337,21 +418,13 @@ class DreamerAgent(nn.Module):
         self._static_in, self._static_out = {}, {}
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
-        opts = [self.wm_opt, self.actor_opt, self.critic_opt]
-        return opts + ([self.explore_opt] if self.explore is not None else [])
+        return [opt for _, opt, _, _ in self.optimizers.values()]
 
     # ---- resume --------------------------------------------------------------------
 
     def optimizer_state(self) -> dict[str, Any]:
-        state = {
-            "wm": _portable(self.wm_opt),
-            "actor": _portable(self.actor_opt),
-            "critic": _portable(self.critic_opt),
-            "rng": self.generator().get_state(),
-            "rng_device": self.device.type,
-        }
-        if self.explore is not None:
-            state["explore"] = _portable(self.explore_opt)
+        state = {name: _portable(opt) for name, (_, opt, _, _) in self.optimizers.items()}
+        state.update(rng=self.generator().get_state(), rng_device=self.device.type)
         return state
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
@@ -361,10 +434,7 @@ class DreamerAgent(nn.Module):
         two agents loaded from one in-memory state would otherwise share their moments.
         A state that lacks a part, or whose part does not fit, is a ValueError naming it.
         """
-        parts = {"wm": ("world model", self.wm_opt), "actor": ("actor", self.actor_opt)}
-        parts["critic"] = ("critic", self.critic_opt)
-        if self.explore is not None:
-            parts["explore"] = ("explore ensemble", self.explore_opt)
+        parts = {name: (label, opt) for name, (label, opt, _, _) in self.optimizers.items()}
         if not isinstance(state, dict):
             raise ValueError(f"the optimiser state is a {type(state).__name__}, not a dict")
         if self.explore is not None and "explore" not in state:
@@ -372,7 +442,8 @@ class DreamerAgent(nn.Module):
         restore_rng = state.get("rng_device") == self.device.type
         missing = [k for k in (*parts, *(["rng"] if restore_rng else [])) if k not in state]
         if missing:
-            raise ValueError(f"the optimiser state lacks {missing}")
+            hint = "; was optim.name changed?" if ("all" in parts) != ("all" in state) else ""
+            raise ValueError(f"the optimiser state lacks {missing}{hint}")
         state = copy.deepcopy(state)
         loads = [(label, opt.load_state_dict, state[key]) for key, (label, opt) in parts.items()]
         if restore_rng:
@@ -399,13 +470,12 @@ def metrics_to_host(metrics: dict[str, Tensor]) -> dict[str, float | list[float]
     return {k: v.tolist() for k, v in metrics.items()}
 
 
-def _adam_step(opt: torch.optim.Optimizer, loss: Tensor, module: nn.Module, clip: float) -> Tensor:
-    """Backward `loss`, clip `module`'s gradients to global norm `clip`, step; the norm."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    norm = nn.utils.clip_grad_norm_(module.parameters(), clip)
-    opt.step()
-    return norm
+def _grad_norm(module: nn.Module) -> Tensor:
+    """The global norm of the gradients a backward left on `module`'s parameters."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=next(module.parameters()).device)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 class ActingPolicy:

@@ -86,6 +86,7 @@ class BehaviorOutput:
     actor_loss: Tensor
     critic_loss: Tensor
     metrics: dict[str, Tensor]  # detached scalars and two [H] vectors
+    start_return: Tensor  # [N] the lambda-return of each start state (detached): the replay loss bootstraps from it
 
 
 def behavior_losses(
@@ -162,4 +163,4 @@ def behavior_losses(
             "ret/p95": retnorm.high.clone(),
             "critic/value_mean": value[:-1].mean(),
         }
-    return BehaviorOutput(actor_loss, critic_loss, metrics)
+    return BehaviorOutput(actor_loss, critic_loss, metrics, ret[0].detach())

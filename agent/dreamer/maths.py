@@ -114,6 +114,26 @@ def quantiles(x: Tensor, levels: tuple[float, ...]) -> Tensor:
     return torch.stack(out)
 
 
+def replay_return(last: Tensor, term: Tensor, reward: Tensor, boot: Tensor, gamma: float, lam: float) -> Tensor:
+    """Lambda-returns over a replayed sequence [B, T] (the official code's lambda_return).
+
+    reward[t], term[t] came with state t; last[t] is 1 when state t ends its episode (the
+    next row starts another); boot[t] is the return estimate of state t. Backwards from
+    R_{T-1} = boot_{T-1}:
+        R_t = r_{t+1} + gamma (1 - term_{t+1}) ((1 - lam') boot_{t+1} + lam' R_{t+1}),
+    lam' = lam (1 - last_{t+1}): an episode's last state bootstraps fully. Returns [B, T-1].
+    """
+    live = (1.0 - term[:, 1:]) * gamma
+    cont = (1.0 - last[:, 1:]) * lam
+    interm = reward[:, 1:] + (1.0 - cont) * live * boot[:, 1:]
+    out = torch.empty_like(boot[:, :-1])
+    ret = boot[:, -1]
+    for t in reversed(range(out.shape[1])):
+        ret = interm[:, t] + live[:, t] * cont[:, t] * ret
+        out[:, t] = ret
+    return out
+
+
 class ReturnNormalizer(torch.nn.Module):
     """S = EMA(P_high(R) - P_low(R)); advantages are divided by max(limit, S).
 

@@ -85,11 +85,34 @@ class BlockLinear(nn.Module):
         return self.grouped(x).reshape(x.shape[0], -1)
 
 
+def official_init(root: nn.Module) -> None:
+    """The official code's initialisation of every linear map below `root`: weights from a
+    normal truncated at +-2, times 1.1368 / sqrt(fan_in) (the 1.1368 restores the unit
+    variance the truncation takes away), biases zero. A block-diagonal map counts its
+    whole input as fan-in, as the official BlockLinear does. Output layers keep their
+    scale by setting `out_scale` on the layer: the actor's 0.01, zero for the reward head
+    and the critic (see Actor and TwoHotHead); RMSNorm scales stay 1.
+    """
+    for module in root.modules():
+        if isinstance(module, nn.Linear):
+            weight, fan_in = module.weight, module.weight.shape[1]
+        elif isinstance(module, BlockLinear):
+            weight, fan_in = module.weight, module.weight.shape[0] * module.weight.shape[1]
+        else:
+            continue
+        with torch.no_grad():
+            nn.init.trunc_normal_(weight, std=1.0, a=-2.0, b=2.0)
+            weight.mul_(1.1368 / math.sqrt(fan_in) * getattr(module, "out_scale", 1.0))
+            if module.bias is not None:
+                module.bias.zero_()
+
+
 def zero_linear(inp: int, out: int) -> nn.Linear:
     """An output layer initialised to zero (reward head and critic start predicting 0)."""
     layer = nn.Linear(inp, out)
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)
+    layer.out_scale = 0.0  # kept at zero by official_init too
     return layer
 
 
@@ -214,6 +237,7 @@ class Actor(nn.Module):
         with torch.no_grad():  # small initial outputs: mean ~ 0, std ~ its initial value
             self.out.weight.mul_(0.01)
             self.out.bias.zero_()
+        self.out.out_scale = 0.01  # the official output scale, kept by official_init
 
     def forward(self, feat: Tensor) -> ActionDist:
         return self.dist_from(self.head(feat))

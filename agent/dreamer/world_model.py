@@ -54,8 +54,8 @@ class WorldModelOutput:
 
     loss: Tensor
     parts: dict[str, Tensor]
-    deter: Tensor  # [B, T, D], detached
-    stoch: Tensor  # [B, T, L * C], detached
+    deter: Tensor  # [B, T, D], detached unless asked to keep the graph
+    stoch: Tensor  # [B, T, L * C], detached unless asked to keep the graph
 
 
 class WorldModel(nn.Module):
@@ -175,8 +175,11 @@ class WorldModel(nn.Module):
         is_first: Tensor,
         is_terminal: Tensor,
         generator: torch.Generator,
+        keep_graph: bool = False,
     ) -> WorldModelOutput:
-        """The world-model loss on replayed sequences (see the module docstring)."""
+        """The world-model loss on replayed sequences (see the module docstring); the
+        posterior states come back detached unless `keep_graph` (the replay value loss
+        trains the world model through them)."""
         cfg = self.cfg
         deter, stoch, post = self.observe(obs, prev_action, is_first, generator)
         prior = self.prior_probs(deter)
@@ -199,4 +202,6 @@ class WorldModel(nn.Module):
             "rep": rep.mean(),
             "kl": kl.mean(),
         }
-        return WorldModelOutput(total, {k: v.detach() for k, v in parts.items()}, deter.detach(), stoch.detach())
+        if not keep_graph:
+            deter, stoch = deter.detach(), stoch.detach()
+        return WorldModelOutput(total, {k: v.detach() for k, v in parts.items()}, deter, stoch)
