@@ -143,6 +143,8 @@ class TrainConfig:
     seq_len: int = 64
     replay_capacity: int = 1_000_000
     prefill: int = 5_000  # env steps collected before the first update
+    prefill_policy: str = "random"  # who acts during the prefill: 'random' (uniform actions) or 'agent'
+    online: bool = False  # train on every new sequence first (the official replay's queue), then uniformly
     opponent: str = "weak"
     mode: str = "normal"
     drill_envs: int = 0  # of the `envs` games, how many play `drill_mode` rounds throughout
@@ -198,6 +200,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("train", "opponent"): (*SCRIPTED_PLAYERS, "mix"),
     ("train", "mode"): TRAIN_MODES,
     ("train", "reward"): ("sparse", "shaped", "mix"),
+    ("train", "prefill_policy"): ("random", "agent"),
     ("train", "drill_mode"): ("shooting", "defense", "mixed"),
     ("train", "device"): DEVICES,
     ("train", "pfsp"): ("squared", "variance"),

@@ -107,3 +107,33 @@ def test_saved_file_holds_only_filled_rows_and_restores_every_field(tmp_path, ro
     stale.load(tmp_path / "replay.npz")
     for name in ("obs", "action", "reward", "is_first", "is_terminal", "ptr", "size"):
         assert np.array_equal(getattr(stale, name), getattr(r, name)), name
+
+
+def test_online_queue_serves_every_new_stretch_first_then_uniform(tmp_path) -> None:
+    replay = Replay(capacity=2 * 20, n_envs=2, seed=0, online_len=4)
+    for t in range(12):  # 12 rows per game: stretches 0-3, 4-7, 8-11 of each game queued in write order
+        replay.add(np.full((2, 18), t, np.float32), np.zeros((2, 4), np.float32), np.zeros(2), np.zeros(2, bool),
+                   np.zeros(2, bool))  # fmt: skip
+    assert list(replay.queue) == [(0, 0), (1, 0), (0, 4), (1, 4), (0, 8), (1, 8)]
+    batch = replay.sample(4, 4)
+    assert batch["obs"][:, :, 0].tolist() == [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7], [4, 5, 6, 7]]
+    copy = Replay(capacity=2 * 20, n_envs=2, seed=0, online_len=4)
+    copy.load_state_dict(replay.state_dict())
+    assert list(copy.queue) == [(0, 8), (1, 8)] and copy.written.tolist() == [12, 12]
+    batch = replay.sample(4, 4)  # the last two queued, then two uniform draws
+    assert batch["obs"][:2, :, 0].tolist() == [[8, 9, 10, 11], [8, 9, 10, 11]] and not replay.queue
+    for t in range(12, 40):  # wrap: stretches no longer held whole are dropped from the queue
+        replay.add(np.full((2, 18), t, np.float32), np.zeros((2, 4), np.float32), np.zeros(2), np.zeros(2, bool),
+                   np.zeros(2, bool))  # fmt: skip
+    assert replay.sample(1, 4)["obs"][0, 0, 0] == 20  # rows 12-19 were overwritten; 20-23 is the oldest kept
+    assert Replay(capacity=40, n_envs=2).num_starts(4).sum() == 0
+
+
+def test_a_replay_file_from_before_the_queue_loads(tmp_path) -> None:
+    replay = Replay(capacity=40, n_envs=2, seed=0)
+    replay.add(np.zeros((2, 18), np.float32), np.zeros((2, 4), np.float32), np.zeros(2), np.zeros(2, bool),
+               np.zeros(2, bool))  # fmt: skip
+    state = {k: v for k, v in replay.state_dict().items() if k not in ("written", "queue")}
+    other = Replay(capacity=40, n_envs=2, online_len=4)
+    other.load_state_dict(state)
+    assert other.written.tolist() == [1, 1] and not other.queue

@@ -549,3 +549,31 @@ def test_train_command_reports_an_error_in_one_line_and_resumes(
     res = CliRunner().invoke(train, ["--resume", "--run-dir", str(run), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "from env step 120" in res.output and "finished at env step 160" in res.output
+
+
+def test_the_agent_can_act_during_the_prefill(tmp_path: Path, fast_config) -> None:
+    """prefill_policy=agent: the policy's own samples from the first step (no uniform draws)."""
+    cfg = fast_config("train.steps=100", "train.eval_every=0", "train.prefill=200", "train.prefill_policy=agent")
+    tr = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    tr.rng = None  # the uniform prefill draws from this generator: any draw would fail
+    tr.collect()
+    first = tr.replay.action[:, 0].copy()
+    assert np.all(np.abs(first) <= 1.0) and tr.updates_due() == 0
+    tr.close()
+    random = Trainer(fast_config("train.steps=100", "train.eval_every=0", "train.prefill=200"), tmp_path / "r",
+                     progress=False, tensorboard=False)  # fmt: skip
+    random.collect()
+    assert not np.array_equal(random.replay.action[:, 0], first)
+    random.close()
+
+
+def test_online_training_takes_new_sequences_first(tmp_path: Path, fast_config) -> None:
+    cfg = fast_config("train.steps=100", "train.eval_every=0", "train.online=true")
+    tr = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    assert tr.replay.online_len == cfg.train.seq_len
+    while not tr.replay.queue:
+        tr.collect()
+    queued = list(tr.replay.queue)
+    tr.update_once()
+    assert len(tr.replay.queue) < len(queued)
+    tr.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ _FIELDS = ("obs", "action", "reward", "is_first", "is_terminal")
 class Replay:
     """Uniform sequence replay; owns its numpy Generator so a resume samples the same batches."""
 
-    def __init__(self, capacity: int, n_envs: int, seed: int = 0) -> None:
+    def __init__(self, capacity: int, n_envs: int, seed: int = 0, online_len: int = 0) -> None:
+        """`online_len` > 0 queues every new stretch of that many rows per game (see above)."""
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
         if capacity < n_envs:
@@ -39,6 +41,9 @@ class Replay:
         self.is_terminal = np.zeros((n_envs, c), bool)
         self.ptr = np.zeros(n_envs, np.int64)  # next write position per game
         self.size = np.zeros(n_envs, np.int64)  # filled rows per game
+        self.written = np.zeros(n_envs, np.int64)  # rows ever written per game
+        self.online_len = online_len
+        self.queue: deque[tuple[int, int]] = deque()  # (game, first row as a count of rows written)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -67,6 +72,10 @@ class Replay:
         self.is_terminal[idx, pos] = is_terminal
         self.ptr[idx] = (pos + 1) % self.capacity
         self.size[idx] = np.minimum(self.size[idx] + 1, self.capacity)
+        self.written[idx] += 1
+        if self.online_len:
+            for g in idx[self.written[idx] % self.online_len == 0]:
+                self.queue.append((int(g), int(self.written[g]) - self.online_len))
 
     def num_starts(self, seq_len: int) -> np.ndarray:
         """Number of valid sequence starts per game (0 while a game has fewer than seq_len rows)."""
@@ -92,7 +101,10 @@ class Replay:
         env = np.searchsorted(bounds, k, side="right")
         offset = k - (bounds[env] - starts[env])  # chronological start within that game
         oldest = (self.ptr[env] - self.size[env]) % self.capacity
-        rows = (oldest[:, None] + offset[:, None] + np.arange(seq_len)[None, :]) % self.capacity
+        first = (oldest + offset) % self.capacity
+        for i, (game, start) in enumerate(self._take_queued(batch_size, seq_len)):
+            env[i], first[i] = game, start % self.capacity
+        rows = (first[:, None] + np.arange(seq_len)[None, :]) % self.capacity
         envs = env[:, None]
         batch = {
             "obs": self.obs[envs, rows],
@@ -104,12 +116,22 @@ class Replay:
         batch["is_first"][:, 0] = True
         return batch
 
+    def _take_queued(self, batch_size: int, seq_len: int) -> list[tuple[int, int]]:
+        """Up to batch_size queued sequences still held whole (oldest first), as (game, first row written)."""
+        taken: list[tuple[int, int]] = []
+        while self.queue and len(taken) < batch_size:
+            game, start = self.queue.popleft()
+            if start >= self.written[game] - self.size[game] and start + seq_len <= self.written[game]:
+                taken.append((game, start))
+        return taken
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """The filled rows only: rows past every game's size are still zero, and a
         buffer of a million rows would otherwise be written whole at every checkpoint."""
         rows = int(self.size.max())
         state = {name: getattr(self, name)[:, :rows] for name in _FIELDS}
-        state.update(ptr=self.ptr, size=self.size, capacity=np.int64(self.capacity))
+        state.update(ptr=self.ptr, size=self.size, capacity=np.int64(self.capacity), written=self.written)
+        state["queue"] = np.array(list(self.queue), np.int64).reshape(-1, 2)
         state["rng"] = np.array(json.dumps(self.rng.bit_generator.state))
         return state
 
@@ -128,6 +150,9 @@ class Replay:
             field[:, rows:] = 0
         self.ptr[...] = state["ptr"]
         self.size[...] = state["size"]
+        # files written before these existed: no queue, and the rows written are the rows held
+        self.written[...] = state["written"] if "written" in state else state["size"]
+        self.queue = deque((int(g), int(r)) for g, r in state.get("queue", np.zeros((0, 2), np.int64)))
         self.rng.bit_generator.state = json.loads(str(state["rng"]))
 
     def save(self, path: str | Path) -> None:

@@ -2,8 +2,10 @@
 
 Collection: `cfg.train.envs` games are stepped together (VectorHockey); the learner
 acts with the stochastic policy (`DreamerAgent.policy_step(deterministic=False)`),
-except during the first `prefill` env steps, which use uniform random actions (the
-policy still runs, so its recurrent state follows the actions actually taken).
+except during the first `prefill` env steps with `prefill_policy` 'random', which use
+uniform random actions (the policy still runs, so its recurrent state follows the
+actions actually taken); with 'agent' the policy acts from the first step, as in the
+official code (which trains from 1,024 steps on).
 
 Train ratio: replayed steps per env step. After prefill the loop owes
 (env_steps - prefill) * train_ratio / (batch_size * seq_len) updates and runs them
@@ -302,7 +304,7 @@ class Trainer:
         np.random.seed(t.seed)
         torch.manual_seed(t.seed)
         self.agent = DreamerAgent(cfg).to(self.device)
-        self.replay = Replay(t.replay_capacity, t.envs, seed=t.seed)
+        self.replay = Replay(t.replay_capacity, t.envs, seed=t.seed, online_len=t.seq_len if t.online else 0)
         self.sampler: OpponentSampler = opponent_sampler or ScriptedSampler(t.opponent, t.seed)
         self.rng = np.random.default_rng(t.seed + SEED_PREFILL)  # prefill actions
         self.on_env_step: list[Callable[[Trainer], None]] = []
@@ -387,7 +389,7 @@ class Trainer:
                 torch.as_tensor(self._is_first, device=self.device),
                 deterministic=False,
             )
-        if self.env_steps < t.prefill:
+        if self.env_steps < t.prefill and t.prefill_policy == "random":
             action = self.rng.uniform(-1.0, 1.0, (n, 4)).astype(np.float32)
         else:
             action = action_t.detach().cpu().numpy().astype(np.float32)
