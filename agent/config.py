@@ -145,6 +145,7 @@ class TrainConfig:
     prefill: int = 5_000  # env steps collected before the first update
     prefill_policy: str = "random"  # who acts during the prefill: 'random' (uniform actions) or 'agent'
     online: bool = False  # train on every new sequence first (the official replay's queue), then uniformly
+    replay_context: bool = False  # start each replayed sequence from the latent state stored with it (official)
     opponent: str = "weak"
     mode: str = "normal"
     drill_envs: int = 0  # of the `envs` games, how many play `drill_mode` rounds throughout

@@ -137,3 +137,35 @@ def test_a_replay_file_from_before_the_queue_loads(tmp_path) -> None:
     other = Replay(capacity=40, n_envs=2, online_len=4)
     other.load_state_dict(state)
     assert other.written.tolist() == [1, 1] and not other.queue
+
+
+def test_context_hands_back_the_latent_and_action_of_the_row_before(tmp_path) -> None:
+    replay = Replay(capacity=2 * 30, n_envs=2, seed=0, latent=(3, 2))
+    for t in range(10):
+        deter = np.full((2, 3), t, np.float16)
+        stoch = np.full((2, 2), t % 4, np.uint8)
+        action = np.full((2, 4), t / 10, np.float32)
+        replay.add(np.full((2, 18), t, np.float32), action, np.zeros(2), np.array([t == 0, t == 0]), np.zeros(2, bool),
+                   deter=None if t == 3 else deter, stoch=stoch)  # fmt: skip
+    batch = replay.sample(64, 4, context=True)
+    first_obs = batch["obs"][:, 0, 0]
+    assert first_obs.min() >= 1  # a sequence needs the row before it
+    with_latent = first_obs != 4  # row 3 was stored without a latent
+    np.testing.assert_array_equal(batch["start_deter"][with_latent, 0], first_obs[with_latent] - 1)
+    np.testing.assert_array_equal(batch["start_stoch"][with_latent, 0], (first_obs[with_latent] - 1) % 4)
+    np.testing.assert_allclose(batch["start_action"][with_latent, 0], (first_obs[with_latent] - 1) / 10)
+    assert not batch["is_first"][with_latent, 0].any() and batch["is_first"][~with_latent, 0].all()
+    assert (batch["start_deter"][~with_latent] == 0).all()
+    replay.update_latents(batch["game"][:1], batch["first"][:1], np.full((1, 4, 3), 99, np.float16),
+                          np.full((1, 4, 2), 1, np.uint8))  # fmt: skip
+    rows = (batch["first"][0] + np.arange(4)) % replay.capacity
+    assert (replay.deter[batch["game"][0], rows] == 99).all() and replay.has_latent[batch["game"][0], rows].all()
+    copy = Replay(capacity=2 * 30, n_envs=2, seed=0, latent=(3, 2))
+    copy.load_state_dict(replay.state_dict())
+    assert np.array_equal(copy.deter, replay.deter) and np.array_equal(copy.has_latent, replay.has_latent)
+    plain = Replay(capacity=2 * 30, n_envs=2, seed=0)
+    with pytest.raises(ValueError, match="no latent states"):
+        plain.sample(2, 4, context=True)
+    plain.load_state_dict({k: v for k, v in replay.state_dict().items() if k not in ("deter", "stoch", "has_latent")})
+    with pytest.raises(ValueError, match="replay_context"):
+        copy.load_state_dict(plain.state_dict())

@@ -577,3 +577,31 @@ def test_online_training_takes_new_sequences_first(tmp_path: Path, fast_config) 
     tr.update_once()
     assert len(tr.replay.queue) < len(queued)
     tr.close()
+
+
+OFFICIAL = (
+    "train.replay_context=true",
+    "train.online=true",
+    "train.prefill_policy=agent",
+    "optim.name=laprop",
+    "optim.warmup=2",
+    "critic.repval_scale=0.3",
+    "model.init=official",
+)
+
+
+def test_the_official_recipe_trains_and_resumes_bit_for_bit(tmp_path: Path, fast_config) -> None:
+    cfg = fast_config("train.steps=160", "train.eval_every=0", *OFFICIAL)
+    first = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    first.train()
+    assert first.replay.has_latent.any() and first.updates > 0
+    expected = [first.update_once() for _ in range(3)]
+    expected_params = _params(first)
+    first.close()
+    resumed = Trainer(cfg, tmp_path, resume=True, progress=False, tensorboard=False)
+    got = [resumed.update_once() for _ in range(3)]
+    resumed.close()
+    assert got == expected
+    assert all(np.isfinite(v) for m in got for k, v in m.items() if not isinstance(v, list))
+    for k, v in _params(resumed).items():
+        assert torch.equal(v, expected_params[k]), k

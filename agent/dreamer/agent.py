@@ -26,6 +26,7 @@ from agent.dreamer.optim import LaProp
 from agent.dreamer.world_model import WorldModel
 
 BATCH_KEYS = ("obs", "action", "reward", "is_first", "is_terminal")
+CONTEXT_KEYS = ("start_deter", "start_stoch", "start_action")  # the replay's context, optional
 
 
 class ActingStep(nn.Module):
@@ -99,6 +100,7 @@ class DreamerAgent(nn.Module):
         self.register_buffer("_eta", torch.zeros((), dtype=torch.float64), persistent=False)
         if cfg.train.compile:
             self.compile_steps()
+        self.posterior: tuple[Tensor, Tensor] | None = None  # the last update's posterior states
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static_in: dict[str, Tensor] = {}
         self._static_out: dict[str, Tensor] = {}
@@ -188,13 +190,21 @@ class DreamerAgent(nn.Module):
         dev = self.device
         out = {k: torch.as_tensor(batch[k]).to(dev, torch.bool if k in ("is_first", "is_terminal") else torch.float32)
                for k in BATCH_KEYS}  # fmt: skip
+        if "start_deter" in batch:  # the replay's context: the latent and action before the sequence
+            m = self.cfg.model
+            out["start_deter"] = torch.as_tensor(batch["start_deter"]).to(dev, torch.float32)
+            stoch = torch.as_tensor(batch["start_stoch"]).to(dev, torch.int64)
+            out["start_stoch"] = nn.functional.one_hot(stoch, m.classes).float().flatten(-2)
+            out["start_action"] = torch.as_tensor(batch["start_action"]).to(dev, torch.float32)
         obs, action, reward = out["obs"], out["action"], out["reward"]
         if obs.ndim != 3 or action.shape[:2] != obs.shape[:2] or reward.shape != obs.shape[:2]:
             raise ValueError(
                 f"update batch shapes disagree: obs {tuple(obs.shape)}, "
                 f"action {tuple(action.shape)}, reward {tuple(reward.shape)}"
             )
-        if self._graph is not None and any(out[k].shape != self._static_in[k].shape for k in BATCH_KEYS):
+        if self._graph is not None and (
+            set(out) != set(self._static_in) or any(out[k].shape != self._static_in[k].shape for k in out)
+        ):
             raise ValueError("the update was captured as a CUDA graph for another batch shape")
         return out
 
@@ -248,12 +258,20 @@ class DreamerAgent(nn.Module):
         joint = cfg.critic.repval_scale > 0
         self.train()
 
-        # world model: action_{t-1} is the previous action, zero where the episode starts
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        # world model: action_{t-1} is the previous action, zero where the episode starts;
+        # with the replay's context the sequence starts from the latent before it
+        start = None
+        first_action = torch.zeros_like(action[:, :1])
+        if "start_deter" in batch:
+            start = (batch["start_deter"], batch["start_stoch"])
+            first_action = batch["start_action"].unsqueeze(1)
+        prev_action = torch.cat([first_action, action[:, :-1]], 1)
         prev_action = prev_action * (~is_first).unsqueeze(-1).float()
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.model.compute_dtype == "bfloat16")
         with record_function("dreamer/wm_loss"):
-            wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen, keep_graph=joint)
+            wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen, keep_graph=joint, start=start)
+        # the posterior states, for a replay that keeps them (the context of later samples)
+        self.posterior = (wm_out.deter.detach(), wm_out.stoch.detach())
         wm_names = tuple(n for n in self.optimizers if n in ("wm", "all"))
         grads: dict[str, Tensor] = {}
         if not joint:
@@ -463,6 +481,12 @@ def _portable(opt: torch.optim.Optimizer) -> dict[str, Any]:
     state["param_groups"] = [{**group, "capturable": False} if "capturable" in group else group
                              for group in state["param_groups"]]  # fmt: skip
     return state
+
+
+def optimizer_names(cfg: Config) -> tuple[str, ...]:
+    """The names of the optimisers a DreamerAgent with this config keeps (its checkpoint's parts)."""
+    names = ("all",) if cfg.optim.name == "laprop" else ("wm", "actor", "critic")
+    return names + (("explore",) if cfg.explore.scale > 0 else ())
 
 
 def metrics_to_host(metrics: dict[str, Tensor]) -> dict[str, float | list[float]]:

@@ -141,9 +141,15 @@ class WorldModel(nn.Module):
     # ---- training ------------------------------------------------------------------
 
     def observe(
-        self, obs: Tensor, prev_action: Tensor, is_first: Tensor, generator: torch.Generator
+        self,
+        obs: Tensor,
+        prev_action: Tensor,
+        is_first: Tensor,
+        generator: torch.Generator,
+        start: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Filter a batch of sequences from the zero state.
+        """Filter a batch of sequences from the zero state, or from `start` (deter [B, D],
+        stoch [B, L*C]: the replay's context), rows with is_first restarting from zeros.
 
         Everything that does not depend on the recurrence (embedding, action
         projection) is computed for all steps at once before the loop.
@@ -153,11 +159,14 @@ class WorldModel(nn.Module):
         embed_in = self.post_embed(self.embed(obs))
         action_in = self.in_action(prev_action)
         keep = (~is_first).to(obs.dtype).unsqueeze(-1)
-        deter = obs.new_zeros(batch, self.deter_size)
-        stoch = obs.new_zeros(batch, self.stoch_size)
+        if start is None:
+            deter = obs.new_zeros(batch, self.deter_size)
+            stoch = obs.new_zeros(batch, self.stoch_size)
+        else:
+            deter, stoch = start
         deters, stochs, posts = [], [], []
         for t in range(steps):
-            if t > 0:  # rows that start an episode restart from the zero state (step 0 does anyway)
+            if t > 0 or start is not None:  # rows that start an episode restart from the zero state
                 deter, stoch = deter * keep[:, t], stoch * keep[:, t]
             deter = self.gru(deter, stoch, action_in[:, t])
             probs = self.post_probs(deter, embed_in[:, t])
@@ -176,12 +185,13 @@ class WorldModel(nn.Module):
         is_terminal: Tensor,
         generator: torch.Generator,
         keep_graph: bool = False,
+        start: tuple[Tensor, Tensor] | None = None,
     ) -> WorldModelOutput:
         """The world-model loss on replayed sequences (see the module docstring); the
         posterior states come back detached unless `keep_graph` (the replay value loss
         trains the world model through them)."""
         cfg = self.cfg
-        deter, stoch, post = self.observe(obs, prev_action, is_first, generator)
+        deter, stoch, post = self.observe(obs, prev_action, is_first, generator, start)
         prior = self.prior_probs(deter)
         feat = torch.cat([deter, stoch], -1)
 

@@ -92,7 +92,7 @@ def load(path: str | Path, device: str = "cpu") -> dict[str, Any]:
 # what resuming a run reads besides config, model and counters: section -> keys
 RESUME_KEYS: dict[str, tuple[str, ...]] = {
     "counters": ("env_steps", "updates", "episodes", "time"),
-    "optimizer": ("wm", "actor", "critic"),
+    "optimizer": (),  # the optimisers the config names (`optimizer_names`)
     "rng": ("python", "numpy", "torch", "trainer", "envs"),
     "trainer": ("recent", "env_builds"),
 }
@@ -103,7 +103,15 @@ def check_resumable(data: dict[str, Any], file: str | Path) -> None:
     missing = [k for k in (*RESUME_KEYS, "replay") if k not in data]
     if missing:
         raise ValueError(f"{file} lacks {missing}: not a complete checkpoint")
+    from agent.config import config_from_dict
+    from agent.dreamer.agent import optimizer_names
+
+    try:
+        parts = optimizer_names(config_from_dict(data["config"]))
+    except (ValueError, TypeError, AttributeError):
+        parts = ()  # a config that does not load is reported where the run reads it
     for section, keys in RESUME_KEYS.items():
+        keys = (*parts, *keys) if section == "optimizer" else keys
         value = data[section]
         lacking = [k for k in keys if not isinstance(value, dict) or k not in value]
         if lacking:

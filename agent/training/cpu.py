@@ -70,10 +70,12 @@ class ContentionGuard:
         self.threads, self.every, self.margin = threads, every, margin
         self.cores = cores()
         self.reduced = False
-        self._last = 0.0
+        self._last: float | None = None  # the first look comes `every` seconds after the first check
 
     def check(self, now: float) -> str | None:
         """Look at the load every `every` seconds; a message when the thread count changed."""
+        if self._last is None:
+            self._last = now
         if self.threads <= 1 or now - self._last < self.every or not hasattr(os, "getloadavg"):
             return None
         self._last = now

@@ -20,13 +20,17 @@ import numpy as np
 OBS_DIM = 18
 ACT_DIM = 4
 _FIELDS = ("obs", "action", "reward", "is_first", "is_terminal")
+_LATENT_FIELDS = ("deter", "stoch", "has_latent")
 
 
 class Replay:
     """Uniform sequence replay; owns its numpy Generator so a resume samples the same batches."""
 
-    def __init__(self, capacity: int, n_envs: int, seed: int = 0, online_len: int = 0) -> None:
-        """`online_len` > 0 queues every new stretch of that many rows per game (see above)."""
+    def __init__(
+        self, capacity: int, n_envs: int, seed: int = 0, online_len: int = 0, latent: tuple[int, int] | None = None
+    ) -> None:
+        """`online_len` > 0 queues every new stretch of that many rows per game; `latent`
+        (deter size, number of categorical latents) keeps each row's latent state (see above)."""
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
         if capacity < n_envs:
@@ -45,6 +49,15 @@ class Replay:
         self.online_len = online_len
         self.queue: deque[tuple[int, int]] = deque()  # (game, first row as a count of rows written)
         self.rng = np.random.default_rng(seed)
+        self.latent = latent
+        if latent is not None:
+            self.deter = np.zeros((n_envs, c, latent[0]), np.float16)
+            self.stoch = np.zeros((n_envs, c, latent[1]), np.uint8)
+            self.has_latent = np.zeros((n_envs, c), bool)
+
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        return _FIELDS + (_LATENT_FIELDS if self.latent is not None else ())
 
     def __len__(self) -> int:
         return int(self.size.sum())
@@ -57,8 +70,12 @@ class Replay:
         is_first: np.ndarray,
         is_terminal: np.ndarray,
         envs: np.ndarray | None = None,
+        deter: np.ndarray | None = None,
+        stoch: np.ndarray | None = None,
     ) -> None:
-        """Append one row to each game in `envs` (all games when None), in the given order."""
+        """Append one row to each game in `envs` (all games when None), in the given order;
+        with latents kept, `deter` [n, D] and `stoch` [n, L] class indices are the rows'
+        latent states (None: the rows have none)."""
         idx = np.arange(self.n_envs) if envs is None else np.asarray(envs, np.int64)
         if idx.size == 0:
             return
@@ -70,6 +87,11 @@ class Replay:
         self.reward[idx, pos] = reward
         self.is_first[idx, pos] = is_first
         self.is_terminal[idx, pos] = is_terminal
+        if self.latent is not None:
+            self.has_latent[idx, pos] = deter is not None
+            if deter is not None:
+                self.deter[idx, pos] = deter
+                self.stoch[idx, pos] = stoch
         self.ptr[idx] = (pos + 1) % self.capacity
         self.size[idx] = np.minimum(self.size[idx] + 1, self.capacity)
         self.written[idx] += 1
@@ -84,14 +106,23 @@ class Replay:
     def can_sample(self, seq_len: int) -> bool:
         return bool(self.num_starts(seq_len).sum() > 0)
 
-    def sample(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
+    def sample(self, batch_size: int, seq_len: int, context: bool = False) -> dict[str, np.ndarray]:
         """Draw batch_size sequences uniformly over all valid (game, start) pairs.
 
-        is_first is set on the first row of each sequence: the model starts every
-        sequence from its initial state, so that row is a start for it.
+        Without context, is_first is set on the first row of each sequence: the model
+        starts every sequence from its initial state, so that row is a start for it.
+        With context (latents kept), each sequence comes with the row before it:
+        `start_deter` [B, D] (float32), `start_stoch` [B, L] (class indices) and
+        `start_action` [B, 4] are that row's latent and action, and is_first is set on
+        the first row only where that row had no latent. `game` and `first` say where
+        the sequence lies, for `update_latents`.
         """
-        if seq_len > self.capacity:
+        if context and self.latent is None:
+            raise ValueError("this replay keeps no latent states to give a context")
+        if seq_len + context > self.capacity:
             raise ValueError(f"seq_len {seq_len} exceeds the per-game capacity {self.capacity}")
+        if context:
+            return self._sample_with_context(batch_size, seq_len)
         starts = self.num_starts(seq_len)
         total = int(starts.sum())
         if total == 0:
@@ -116,6 +147,43 @@ class Replay:
         batch["is_first"][:, 0] = True
         return batch
 
+    def _sample_with_context(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
+        starts = self.num_starts(seq_len + 1)
+        total = int(starts.sum())
+        if total == 0:
+            raise ValueError(f"replay holds no sequence of {seq_len + 1} rows yet (sizes {self.size.tolist()})")
+        k = self.rng.integers(0, total, size=batch_size)
+        bounds = np.cumsum(starts)
+        env = np.searchsorted(bounds, k, side="right")
+        offset = k - (bounds[env] - starts[env])
+        oldest = (self.ptr[env] - self.size[env]) % self.capacity
+        first = (oldest + offset + 1) % self.capacity  # the row after the context row
+        has_context = np.ones(batch_size, bool)
+        for i, (game, start) in enumerate(self._take_queued(batch_size, seq_len)):
+            env[i], first[i] = game, start % self.capacity
+            has_context[i] = start - 1 >= self.written[game] - self.size[game]
+        rows = (first[:, None] + np.arange(seq_len)[None, :]) % self.capacity
+        ctx = (first - 1) % self.capacity
+        envs = env[:, None]
+        batch = {name: getattr(self, name)[envs, rows] for name in _FIELDS}
+        batch["is_first"] = batch["is_first"].copy()
+        valid = has_context & self.has_latent[env, ctx]
+        batch["is_first"][:, 0] |= ~valid
+        batch["start_deter"] = np.where(valid[:, None], self.deter[env, ctx], 0).astype(np.float32)
+        batch["start_stoch"] = self.stoch[env, ctx] * valid[:, None]
+        batch["start_action"] = self.action[env, ctx] * valid[:, None]
+        batch["game"], batch["first"] = env, first
+        return batch
+
+    def update_latents(self, game: np.ndarray, first: np.ndarray, deter: np.ndarray, stoch: np.ndarray) -> None:
+        """Overwrite the latents of sampled sequences (`game`, `first` from `sample`) with
+        newer ones: deter [B, T, D], stoch [B, T, L] class indices."""
+        rows = (np.asarray(first)[:, None] + np.arange(deter.shape[1])[None, :]) % self.capacity
+        envs = np.asarray(game)[:, None]
+        self.deter[envs, rows] = deter
+        self.stoch[envs, rows] = stoch
+        self.has_latent[envs, rows] = True
+
     def _take_queued(self, batch_size: int, seq_len: int) -> list[tuple[int, int]]:
         """Up to batch_size queued sequences still held whole (oldest first), as (game, first row written)."""
         taken: list[tuple[int, int]] = []
@@ -129,7 +197,7 @@ class Replay:
         """The filled rows only: rows past every game's size are still zero, and a
         buffer of a million rows would otherwise be written whole at every checkpoint."""
         rows = int(self.size.max())
-        state = {name: getattr(self, name)[:, :rows] for name in _FIELDS}
+        state = {name: getattr(self, name)[:, :rows] for name in self._fields}
         state.update(ptr=self.ptr, size=self.size, capacity=np.int64(self.capacity), written=self.written)
         state["queue"] = np.array(list(self.queue), np.int64).reshape(-1, 2)
         state["rng"] = np.array(json.dumps(self.rng.bit_generator.state))
@@ -144,7 +212,9 @@ class Replay:
         rows = state["obs"].shape[1]
         if rows > self.capacity or any(state[name].shape[:2] != (self.n_envs, rows) for name in _FIELDS):
             raise ValueError(f"replay file fields disagree in shape: {[state[n].shape for n in _FIELDS]}")
-        for name in _FIELDS:
+        if self.latent is not None and "deter" not in state:
+            raise ValueError("the replay file keeps no latent states; was train.replay_context changed?")
+        for name in self._fields:
             field = getattr(self, name)
             field[:, :rows] = state[name]
             field[:, rows:] = 0

@@ -304,7 +304,10 @@ class Trainer:
         np.random.seed(t.seed)
         torch.manual_seed(t.seed)
         self.agent = DreamerAgent(cfg).to(self.device)
-        self.replay = Replay(t.replay_capacity, t.envs, seed=t.seed, online_len=t.seq_len if t.online else 0)
+        latent = (self.agent.wm.deter_size, cfg.model.stoch) if t.replay_context else None
+        self.replay = Replay(
+            t.replay_capacity, t.envs, seed=t.seed, online_len=t.seq_len if t.online else 0, latent=latent
+        )
         self.sampler: OpponentSampler = opponent_sampler or ScriptedSampler(t.opponent, t.seed)
         self.rng = np.random.default_rng(t.seed + SEED_PREFILL)  # prefill actions
         self.on_env_step: list[Callable[[Trainer], None]] = []
@@ -396,7 +399,7 @@ class Trainer:
         self._prev_action = torch.as_tensor(action, device=self.device)
         obs, reward, terminated, truncated, infos = self.envs.step(action)
         # stored once the games have stepped: a step that fails leaves the replay as it was
-        self.replay.add(self._obs, action, self._reward, self._is_first, np.zeros(n, bool))
+        self.replay.add(self._obs, action, self._reward, self._is_first, np.zeros(n, bool), **self._latents())
         self._returns += reward
         done = terminated | truncated
         if done.any():
@@ -418,6 +421,17 @@ class Trainer:
         self.env_steps += n
         for fn in self.on_env_step:
             fn(self)
+
+    def _latents(self) -> dict[str, np.ndarray]:
+        """The acting latent states after the current observations, for a replay that keeps them."""
+        if self.replay.latent is None:
+            return {}
+        m = self.cfg.model
+        stoch = self._state["stoch"].reshape(-1, m.stoch, m.classes).argmax(-1)
+        return {
+            "deter": self._state["deter"].cpu().numpy().astype(np.float16),
+            "stoch": stoch.cpu().numpy().astype(np.uint8),
+        }
 
     def _drill_number(self, index: int) -> int:
         """Game `index`'s place among the drill games (the last `drill_envs`); negative for a full game."""
@@ -470,7 +484,8 @@ class Trainer:
     def _update(self) -> dict[str, torch.Tensor]:
         """One update; its metrics stay on the device until the logger's next row."""
         t = self.cfg.train
-        batch = self.replay.sample(t.batch_size, t.seq_len)
+        batch = self.replay.sample(t.batch_size, t.seq_len, context=t.replay_context)
+        where = (batch.pop("game", None), batch.pop("first", None))
         tensors = {k: torch.as_tensor(v).to(self.device, non_blocking=True) for k, v in batch.items()}
         if self._capture_due():
             try:
@@ -486,6 +501,11 @@ class Trainer:
         else:
             metrics = self.agent.step(tensors, update_index=self.updates)
         self.updates += 1
+        if t.replay_context:  # the refreshed posteriors become the context of later samples
+            m = self.cfg.model
+            deter, stoch = self.agent.posterior
+            stoch = stoch.reshape(*stoch.shape[:2], m.stoch, m.classes).argmax(-1)
+            self.replay.update_latents(*where, deter.cpu().numpy().astype(np.float16), stoch.cpu().numpy())
         self.metrics.log_update(self.env_steps, self.updates, self.elapsed(), metrics)
         return metrics
 
@@ -656,7 +676,7 @@ class Trainer:
                 if note is not None:
                     (progress.console.print if progress is not None else print)(note)
                 for _ in range(self.updates_due()):
-                    if not self.replay.can_sample(t.seq_len):
+                    if not self.replay.can_sample(t.seq_len + t.replay_context):
                         break
                     self._update()
                 if next_eval is not None and self.env_steps >= next_eval:
