@@ -63,9 +63,11 @@ class ModelConfig:
 class ActorConfig:
     """Policy distribution, entropy bonus and the imagination that trains the actor."""
 
-    dist: str = "bounded_normal"  # 'bounded_normal' | 'tanh_normal'
-    min_std: float = 0.1
+    dist: str = "bounded_normal"  # 'bounded_normal' | 'tanh_normal' | 'discrete'
+    min_std: float = 0.1  # std bounds of the continuous distributions (unused by 'discrete')
     max_std: float = 1.0
+    action_set: str = "bins3"  # dist 'discrete' only: 'bins3' | 'joint25' (agent/dreamer/nets.py, ACTION_SETS)
+    unimix: float = 0.01  # dist 'discrete' only: uniform mix in the action categoricals (official actor: 1%)
     eta: float = 3e-4  # entropy scale (at update 0 when a schedule is used)
     eta_schedule: str = "constant"  # 'constant' | 'linear' | 'exp'
     eta_final: float = 3e-5  # eta reached after eta_decay_steps updates (linear / exp)
@@ -174,7 +176,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "compute_dtype"): ("float32", "bfloat16"),
-    ("actor", "dist"): ("bounded_normal", "tanh_normal"),
+    ("actor", "dist"): ("bounded_normal", "tanh_normal", "discrete"),
+    ("actor", "action_set"): ("bins3", "joint25"),
     ("actor", "eta_schedule"): ("constant", "linear", "exp"),
     ("train", "opponent"): (*SCRIPTED_PLAYERS, "mix"),
     ("train", "mode"): TRAIN_MODES,
@@ -201,6 +204,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
     **{("model", f): _NONNEG for f in ("free_nats", "dyn_scale", "rep_scale", "rec_scale", "rew_scale", "con_scale")},
     ("actor", "min_std"): _POS,
     ("actor", "max_std"): _POS,
+    ("actor", "unimix"): (0.0, 0.5, False),  # > 0: the log-probabilities and the entropy stay finite
     ("actor", "eta"): _NONNEG,
     ("actor", "eta_final"): _NONNEG,
     ("actor", "eta_decay_steps"): _ONE_UP,

@@ -88,7 +88,9 @@ def test_presets_and_overrides_are_typed():
         ("huge", [], "choices: tiny, small, medium"),
         ("tiny", ["optimizer.lr=1"], "choices: model, actor"),
         ("tiny", ["actor.temperature=1"], "choices: dist"),
-        ("tiny", ["actor.dist=gaussian"], "bounded_normal, tanh_normal"),
+        ("tiny", ["actor.dist=gaussian"], "bounded_normal, tanh_normal, discrete"),
+        ("tiny", ["actor.dist=discrete", "actor.action_set=bins5"], "choices: bins3, joint25"),
+        ("tiny", ["actor.unimix=0"], r"actor\.unimix=0\.0: must be in \(0\.0, 0\.5\]"),
         ("tiny", ["train.steps=ten"], "expected an int"),
         ("tiny", ["train.share_cpu=maybe"], "expected a bool"),
         ("tiny", ["actor.eta"], "section.field=value"),
@@ -143,6 +145,30 @@ def test_update_returns_every_metric_finite(dist, dtype, random_batch):
     changed = [not torch.equal(b, p) for b, p in zip(before, agent.parameters())]
     assert sum(changed) > len(changed) // 2
     assert int(agent.updates) == 1
+
+
+CONTINUOUS_ONLY = {"actor/std_q05", "actor/std_q50", "actor/std_q95", "actor/saturation"}
+
+
+@pytest.mark.parametrize("action_set", ["bins3", "joint25"])
+def test_discrete_actor_update_returns_finite_metrics(action_set, random_batch):
+    torch.manual_seed(0)
+    cfg = tiny_config("actor.dist=discrete", f"actor.action_set={action_set}")
+    agent = DreamerAgent(cfg)
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    metrics = agent.update(random_batch(cfg))
+    assert set(metrics) == METRIC_KEYS - CONTINUOUS_ONLY  # no std, and actions are -1, 0, 1 by design
+    for key, value in metrics.items():
+        values = value if isinstance(value, list) else [value]
+        assert all(isinstance(v, float) and math.isfinite(v) for v in values), key
+    max_entropy = {"bins3": 4 * math.log(3), "joint25": math.log(25)}[action_set]
+    assert 0.0 < metrics["actor/entropy"] <= max_entropy + 1e-4  # near-uniform at initialisation
+    assert metrics["actor/rand"] == pytest.approx(metrics["actor/entropy"] / max_entropy)
+    assert any(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
+    action, _ = agent.policy_step(
+        torch.randn(3, 18), torch.zeros(3, 4), agent.initial_state(3), torch.ones(3, dtype=torch.bool)
+    )
+    assert action.shape == (3, 4) and set(action.unique().tolist()) <= {-1.0, 0.0, 1.0}
 
 
 def test_world_model_learns_a_fixed_batch(random_batch):

@@ -79,7 +79,7 @@ class DreamerAgent(nn.Module):
         m, a = cfg.model, cfg.actor
         self.wm = WorldModel(m, obs_dim, act_dim)
         feat = self.wm.feat_size
-        self.actor = Actor(feat, act_dim, m.units, m.layers, a.dist, a.min_std, a.max_std)
+        self.actor = Actor(feat, act_dim, m.units, m.layers, a.dist, a.min_std, a.max_std, a.action_set, a.unimix)
         self.critic = TwoHotHead(feat, m.units, m.layers, m.bins)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.retnorm = ReturnNormalizer(a.retnorm_decay, a.retnorm_limit, a.retnorm_low, a.retnorm_high)
