@@ -239,6 +239,38 @@ def test_policy_step_shapes_reset_and_determinism():
     assert (b1.abs() <= 1).all() and not torch.equal(b1, b2)
 
 
+@pytest.mark.parametrize("dist", ["bounded_normal", "discrete"])
+def test_sampled_acting_with_a_generator_is_reproducible_and_is_the_noise_fed_step(dist):
+    torch.manual_seed(0)
+    agent = DreamerAgent(tiny_config(f"actor.dist={dist}"))
+    own = agent.generator().get_state()
+    obs, prev, first = torch.randn(3, 18) * 3, torch.rand(3, 4) * 2 - 1, torch.zeros(3, dtype=torch.bool)
+    state = {"deter": torch.randn(3, 64), "stoch": torch.zeros(3, 32)}
+
+    def sampled(seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(seed)
+        return agent.policy_step(obs, prev, state, first, deterministic=False, generator=gen)
+
+    (a1, s1), (a2, s2), (a3, s3) = sampled(5), sampled(5), sampled(6)
+    assert torch.equal(a1, a2) and torch.equal(s1["stoch"], s2["stoch"])
+    assert not (torch.equal(a1, a3) and torch.equal(s1["stoch"], s3["stoch"]))
+    assert torch.equal(agent.generator().get_state(), own)  # the agent's own stream is untouched
+    # the exported sampled step, fed the same draws in the same order, takes the same step
+    gen = torch.Generator().manual_seed(5)
+    latent_noise = torch.rand(3, 8, generator=gen)
+    if dist == "discrete":
+        noise = torch.rand(3, agent.actor.noise_size, generator=gen)
+    else:
+        noise = torch.randn(3, 4, generator=gen)
+    packed = torch.cat([state["deter"], state["stoch"]], -1)
+    with torch.no_grad():
+        action, next_state = agent.export_modules("sample")(obs, prev, packed, noise, latent_noise)
+    torch.testing.assert_close(action, a1)
+    torch.testing.assert_close(next_state, torch.cat([s1["deter"], s1["stoch"]], -1))
+    with pytest.raises(ValueError, match="noise"):
+        agent.export_modules("sample")(obs, prev, packed)
+
+
 def test_acting_policy_matches_acting_step_and_is_a_policy():
     torch.manual_seed(0)
     agent = DreamerAgent(tiny_config())
