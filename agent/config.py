@@ -25,6 +25,7 @@ SEED_SCRIPTED_STEP = 7919  # the scripted player of game i: seed + 7919 * (i + 1
 SEED_GAMES_STEP = 1009  # the k-th set of training games (rebuilt on a mode change): seed + 1009 * (k + 1)
 SEED_EVAL = 1_000_003  # the evaluation games
 SEED_LEAGUE = 4243  # the self-play league's opponent draws
+SEED_POLICY_SAMPLES = 15_485_863  # the sampled policy's own generator in `hockey-agent eval --seed S`: S + this
 
 
 def scripted_seed(seed: int, game_index: int) -> int:
