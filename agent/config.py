@@ -25,6 +25,7 @@ SEED_SCRIPTED_STEP = 7919  # the scripted player of game i: seed + 7919 * (i + 1
 SEED_GAMES_STEP = 1009  # the k-th set of training games (rebuilt on a mode change): seed + 1009 * (k + 1)
 SEED_EVAL = 1_000_003  # the evaluation games
 SEED_LEAGUE = 4243  # the self-play league's opponent draws
+SEED_POLICY_SAMPLES = 15_485_863  # the sampled policy's own generator in `hockey-agent eval --seed S`: S + this
 
 
 def scripted_seed(seed: int, game_index: int) -> int:
@@ -66,9 +67,11 @@ class ModelConfig:
 class ActorConfig:
     """Policy distribution, entropy bonus and the imagination that trains the actor."""
 
-    dist: str = "bounded_normal"  # 'bounded_normal' | 'tanh_normal'
-    min_std: float = 0.1
+    dist: str = "bounded_normal"  # 'bounded_normal' | 'tanh_normal' | 'discrete'
+    min_std: float = 0.1  # std bounds of the continuous distributions (unused by 'discrete')
     max_std: float = 1.0
+    action_set: str = "bins3"  # dist 'discrete' only: 'bins3' | 'joint25' (agent/dreamer/nets.py, ACTION_SETS)
+    unimix: float = 0.01  # dist 'discrete' only: uniform mix in the action categoricals (official actor: 1%)
     eta: float = 3e-4  # entropy scale (at update 0 when a schedule is used)
     eta_schedule: str = "constant"  # 'constant' | 'linear' | 'exp'
     eta_final: float = 3e-5  # eta reached after eta_decay_steps updates (linear / exp)
@@ -196,7 +199,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "compute_dtype"): ("float32", "bfloat16"),
     ("model", "init"): ("torch", "official"),
     ("optim", "name"): ("adam", "laprop"),
-    ("actor", "dist"): ("bounded_normal", "tanh_normal"),
+    ("actor", "dist"): ("bounded_normal", "tanh_normal", "discrete"),
+    ("actor", "action_set"): ("bins3", "joint25"),
     ("actor", "eta_schedule"): ("constant", "linear", "exp"),
     ("train", "opponent"): (*SCRIPTED_PLAYERS, "mix"),
     ("train", "mode"): TRAIN_MODES,
@@ -224,6 +228,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
     **{("model", f): _NONNEG for f in ("free_nats", "dyn_scale", "rep_scale", "rec_scale", "rew_scale", "con_scale")},
     ("actor", "min_std"): _POS,
     ("actor", "max_std"): _POS,
+    ("actor", "unimix"): (0.0, 0.5, False),  # > 0: the log-probabilities and the entropy stay finite
     ("actor", "eta"): _NONNEG,
     ("actor", "eta_final"): _NONNEG,
     ("actor", "eta_decay_steps"): _ONE_UP,

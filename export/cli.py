@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from agent.players.scripted import SCRIPTED
-from export.onnx_export import DEFAULT_OPSET, EXPORTERS
+from export.onnx_export import DEFAULT_OPSET, EXPORTERS, POLICIES
 
 
 def _check_output(output: Path) -> None:
@@ -63,14 +63,32 @@ def _check_output(output: Path) -> None:
     show_default=True,
     help="Scripted opponent of the --check games.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --check games.")
+@click.option(
+    "--policy",
+    type=click.Choice(POLICIES),
+    default="mean",
+    show_default=True,
+    help="How the graph acts: 'mean', the deterministic step (posterior mode, actor mean or most likely "
+    "action); 'sample', sampled latents and actions from noise the runtime draws. "
+    "`hockey-agent eval RUN` shows which wins more.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --check games (and their noise).")
 def export_cmd(
-    source: Path, output: Path, check: bool, opset: int | None, exporter: str, games: int, opponent: str, seed: int
+    source: Path,
+    output: Path,
+    check: bool,
+    opset: int | None,
+    exporter: str,
+    games: int,
+    opponent: str,
+    policy: str,
+    seed: int,
 ) -> None:
     """Export the trained agent in SOURCE (a run directory or a checkpoint file) to ONNX.
 
-    The graph is one deterministic acting step (see docs/ARCHITECTURE.md, "The exported
-    agent"); it runs with the torch-free runtime (export/runtime.py, OnnxAgent).
+    The graph is one acting step, deterministic or sampled (--policy; see
+    docs/ARCHITECTURE.md, "The exported agent"); it runs with the torch-free runtime
+    (export/runtime.py, OnnxAgent).
     """
     _check_output(output)
     import torch
@@ -85,7 +103,13 @@ def export_cmd(
         raise click.ClickException(str(exc)) from exc
     try:
         export_agent(
-            loaded.agent, output, preset=loaded.preset, train_step=loaded.train_step, opset=opset, exporter=exporter
+            loaded.agent,
+            output,
+            preset=loaded.preset,
+            train_step=loaded.train_step,
+            opset=opset,
+            exporter=exporter,
+            policy=policy,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--opset / --exporter") from exc

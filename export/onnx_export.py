@@ -1,9 +1,17 @@
-"""Export a trained DreamerAgent's deterministic acting step to one ONNX graph, and check it.
+"""Export a trained DreamerAgent's acting step to one ONNX graph, and check it.
 
 The graph follows docs/ARCHITECTURE.md ("The exported agent"): inputs obs, prev_action,
 state (deter first, then the flattened one-hot stochastic part), outputs action and
-next_state, batch dynamic, symlog, the posterior's categorical mode and the clipped
-actor mean inside. The module is the core's `DreamerAgent.export_modules()`.
+next_state, batch dynamic, symlog inside. Policy 'mean' (the default) acts the
+posterior's categorical mode and the actor's mode (the clipped mean of a bounded
+normal, the most likely class of each discrete group); policy 'sample' acts as the agent
+does in training, sampling both the posterior and the action, from two more inputs
+that the runtime fills: `noise` (the actor's: standard normal [batch, 4] for the
+continuous actors, uniform [batch, groups] for the discrete one) and `latent_noise`
+(uniform [batch, latents], the posterior's). Sampling the latent too (not only the
+action) makes the exported sampled policy the one `hockey-agent eval --policy sample`
+measures, `BatchActingPolicy(deterministic=False)`, draw for draw. The module is the
+core's `DreamerAgent.export_modules(policy)`.
 
 Exporter: torch 2.13 defaults to the torch.export-based ("dynamo") exporter, which needs
 the `onnxscript` package (not a dependency of this project) and takes ~10-20 s. The
@@ -25,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from export.runtime import ACTION_SIZE, OBS_SIZE, OnnxAgent
+from export.runtime import ACTION_SIZE, OBS_SIZE, OnnxAgent, draw_noise
 
 if TYPE_CHECKING:
     import onnx
@@ -34,6 +42,8 @@ if TYPE_CHECKING:
     from agent.dreamer.agent import ActingPolicy, DreamerAgent
 
 FORMAT_VERSION = "1"
+SAMPLED_FORMAT_VERSION = "2"  # format 1 plus the noise inputs: runtimes that predate them refuse the file
+POLICIES = ("mean", "sample")
 EXPORTER_NAME = "hockey-agent-export/1"
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
@@ -94,10 +104,10 @@ def _cpu_eval_copy(agent: DreamerAgent) -> DreamerAgent:
     return copy.eval()
 
 
-def _export_torchscript(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> bytes:
+def _export_torchscript(step: torch.nn.Module, args: tuple[Any, ...], opset: int, inputs: list[str]) -> bytes:
     import torch
 
-    names = ["obs", "prev_action", "state", "action", "next_state"]
+    names = [*inputs, "action", "next_state"]
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter says it is legacy
@@ -107,15 +117,15 @@ def _export_torchscript(step: torch.nn.Module, args: tuple[Any, ...], opset: int
             buffer,
             dynamo=False,
             opset_version=opset,
-            input_names=names[:3],
-            output_names=names[3:],
+            input_names=inputs,
+            output_names=names[len(inputs) :],
             dynamic_axes={name: {0: "batch"} for name in names},
             do_constant_folding=True,
         )
     return buffer.getvalue()
 
 
-def _export_dynamo(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> bytes:
+def _export_dynamo(step: torch.nn.Module, args: tuple[Any, ...], opset: int, inputs: list[str]) -> bytes:
     import importlib.util
 
     import torch
@@ -130,9 +140,9 @@ def _export_dynamo(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> 
         args,
         dynamo=True,
         opset_version=opset,
-        input_names=["obs", "prev_action", "state"],
+        input_names=inputs,
         output_names=["action", "next_state"],
-        dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
+        dynamic_shapes=tuple({0: batch} for _ in inputs),
         optimize=True,
         verbose=False,
     )
@@ -140,17 +150,28 @@ def _export_dynamo(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> 
 
 
 def build_metadata(
-    preset: str, train_step: int, deter_size: int, stoch_size: int, initial_state: np.ndarray, exporter: str
+    preset: str,
+    train_step: int,
+    deter_size: int,
+    stoch_size: int,
+    initial_state: np.ndarray,
+    exporter: str,
+    noise_inputs: dict[str, tuple[str, int]] | None = None,
 ) -> dict[str, str]:
-    """The metadata strings of the graph contract."""
+    """The metadata strings of the graph contract; `noise_inputs` (name -> (kind, size))
+    makes it a sampled policy's."""
     import torch
 
     if np.any(initial_state):
         initial = {"kind": "vector", "values": [float(v) for v in initial_state]}
     else:
         initial = {"kind": "zeros"}
+    sampled = {}
+    if noise_inputs:
+        inputs = {name: {"kind": kind, "size": size} for name, (kind, size) in noise_inputs.items()}
+        sampled = {"noise_inputs": json.dumps(inputs)}
     return {
-        "hockey_agent.format": FORMAT_VERSION,
+        "hockey_agent.format": SAMPLED_FORMAT_VERSION if noise_inputs else FORMAT_VERSION,
         "exporter_version": f"{EXPORTER_NAME} torch/{torch.__version__} {exporter}",
         "preset": preset,
         "train_step": str(int(train_step)),
@@ -160,6 +181,8 @@ def build_metadata(
         "deter_size": str(deter_size),
         "stoch_size": str(stoch_size),
         "initial_state": json.dumps(initial),
+        "policy": "sample" if noise_inputs else "mean",
+        **sampled,
     }
 
 
@@ -194,16 +217,20 @@ def export_agent(
     train_step: int,
     opset: int | None = None,
     exporter: str = "torchscript",
+    policy: str = "mean",
 ) -> dict[str, str]:
     """Export `agent`'s acting step to `out` (checked, metadata attached); returns the metadata.
 
-    `opset` None takes the exporter's default (DEFAULT_OPSET).
+    `opset` None takes the exporter's default (DEFAULT_OPSET); `policy` is 'mean' or
+    'sample' (the module docstring).
     """
     import onnx
     import torch
 
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; choices: {', '.join(EXPORTERS)}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; choices: {', '.join(POLICIES)}")
     opset = DEFAULT_OPSET[exporter] if opset is None else opset
     if not MIN_OPSET[exporter] <= opset <= MAX_OPSET[exporter]:
         raise ValueError(
@@ -211,23 +238,31 @@ def export_agent(
             f"choose {MIN_OPSET[exporter]} to {MAX_OPSET[exporter]}"
         )
     agent = _cpu_eval_copy(agent)
-    step = agent.export_modules().eval()
+    step = agent.export_modules(policy).eval()
     init = agent.initial_state(1)
     initial_state = torch.cat([init["deter"], init["stoch"]], -1)[0].numpy()
     batch = 2  # an example batch of 1 could be specialised as a constant by the tracer
-    args = (
+    args: tuple[Any, ...] = (
         torch.zeros(batch, OBS_SIZE),
         torch.zeros(batch, ACTION_SIZE),
         torch.as_tensor(initial_state).repeat(batch, 1),
     )
+    inputs = ["obs", "prev_action", "state"]
+    noise_inputs: dict[str, tuple[str, int]] = {}
+    if policy == "sample":
+        noise_inputs = {"noise": (step.noise_kind, step.noise_size), "latent_noise": ("uniform", step.latents)}
+        args += tuple(torch.full((batch, size), 0.5) for _, size in noise_inputs.values())
+        inputs += list(noise_inputs)
     with torch.no_grad():
         if exporter == "torchscript":
-            raw = _export_torchscript(step, args, opset)
+            raw = _export_torchscript(step, args, opset, inputs)
         else:
-            raw = _export_dynamo(step, args, opset)
+            raw = _export_dynamo(step, args, opset, inputs)
     model = onnx.load_from_string(raw)
     _declare_output_shapes(model, {"action": ACTION_SIZE, "next_state": step.state_size})
-    metadata = build_metadata(preset, train_step, step.deter_size, step.stoch_size, initial_state, exporter)
+    metadata = build_metadata(
+        preset, train_step, step.deter_size, step.stoch_size, initial_state, exporter, noise_inputs
+    )
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model, full_check=True)
@@ -235,11 +270,40 @@ def export_agent(
     return metadata
 
 
+class NoiseFedPolicy:
+    """The PyTorch agent's sampled step (`DreamerAgent.acting_step` with noise) for one
+    game, fed the noise an `OnnxAgent` of the same file and seed draws, draw for draw:
+    the PyTorch side of a sampled graph's check."""
+
+    def __init__(self, agent: DreamerAgent, noise_inputs: dict[str, tuple[str, int]], seed: int) -> None:
+        self.agent, self.noise_inputs = agent, noise_inputs
+        self.rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        import torch
+
+        self.state = self.agent.initial_state(1)
+        self.prev_action = torch.zeros(1, ACTION_SIZE)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        import torch
+
+        noise = {k: torch.as_tensor(v) for k, v in draw_noise(self.rng, self.noise_inputs, 1).items()}
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
+        with torch.no_grad():
+            action, deter, stoch = self.agent.acting_step(
+                obs_t, self.prev_action, self.state["deter"], self.state["stoch"], noise["noise"], noise["latent_noise"]
+            )
+        self.state, self.prev_action = {"deter": deter, "stoch": stoch}, action
+        return action[0].numpy().astype(np.float64)
+
+
 class Lockstep:
     """Plays with the PyTorch agent while the ONNX agent, fed the same observations and
     its own states, acts alongside; records the largest action and state differences."""
 
-    def __init__(self, torch_actor: ActingPolicy, onnx_agent: OnnxAgent) -> None:
+    def __init__(self, torch_actor: ActingPolicy | NoiseFedPolicy, onnx_agent: OnnxAgent) -> None:
         self.torch_actor, self.onnx_agent = torch_actor, onnx_agent
         self.steps = 0
         self.max_action_diff = 0.0
@@ -307,7 +371,10 @@ def check_export(
     MIN_CHECK_STEPS times. Each game is played twice with the same seeds against the
     same scripted opponent: once driven by the PyTorch agent with the ONNX agent acting alongside on the same
     observations (each feeding back its own state), which gives the differences, and
-    once driven by the ONNX agent alone, which gives its outcome.
+    once driven by the ONNX agent alone, which gives its outcome. A sampled graph
+    (metadata policy 'sample') is checked with the same noise fed to both sides: the
+    runtime's generator seeded `seed` and the same draws for the PyTorch step
+    (`NoiseFedPolicy`).
     """
     from agent.dreamer.agent import ActingPolicy
     from agent.players.match import play_game
@@ -318,8 +385,12 @@ def check_export(
     if games < 1:
         raise ValueError(f"games must be at least 1, got {games}")
     agent = _cpu_eval_copy(agent)
-    lockstep = Lockstep(ActingPolicy(agent, deterministic=True), OnnxAgent(onnx_path))
-    onnx_player = OnnxAgent(onnx_path)
+    onnx_agent = OnnxAgent(onnx_path, seed=seed)
+    torch_actor: ActingPolicy | NoiseFedPolicy = ActingPolicy(agent, deterministic=True)
+    if onnx_agent.policy == "sample":
+        torch_actor = NoiseFedPolicy(agent, onnx_agent.noise_inputs, seed)
+    lockstep = Lockstep(torch_actor, onnx_agent)
+    onnx_player = OnnxAgent(onnx_path, seed=seed)
     torch_rounds, onnx_rounds = [], []
     game = 0
     while game < games or lockstep.steps < MIN_CHECK_STEPS:

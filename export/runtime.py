@@ -6,6 +6,11 @@ and output names, sizes, metadata) is the one in docs/ARCHITECTURE.md ("The expo
 agent"); a file that breaks it is refused at load time with `AgentFileError`, while bad
 observations at acting time are repaired and logged, because a tournament game must
 never crash mid-round.
+
+A file whose metadata says `policy` = "sample" samples its actions: its graph takes the
+noise inputs that `noise_inputs` lists, and the runtime draws them every step from its
+own numpy generator (`OnnxAgent(path, seed=...)`; seed None draws from the operating
+system, so every client run plays differently). Files without the key act the mean.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from agent.game.rules import ACTION_SIZE, OBS_SIZE
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_FORMATS = ("1",)
+SUPPORTED_FORMATS = ("1", "2")  # "2": format 1 plus the noise inputs of a sampled policy
+POLICIES = ("mean", "sample")
+NOISE_KINDS = ("normal", "uniform")  # standard normal; uniform in [0, 1)
 REQUIRED_METADATA = (
     "hockey_agent.format",
     "exporter_version",
@@ -143,6 +150,42 @@ def _initial_state(metadata: dict[str, str], state_size: int) -> np.ndarray:
     raise AgentFileError(f"metadata initial_state kind {_shown(kind)} unknown; choices: 'zeros', 'vector'")
 
 
+def _noise_inputs(metadata: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """The graph's noise inputs, name -> (kind, size): none for policy 'mean' (or no key)."""
+    policy = metadata.get("policy", "mean")
+    if policy not in POLICIES:
+        raise AgentFileError(f"metadata policy {_shown(policy)} unknown; choices: {', '.join(POLICIES)}")
+    if policy == "mean":
+        return {}
+    if "noise_inputs" not in metadata:
+        raise AgentFileError("metadata policy 'sample' needs noise_inputs, which is missing")
+    spec = _json(metadata, "noise_inputs")
+    if not isinstance(spec, dict) or not spec:
+        raise AgentFileError(f"metadata noise_inputs must be a JSON object of inputs, got {_shown(spec)}")
+    inputs = {}
+    for name, item in spec.items():
+        kind = item.get("kind") if isinstance(item, dict) else None
+        size = item.get("size") if isinstance(item, dict) else None
+        if kind not in NOISE_KINDS:
+            raise AgentFileError(
+                f"metadata noise_inputs {name!r} kind {_shown(kind)} unknown; choices: normal, uniform"
+            )
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_STATE_SIZE:
+            raise AgentFileError(f"metadata noise_inputs {name!r} size {_shown(size)} must be in [1, {MAX_STATE_SIZE}]")
+        inputs[name] = (kind, size)
+    return inputs
+
+
+def draw_noise(rng: np.random.Generator, inputs: dict[str, tuple[str, int]], batch: int) -> dict[str, np.ndarray]:
+    """One step's noise for `batch` rows, float32 [batch, size] per input, drawn in the
+    order of `inputs` (the metadata's): standard normal or uniform in [0, 1)."""
+    noise = {}
+    for name, (kind, size) in inputs.items():
+        values = rng.standard_normal((batch, size)) if kind == "normal" else rng.random((batch, size))
+        noise[name] = values.astype(np.float32)
+    return noise
+
+
 def _check_io(kind: str, nodes: list[Any], expected: dict[str, int], dynamic_batch: bool) -> None:
     """Check names, float32 type, rank 2 and feature sizes of the graph's inputs or outputs."""
     names = [node.name for node in nodes]
@@ -188,10 +231,13 @@ class OnnxAgent:
 
     Implements the `Policy` protocol (`reset`, `act`) for one game, and `act_batch`
     with per-row recurrent states for many games at once (`reset_batch`, `reset_rows`).
-    The single-game state and the batch state are independent.
+    The single-game state and the batch state are independent. A sampled policy
+    (`policy` == "sample") draws its noise from a numpy generator seeded with `seed`
+    (None: fresh entropy); one generator serves all calls, so a seed repeats a whole
+    sequence of calls.
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1, seed: int | None = None) -> None:
         if not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.path = os.fspath(path)
@@ -227,8 +273,12 @@ class OnnxAgent:
         self.obs_layout = _json_list(metadata, "obs_layout", OBS_SIZE)
         self.action_layout = _json_list(metadata, "action_layout", ACTION_SIZE)
         self._initial = _initial_state(metadata, self.state_size)
+        self.noise_inputs = _noise_inputs(metadata)
+        self.policy = "sample" if self.noise_inputs else "mean"
+        self._rng = np.random.default_rng(seed)
 
         inputs = {"obs": OBS_SIZE, "prev_action": ACTION_SIZE, "state": self.state_size}
+        inputs |= {name: size for name, (_, size) in self.noise_inputs.items()}
         outputs = {"action": ACTION_SIZE, "next_state": self.state_size}
         _check_io("input", self._session.get_inputs(), inputs, dynamic_batch=True)
         _check_io("output", self._session.get_outputs(), outputs, dynamic_batch=False)
@@ -257,8 +307,9 @@ class OnnxAgent:
         obs = np.zeros((2, OBS_SIZE), dtype=np.float32)
         prev = np.zeros((2, ACTION_SIZE), dtype=np.float32)
         state = np.tile(self._initial, (2, 1))
+        noise = {name: np.full((2, size), 0.5, np.float32) for name, (_, size) in self.noise_inputs.items()}
         try:
-            action, next_state = self.run_graph(obs, prev, state)
+            action, next_state = self.run_graph(obs, prev, state, noise)
         except Exception as exc:
             raise AgentFileError(f"{self.path}: a probe step at batch 2 failed: {exc}") from None
         if action.shape != (2, ACTION_SIZE) or next_state.shape != (2, self.state_size):
@@ -267,16 +318,29 @@ class OnnxAgent:
                 f"{next_state.shape}, expected (2, {ACTION_SIZE}) and (2, {self.state_size})"
             )
 
-    def run_graph(self, obs: np.ndarray, prev_action: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One raw graph call on float32 batches, no checks: (action [B,4], next_state [B,S])."""
-        action, next_state = self._session.run(
-            ["action", "next_state"],
-            {
-                "obs": np.ascontiguousarray(obs, dtype=np.float32),
-                "prev_action": np.ascontiguousarray(prev_action, dtype=np.float32),
-                "state": np.ascontiguousarray(state, dtype=np.float32),
-            },
-        )
+    def draw_noise(self, batch: int) -> dict[str, np.ndarray]:
+        """The next step's noise inputs for `batch` rows from the agent's generator (none for 'mean')."""
+        return draw_noise(self._rng, self.noise_inputs, batch)
+
+    def run_graph(
+        self,
+        obs: np.ndarray,
+        prev_action: np.ndarray,
+        state: np.ndarray,
+        noise: dict[str, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One raw graph call on float32 batches, no checks: (action [B,4], next_state [B,S]).
+
+        A sampled policy's noise inputs are drawn (`draw_noise`) unless `noise` gives them."""
+        feed = {
+            "obs": np.ascontiguousarray(obs, dtype=np.float32),
+            "prev_action": np.ascontiguousarray(prev_action, dtype=np.float32),
+            "state": np.ascontiguousarray(state, dtype=np.float32),
+        }
+        if self.noise_inputs:
+            noise = self.draw_noise(feed["obs"].shape[0]) if noise is None else noise
+            feed |= {name: np.ascontiguousarray(noise[name], dtype=np.float32) for name in self.noise_inputs}
+        action, next_state = self._session.run(["action", "next_state"], feed)
         return action, next_state
 
     def _warn(self, message: str) -> None:
@@ -377,7 +441,7 @@ class OnnxAgent:
     def __repr__(self) -> str:
         return (
             f"OnnxAgent({self.path!r}, preset={self.preset!r}, train_step={self.train_step}, "
-            f"state_size={self.state_size})"
+            f"state_size={self.state_size}, policy={self.policy!r})"
         )
 
 
@@ -386,5 +450,6 @@ def describe(agent: OnnxAgent) -> str:
     size_kib = math.ceil(os.path.getsize(agent.path) / 1024)
     return (
         f"{os.path.basename(agent.path)}: preset {agent.preset}, train step {agent.train_step}, "
-        f"state {agent.deter_size}+{agent.stoch_size}, {size_kib} KiB, exporter {agent.exporter_version}"
+        f"state {agent.deter_size}+{agent.stoch_size}, policy {agent.policy}, {size_kib} KiB, "
+        f"exporter {agent.exporter_version}"
     )

@@ -90,11 +90,14 @@ def contract_model(
     names: tuple[str, str, str] = ("obs", "prev_action", "state"),
     obs_size: int = 18,
     batch: str | int = "batch",
+    extra_inputs: dict[str, int] | None = None,
 ) -> Any:
-    """An onnx ModelProto: inputs obs, prev_action, state; outputs action, next_state."""
+    """An onnx ModelProto: inputs obs, prev_action, state (and `extra_inputs`, name -> size,
+    such as a sampled policy's noise); outputs action, next_state."""
     from onnx import TensorProto, helper
 
     obs_name, prev_name, state_name = names
+    extra = [helper.make_tensor_value_info(k, TensorProto.FLOAT, [batch, n]) for k, n in (extra_inputs or {}).items()]
     graph = helper.make_graph(
         nodes,
         name,
@@ -102,6 +105,7 @@ def contract_model(
             helper.make_tensor_value_info(obs_name, TensorProto.FLOAT, [batch, obs_size]),
             helper.make_tensor_value_info(prev_name, TensorProto.FLOAT, [batch, 4]),
             helper.make_tensor_value_info(state_name, TensorProto.FLOAT, [batch, state_size]),
+            *extra,
         ],
         [
             helper.make_tensor_value_info("action", TensorProto.FLOAT, [batch, 4]),
@@ -186,8 +190,13 @@ def build(
     obs_size: int = 18,
     batch: str | int = "batch",
     action_scale: float = 1.5,
+    noise: bool = False,
 ) -> Path:
-    """Write the runtime test graph following (or, by the arguments, breaking) the contract."""
+    """Write the runtime test graph following (or, by the arguments, breaking) the contract.
+
+    `noise` makes it a sampled policy's graph (give the metadata to match, SAMPLED_META):
+    0.5 noise [batch, 4] is added to the action before the clip, latent_noise
+    [batch, STATE] to next_state's pre-activation."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -205,12 +214,19 @@ def build(
         helper.make_node("Sum", ["a1", "a2", "a3"], ["a4"]),
         helper.make_node("Tanh", ["a4"], ["a5"]),
         helper.make_node("Mul", ["a5", "scale"], ["a6"]),
-        helper.make_node("Clip", ["a6", "lo", "hi"], ["action"]),
+        helper.make_node("Clip", ["a7" if noise else "a6", "lo", "hi"], ["action"]),
         helper.make_node("MatMul", [state_name, "s_state"], ["s1"]),
         helper.make_node("MatMul", [obs_name, "s_obs"], ["s2"]),
         helper.make_node("Add", ["s1", "s2"], ["s3"]),
-        helper.make_node("Tanh", ["s3"], ["next_state"]),
+        helper.make_node("Tanh", ["s4" if noise else "s3"], ["next_state"]),
     ]
+    if noise:  # inserted where their results are needed: the nodes stay in topological order
+        inits.append(numpy_helper.from_array(np.array(0.5, dtype=np.float32), "noise_scale"))
+        nodes[-1:-1] = [helper.make_node("Add", ["s3", "latent_noise"], ["s4"])]
+        nodes[6:6] = [
+            helper.make_node("Mul", ["noise", "noise_scale"], ["n1"]),
+            helper.make_node("Add", ["a6", "n1"], ["a7"]),
+        ]
     if obs_size != 18:  # a graph reading fewer observation values
         inits[0] = numpy_helper.from_array(WEIGHTS["w_obs"][:obs_size], "w_obs")
         inits[4] = numpy_helper.from_array(WEIGHTS["s_obs"][:obs_size], "s_obs")
@@ -223,10 +239,16 @@ def build(
         names=names,
         obs_size=obs_size,
         batch=batch,
+        extra_inputs={"noise": 4, "latent_noise": STATE} if noise else None,
     )
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path
+
+
+# metadata of the sampled test graph (build(..., noise=True)): noise standard normal, latent_noise uniform
+NOISE_INPUTS = {"noise": {"kind": "normal", "size": 4}, "latent_noise": {"kind": "uniform", "size": STATE}}
+SAMPLED_META = {"hockey_agent__format": "2", "policy": "sample", "noise_inputs": json.dumps(NOISE_INPUTS)}
 
 
 def vector(values: object) -> str:

@@ -234,3 +234,30 @@ def test_bounds_come_from_the_run_config(tmp_path: Path) -> None:
     assert {f.name for f in diag.find_flags(_rows(pinned), bounds)} >= {"entropy_collapse", "std_at_min"}
     assert "inside [0.3, 1]" in " ".join(v for _, v in diag.healthy_ranges(bounds))
     assert diag.Bounds.of_run(tmp_path / "no-config") == diag.OFFICIAL
+
+
+def test_a_discrete_run_has_categorical_entropy_bounds_and_no_std_flags(tmp_path: Path) -> None:
+    from agent.config import make_config, save_config
+
+    rows = _rows()
+    for row in rows:  # a discrete run logs no std quantiles or saturation
+        for key in ("actor/std_q05", "actor/std_q50", "actor/std_q95", "actor/saturation"):
+            del row[key]
+        row["actor/entropy"] = row["actor/rand"] * math.log(25)
+    run = _write_run(tmp_path, rows)
+    save_config(make_config("tiny", ["actor.dist=discrete", "actor.action_set=joint25"]), run / "config.json")
+    bounds = diag.Bounds.of_run(run)
+    assert bounds.discrete and (bounds.h_min, bounds.h_max) == (0.0, pytest.approx(math.log(25)))
+    ranges = dict(diag.healthy_ranges(bounds))
+    assert "actor/std_q05..q95" not in ranges and "actor/saturation" not in ranges
+    assert f"[0.00, {math.log(25):.2f}] nats" in ranges["actor/entropy"]
+    # no flag reads the missing keys; collapse reads rand
+    assert {f.name for f in diag.find_flags(rows, bounds)} == set()
+    collapsed = [{**row, "actor/rand": 0.01} for row in rows]
+    (flag,) = diag.find_flags(collapsed, bounds)
+    assert flag.name == "entropy_collapse" and "std" not in flag.evidence
+    from agent.cli.diagnose import diagnose
+
+    res = CliRunner().invoke(diagnose, [str(run)], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "this run's actor: discrete joint25" in res.output and "No red flags" in res.output

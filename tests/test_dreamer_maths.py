@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from agent.config import ActorConfig
-from agent.dreamer.behavior import entropy_bounds, eta_at
+from agent.config import CHOICES, ActorConfig
+from agent.dreamer.behavior import entropy_bounds, eta_at, policy_entropy_bounds
 from agent.dreamer.maths import (
     ReturnNormalizer,
     lambda_return,
@@ -19,7 +19,17 @@ from agent.dreamer.maths import (
     twohot_loss,
     twohot_mean,
 )
-from agent.dreamer.nets import Actor, BoundedNormal, TanhNormal, onehot_sample, unimix_probs
+from agent.dreamer.nets import (
+    ACTION_SETS,
+    Actor,
+    BoundedNormal,
+    Discrete,
+    TanhNormal,
+    action_table,
+    onehot_at,
+    onehot_sample,
+    unimix_probs,
+)
 from agent.dreamer.world_model import kl_losses
 
 torch.set_num_threads(1)
@@ -190,6 +200,90 @@ def test_gradient_signs_entropy_raises_std_and_advantage_raises_logprob(dist):
         opt.step()
         logp1 = trial(feat).log_prob(raw).mean().item()
         assert (logp1 - logp0) * adv > 0
+
+
+# ---- discrete actions ------------------------------------------------------------
+
+
+def _all_joint_actions(table: torch.Tensor) -> torch.Tensor:
+    """Every joint action of a [G, C, A] table as flattened one-hots [C^G, G*C]."""
+    groups, classes = table.shape[:2]
+    index = torch.cartesian_prod(*[torch.arange(classes)] * groups).reshape(-1, groups)
+    return torch.nn.functional.one_hot(index, classes).float().flatten(-2)
+
+
+@pytest.mark.parametrize("action_set", ["bins3", "joint25"])
+def test_discrete_entropy_log_prob_and_bounds(action_set):
+    table = action_table(action_set)
+    groups, classes = table.shape[:2]
+    logits = torch.randn(3, groups, classes, generator=torch.Generator().manual_seed(0)) * 2
+    dist = Discrete(logits, table, 0.01)
+    probs = 0.99 * torch.softmax(logits, -1) + 0.01 / classes
+    closed = -(probs * probs.log()).sum((-2, -1))
+    assert torch.allclose(dist.entropy(torch.Generator()), closed, atol=1e-5)
+    ref = torch.distributions.Categorical(probs=probs).entropy().sum(-1)
+    assert torch.allclose(dist.entropy(torch.Generator()), ref, atol=1e-5)
+    # pi over every joint action sums to 1 (81 for bins3, 25 for joint25)
+    joint = _all_joint_actions(table)
+    assert joint.shape[0] == {"bins3": 81, "joint25": 25}[action_set]
+    total = dist.log_prob(joint[:, None, :]).exp().sum(0)
+    assert torch.allclose(total, torch.ones(3), atol=1e-5)
+    h_min, h_max = policy_entropy_bounds(ActorConfig(dist="discrete", action_set=action_set), 4)
+    assert h_min == 0.0 and h_max == pytest.approx(groups * math.log(classes))
+    uniform = Discrete(torch.zeros(1, groups, classes), table, 0.01)
+    assert uniform.entropy(torch.Generator()).item() == pytest.approx(h_max, rel=1e-6)
+
+
+def test_discrete_action_sets_map_indices_to_the_documented_vectors():
+    assert set(ACTION_SETS) == set(CHOICES[("actor", "action_set")])
+    bins3 = Discrete(torch.zeros(1, 4, 3), action_table("bins3"), 0.01)
+    onehot = torch.nn.functional.one_hot(torch.tensor([[0, 1, 2, 2]]), 3).float().flatten(-2)
+    assert bins3.to_action(onehot).tolist() == [[-1.0, 0.0, 1.0, 1.0]]
+    joint = Discrete(torch.zeros(1, 1, 25), action_table("joint25"), 0.01)
+    actions = joint.to_action(torch.eye(25)).tolist()
+    directions = [[1, 0], [1, 1], [0, 1], [-1, 1], [-1, 0], [-1, -1], [0, -1], [1, -1]]
+    assert actions[:8] == [[x, y, 0.0, 0.0] for x, y in directions]
+    assert actions[8:16] == [[x, y, 1.0, 0.0] for x, y in directions]  # turn left
+    assert actions[16:24] == [[x, y, -1.0, 0.0] for x, y in directions]  # turn right
+    assert actions[24] == [0.0, 0.0, 0.0, 1.0]  # shoot
+    assert len({tuple(a) for a in actions}) == 25
+
+
+@pytest.mark.parametrize("action_set", ["bins3", "joint25"])
+def test_discrete_sample_mode_and_noise(action_set):
+    actor = Actor(8, 4, 16, 1, "discrete", 0.1, 1.0, action_set)
+    with torch.no_grad():
+        actor.out.bias.normal_(0.0, 2.0, generator=torch.Generator().manual_seed(3))
+        dist = actor(torch.randn(20_000, 8, generator=torch.Generator().manual_seed(4)))
+    gen = torch.Generator().manual_seed(0)
+    raw = dist.sample(gen)
+    assert raw.shape == (20_000, actor.groups * actor.classes) and torch.equal(
+        raw.sum(-1), torch.full((20_000,), float(actor.groups))
+    )
+    assert torch.allclose(raw.reshape(dist.probs.shape).mean(0), dist.probs.mean(0), atol=0.02)
+    action = dist.to_action(raw)
+    assert set(action.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    # sample(generator) is draw_noise then sample_from, draw for draw
+    again = dist.sample_from(dist.draw_noise(torch.Generator().manual_seed(0)))
+    assert torch.equal(raw, again)
+    best = dist.probs.argmax(-1)
+    mode = dist.to_action(torch.nn.functional.one_hot(best, actor.classes).float().flatten(-2))
+    assert torch.equal(dist.mode(), mode)
+    assert onehot_at(torch.tensor([[0.2, 0.5, 0.3]]), torch.tensor([[0.69]])).tolist() == [[0.0, 1.0, 0.0]]
+
+
+def test_discrete_advantage_raises_the_sampled_action_log_prob():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    feat = torch.randn(64, 8)
+    actor = Actor(8, 4, 16, 1, "discrete", 0.1, 1.0, "joint25")
+    raw = actor(feat).sample(gen)
+    opt = torch.optim.SGD(actor.parameters(), lr=0.5)
+    logp0 = actor(feat).log_prob(raw).mean().item()
+    opt.zero_grad()
+    (-actor(feat).log_prob(raw).mean()).backward()
+    opt.step()
+    assert actor(feat).log_prob(raw).mean().item() > logp0
 
 
 def test_kl_free_nats_no_gradient_below_one_nat_and_balancing():

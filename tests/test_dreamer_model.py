@@ -88,7 +88,9 @@ def test_presets_and_overrides_are_typed():
         ("huge", [], "choices: tiny, small, medium"),
         ("tiny", ["optimizer.lr=1"], "choices: model, actor"),
         ("tiny", ["actor.temperature=1"], "choices: dist"),
-        ("tiny", ["actor.dist=gaussian"], "bounded_normal, tanh_normal"),
+        ("tiny", ["actor.dist=gaussian"], "bounded_normal, tanh_normal, discrete"),
+        ("tiny", ["actor.dist=discrete", "actor.action_set=bins5"], "choices: bins3, joint25"),
+        ("tiny", ["actor.unimix=0"], r"actor\.unimix=0\.0: must be in \(0\.0, 0\.5\]"),
         ("tiny", ["train.steps=ten"], "expected an int"),
         ("tiny", ["train.share_cpu=maybe"], "expected a bool"),
         ("tiny", ["actor.eta"], "section.field=value"),
@@ -143,6 +145,30 @@ def test_update_returns_every_metric_finite(dist, dtype, random_batch):
     changed = [not torch.equal(b, p) for b, p in zip(before, agent.parameters())]
     assert sum(changed) > len(changed) // 2
     assert int(agent.updates) == 1
+
+
+CONTINUOUS_ONLY = {"actor/std_q05", "actor/std_q50", "actor/std_q95", "actor/saturation"}
+
+
+@pytest.mark.parametrize("action_set", ["bins3", "joint25"])
+def test_discrete_actor_update_returns_finite_metrics(action_set, random_batch):
+    torch.manual_seed(0)
+    cfg = tiny_config("actor.dist=discrete", f"actor.action_set={action_set}")
+    agent = DreamerAgent(cfg)
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    metrics = agent.update(random_batch(cfg))
+    assert set(metrics) == METRIC_KEYS - CONTINUOUS_ONLY  # no std, and actions are -1, 0, 1 by design
+    for key, value in metrics.items():
+        values = value if isinstance(value, list) else [value]
+        assert all(isinstance(v, float) and math.isfinite(v) for v in values), key
+    max_entropy = {"bins3": 4 * math.log(3), "joint25": math.log(25)}[action_set]
+    assert 0.0 < metrics["actor/entropy"] <= max_entropy + 1e-4  # near-uniform at initialisation
+    assert metrics["actor/rand"] == pytest.approx(metrics["actor/entropy"] / max_entropy)
+    assert any(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
+    action, _ = agent.policy_step(
+        torch.randn(3, 18), torch.zeros(3, 4), agent.initial_state(3), torch.ones(3, dtype=torch.bool)
+    )
+    assert action.shape == (3, 4) and set(action.unique().tolist()) <= {-1.0, 0.0, 1.0}
 
 
 def test_world_model_learns_a_fixed_batch(random_batch):
@@ -211,6 +237,38 @@ def test_policy_step_shapes_reset_and_determinism():
     b1, _ = agent.policy_step(obs, torch.zeros(3, 4), state, first, deterministic=False)
     b2, _ = agent.policy_step(obs, torch.zeros(3, 4), state, first, deterministic=False)
     assert (b1.abs() <= 1).all() and not torch.equal(b1, b2)
+
+
+@pytest.mark.parametrize("dist", ["bounded_normal", "discrete"])
+def test_sampled_acting_with_a_generator_is_reproducible_and_is_the_noise_fed_step(dist):
+    torch.manual_seed(0)
+    agent = DreamerAgent(tiny_config(f"actor.dist={dist}"))
+    own = agent.generator().get_state()
+    obs, prev, first = torch.randn(3, 18) * 3, torch.rand(3, 4) * 2 - 1, torch.zeros(3, dtype=torch.bool)
+    state = {"deter": torch.randn(3, 64), "stoch": torch.zeros(3, 32)}
+
+    def sampled(seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(seed)
+        return agent.policy_step(obs, prev, state, first, deterministic=False, generator=gen)
+
+    (a1, s1), (a2, s2), (a3, s3) = sampled(5), sampled(5), sampled(6)
+    assert torch.equal(a1, a2) and torch.equal(s1["stoch"], s2["stoch"])
+    assert not (torch.equal(a1, a3) and torch.equal(s1["stoch"], s3["stoch"]))
+    assert torch.equal(agent.generator().get_state(), own)  # the agent's own stream is untouched
+    # the exported sampled step, fed the same draws in the same order, takes the same step
+    gen = torch.Generator().manual_seed(5)
+    latent_noise = torch.rand(3, 8, generator=gen)
+    if dist == "discrete":
+        noise = torch.rand(3, agent.actor.noise_size, generator=gen)
+    else:
+        noise = torch.randn(3, 4, generator=gen)
+    packed = torch.cat([state["deter"], state["stoch"]], -1)
+    with torch.no_grad():
+        action, next_state = agent.export_modules("sample")(obs, prev, packed, noise, latent_noise)
+    torch.testing.assert_close(action, a1)
+    torch.testing.assert_close(next_state, torch.cat([s1["deter"], s1["stoch"]], -1))
+    with pytest.raises(ValueError, match="noise"):
+        agent.export_modules("sample")(obs, prev, packed)
 
 
 def test_acting_policy_matches_acting_step_and_is_a_policy():

@@ -1,22 +1,61 @@
-"""`hockey-agent eval`: Wilson intervals, the per-side split, bad input."""
+"""`hockey-agent eval`: Wilson intervals, the per-side split, both policies of an agent, bad input."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
+from helpers import one_line_error
 
 from agent.cli.main import main
 from agent.players.match import RoundOutcome, outcome_rows, wilson
 
 
 def _eval(*args: str):
-    return CliRunner().invoke(main, ["eval", *args])
+    return CliRunner().invoke(main, ["eval", *args], env={"COLUMNS": "200"})  # titles on one line
 
 
 def _rows(output: str) -> dict[str, list[str]]:
     """The table's body rows, keyed by their label."""
     cells = [[c.strip() for c in line.split("│")] for line in output.splitlines() if "│" in line]
     return {row[0]: row[1:] for row in cells}
+
+
+def _tables(output: str) -> dict[str, str]:
+    """Each table's text by the policy its title names ('' for a title naming none)."""
+    tables: dict[str, str] = {}
+    label = None
+    for line in output.splitlines():
+        if " vs " in line and line.strip().endswith(")"):
+            title = line.strip()
+            label = title.rsplit(", ", 1)[1].removesuffix(" policy)") if title.endswith(" policy)") else ""
+            tables[label] = ""
+        elif label is not None:
+            tables[label] += line + "\n"
+    return tables
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory holding a checkpoint of a freshly initialised tiny agent."""
+    import torch
+
+    from agent.config import config_to_dict, make_config
+    from agent.dreamer.agent import DreamerAgent
+    from agent.training import checkpoint
+
+    torch.manual_seed(0)
+    agent = DreamerAgent(make_config("tiny")).eval()
+    run = tmp_path_factory.mktemp("run")
+    checkpoint.save(
+        run / checkpoint.CHECKPOINT_FILE,
+        {"preset": "tiny", "config": config_to_dict(agent.cfg), "model": agent.state_dict(), "counters": {}},
+    )
+    return run
+
+
+DRILL = ("--opponent", "still", "--games", "2", "--mode", "shooting")
 
 
 def test_wilson_matches_the_textbook_values() -> None:
@@ -71,3 +110,53 @@ def test_eval_bad_input_is_a_clear_error(args: tuple[str, ...], message: str) ->
     result = _eval(*args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_eval_reports_the_mean_and_the_sampled_policy_of_a_checkpoint(run_dir: Path) -> None:
+    result = _eval(str(run_dir), *DRILL)
+    assert result.exit_code == 0, result.output
+    tables = _tables(result.output)
+    assert list(tables) == ["mean", "sample"]
+    for text in tables.values():
+        rows = _rows(text)
+        assert rows["games"][0] == "2" and rows["rounds"][0] == "8"
+    assert "won more games" in result.output or "won as many games" in result.output
+    only = _eval(str(run_dir), *DRILL, "--policy", "mean")
+    assert only.exit_code == 0 and list(_tables(only.output)) == ["mean"]
+    assert _rows(_tables(only.output)["mean"]) == _rows(tables["mean"])
+
+
+def test_the_sampled_evaluation_repeats_for_a_seed(run_dir: Path) -> None:
+    first = _eval(str(run_dir), *DRILL, "--policy", "sample", "--seed", "5")
+    assert first.exit_code == 0, first.output
+    assert list(_tables(first.output)) == ["sample"]
+    assert _eval(str(run_dir), *DRILL, "--policy", "sample", "--seed", "5").output == first.output
+    # --stochastic is the old spelling of --policy sample
+    assert _eval(str(run_dir), *DRILL, "--stochastic", "--seed", "5").output == first.output
+
+
+def test_eval_of_an_onnx_file_reports_the_policy_it_was_exported_with(run_dir: Path, tmp_path: Path) -> None:
+    from export.onnx_export import export_agent, load_checkpoint_agent
+
+    loaded = load_checkpoint_agent(run_dir)
+    mean, sampled = tmp_path / "mean.onnx", tmp_path / "sampled.onnx"
+    export_agent(loaded.agent, mean, preset="tiny", train_step=0)
+    export_agent(loaded.agent, sampled, preset="tiny", train_step=0, policy="sample")
+    result = _eval(str(mean), *DRILL)
+    assert result.exit_code == 0, result.output
+    assert list(_tables(result.output)) == ["mean"] and "won more" not in result.output
+    result = _eval(str(sampled), *DRILL, "--seed", "3")
+    assert result.exit_code == 0 and list(_tables(result.output)) == ["sample"]
+    assert _eval(str(sampled), *DRILL, "--seed", "3").output == result.output
+    refused = _eval(str(mean), *DRILL, "--policy", "both")
+    assert refused.exit_code == 2
+    assert "acts the policy it was exported with, 'mean'" in one_line_error(refused)
+
+
+def test_a_scripted_player_has_one_table_and_no_policies() -> None:
+    result = _eval("weak", *DRILL)
+    assert result.exit_code == 0 and list(_tables(result.output)) == [""]
+    refused = _eval("weak", *DRILL, "--policy", "sample")
+    assert refused.exit_code == 2 and "scripted players act by their own rules" in one_line_error(refused)
+    clash = _eval("weak", *DRILL, "--stochastic", "--policy", "mean")
+    assert clash.exit_code == 2 and "--stochastic means --policy sample" in one_line_error(clash)

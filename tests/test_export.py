@@ -30,16 +30,12 @@ from export.runtime import OnnxAgent
 torch.set_num_threads(1)
 
 
-def make_agent(seed: int = 0) -> DreamerAgent:
+def make_agent(seed: int = 0, *overrides: str) -> DreamerAgent:
     torch.manual_seed(seed)
-    return DreamerAgent(make_config("tiny")).eval()
+    return DreamerAgent(make_config("tiny", list(overrides))).eval()
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory holding a checkpoint of a freshly initialised tiny agent."""
-    run = tmp_path_factory.mktemp("run")
-    agent = make_agent()
+def save_run(run: Path, agent: DreamerAgent) -> Path:
     checkpoint.save(
         run / checkpoint.CHECKPOINT_FILE,
         {
@@ -50,6 +46,20 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         },
     )
     return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory holding a checkpoint of a freshly initialised tiny agent."""
+    return save_run(tmp_path_factory.mktemp("run"), make_agent())
+
+
+def _shapes(path: Path) -> dict[str, list]:
+    graph = onnx.load(path).graph
+    return {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*graph.input, *graph.output]
+    }
 
 
 def test_cli_export_with_check(run_dir: Path, tmp_path: Path) -> None:
@@ -65,12 +75,9 @@ def test_cli_export_with_check(run_dir: Path, tmp_path: Path) -> None:
     assert agent.action_layout == list(ACTION_LAYOUT)
     assert json.loads(agent.metadata["initial_state"]) == {"kind": "zeros"}
     assert "torchscript" in agent.exporter_version
-    graph = onnx.load(out).graph
-    shapes = {
-        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-        for v in [*graph.input, *graph.output]
-    }
-    assert shapes == {
+    assert agent.metadata["policy"] == "mean" and agent.metadata["hockey_agent.format"] == "1"
+    assert "noise_inputs" not in agent.metadata
+    assert _shapes(out) == {
         "obs": ["batch", 18],
         "prev_action": ["batch", 4],
         "state": ["batch", agent.state_size],
@@ -78,6 +85,63 @@ def test_cli_export_with_check(run_dir: Path, tmp_path: Path) -> None:
         "next_state": ["batch", agent.state_size],
     }
     assert [p.name for p in tmp_path.iterdir()] == ["agent.onnx"]  # no temporary file left
+
+
+def _play(agent: OnnxAgent, steps: int = 30) -> np.ndarray:
+    obs = np.random.default_rng(0).normal(scale=2.0, size=(steps, 18))
+    agent.reset()
+    return np.array([agent.act(o) for o in obs])
+
+
+def test_cli_export_of_the_sampled_policy_with_check(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sampled.onnx"
+    result = CliRunner().invoke(export_cmd, [str(run_dir), "-o", str(out), "--policy", "sample", "--check"])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "policy sample" in result.output
+    agent = OnnxAgent(out, seed=1)
+    meta = agent.metadata
+    assert meta["policy"] == "sample" and meta["hockey_agent.format"] == "2"
+    latents = make_config("tiny").model.stoch
+    assert json.loads(meta["noise_inputs"]) == {
+        "noise": {"kind": "normal", "size": 4},
+        "latent_noise": {"kind": "uniform", "size": latents},
+    }
+    shapes = _shapes(out)
+    assert shapes["noise"] == ["batch", 4] and shapes["latent_noise"] == ["batch", latents]
+    # the runtime samples: another seed plays differently, the same seed repeats
+    first = _play(agent)
+    assert (np.abs(first) <= 1).all()
+    np.testing.assert_array_equal(_play(OnnxAgent(out, seed=1)), first)
+    assert not np.allclose(_play(OnnxAgent(out, seed=2)), first)
+
+
+def test_sampled_check_feeds_both_sides_the_same_noise(run_dir: Path, tmp_path: Path) -> None:
+    loaded = load_checkpoint_agent(run_dir)
+    out = tmp_path / "sampled.onnx"
+    export_agent(loaded.agent, out, preset="tiny", train_step=0, policy="sample")
+    report = check_export(loaded.agent, out, games=1, seed=4)
+    assert report.ok and report.max_action_diff < 1e-5, report
+    # an agent whose sampled step differs is caught, as for the mean
+    with torch.no_grad():
+        for param in loaded.agent.actor.parameters():
+            param.add_(0.05)
+    assert not check_export(loaded.agent, out, games=1, seed=4).ok
+
+
+@pytest.mark.parametrize("policy", ["mean", "sample"])
+@pytest.mark.parametrize("action_set", ["bins3", "joint25"])
+def test_a_discrete_agent_exports_and_passes_the_check(tmp_path: Path, action_set: str, policy: str) -> None:
+    agent = make_agent(3, "actor.dist=discrete", f"actor.action_set={action_set}")
+    (tmp_path / "run").mkdir()
+    run = save_run(tmp_path / "run", agent)
+    out = tmp_path / "agent.onnx"
+    result = CliRunner().invoke(export_cmd, [str(run), "-o", str(out), "--policy", policy, "--check", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output
+    onnx_agent = OnnxAgent(out, seed=0)
+    assert onnx_agent.policy == policy and _shapes(out)["action"] == ["batch", 4]
+    actions = _play(onnx_agent)
+    assert set(np.unique(actions)) <= {-1.0, 0.0, 1.0}  # the chosen actions' vectors, in [-1, 1]
 
 
 def test_check_fails_on_a_different_agent(run_dir: Path, tmp_path: Path) -> None:
@@ -145,6 +209,10 @@ def test_bad_arguments(run_dir: Path, tmp_path: Path) -> None:
     agent = make_agent()
     with pytest.raises(ValueError, match="choices: torchscript, dynamo"):
         export_agent(agent, out, preset="tiny", train_step=0, exporter="jit")
+    with pytest.raises(ValueError, match="choices: mean, sample"):
+        export_agent(agent, out, preset="tiny", train_step=0, policy="greedy")
+    result = runner.invoke(export_cmd, [str(run_dir), "-o", str(out), "--policy", "greedy"])
+    assert result.exit_code == 2 and "'greedy' is not one of 'mean', 'sample'" in result.output
     if importlib.util.find_spec("onnxscript") is None:
         with pytest.raises(ValueError, match="onnxscript"):
             export_agent(agent, out, preset="tiny", train_step=0, exporter="dynamo")

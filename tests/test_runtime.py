@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import MALFORMED_METADATA, STATE, WEIGHTS, build, metadata
+from helpers import MALFORMED_METADATA, NOISE_INPUTS, SAMPLED_META, STATE, WEIGHTS, build, metadata
 
 from agent.players.policy import Policy
-from export.runtime import AgentFileError, OnnxAgent
+from export.runtime import AgentFileError, OnnxAgent, draw_noise
 
 
 def reference(obs: np.ndarray, prev: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +113,68 @@ def test_non_finite_graph_output_acts_zeros(tmp_path: Path, caplog: pytest.LogCa
     assert "non-finite" in caplog.text
     agent.reset_batch(2)
     np.testing.assert_array_equal(agent.act_batch(np.ones((2, 18))), np.zeros((2, 4)))
+
+
+def _sampled(path: Path) -> Path:
+    return build(path, noise=True, meta=metadata(**SAMPLED_META))
+
+
+def _play(agent: OnnxAgent, steps: int = 12) -> np.ndarray:
+    obs = np.random.default_rng(3).normal(size=(steps, 18))
+    agent.reset()
+    return np.array([agent.act(o) for o in obs])
+
+
+def test_a_sampled_policy_draws_its_noise_from_its_own_seeded_generator(tmp_path: Path) -> None:
+    path = _sampled(tmp_path / "sampled.onnx")
+    agent = OnnxAgent(path, seed=7)
+    assert agent.policy == "sample" and agent.noise_inputs == {
+        "noise": ("normal", 4),
+        "latent_noise": ("uniform", STATE),
+    }
+    first = _play(agent)
+    np.testing.assert_array_equal(_play(OnnxAgent(path, seed=7)), first)  # a seed repeats
+    assert not np.allclose(_play(OnnxAgent(path, seed=8)), first)  # another seed differs
+    assert not np.allclose(_play(agent), first)  # the generator runs on across rounds
+    # each step feeds the graph the generator's next draws: noise first, then latent_noise
+    rng, agent = np.random.default_rng(7), OnnxAgent(path, seed=7)
+    obs = np.random.default_rng(3).normal(size=18)
+    noise = draw_noise(rng, agent.noise_inputs, 1)
+    assert noise["noise"].shape == (1, 4) and noise["latent_noise"].shape == (1, STATE)
+    assert noise["latent_noise"].min() >= 0 and noise["latent_noise"].max() < 1
+    # after a reset the previous action and the state are zeros
+    expected = np.clip(np.tanh(obs @ WEIGHTS["w_obs"]) * 1.5 + 0.5 * noise["noise"][0], -1, 1)
+    np.testing.assert_allclose(agent.act(obs), expected, atol=1e-5)
+    np.testing.assert_allclose(agent.state, np.tanh(obs @ WEIGHTS["s_obs"] + noise["latent_noise"][0]), atol=1e-5)
+    agent.reset_batch(3)
+    assert agent.act_batch(np.zeros((3, 18))).shape == (3, 4)
+
+
+def test_a_file_without_a_policy_acts_the_mean(agent_file: Path) -> None:
+    agent = OnnxAgent(agent_file, seed=1)
+    assert "policy" not in agent.metadata and agent.policy == "mean" and agent.noise_inputs == {}
+    np.testing.assert_array_equal(_play(agent), _play(OnnxAgent(agent_file, seed=2)))
+
+
+@pytest.mark.parametrize(
+    ("changes", "noise", "message"),
+    [
+        ({"policy": "greedy"}, True, "policy 'greedy' unknown; choices: mean, sample"),
+        ({"noise_inputs": None}, True, "needs noise_inputs"),
+        ({"noise_inputs": "[]"}, True, "JSON object of inputs"),
+        ({"noise_inputs": json.dumps({**NOISE_INPUTS, "noise": {"kind": "cauchy", "size": 4}})}, True, "cauchy"),
+        ({"noise_inputs": json.dumps({**NOISE_INPUTS, "noise": {"kind": "normal", "size": 0}})}, True, "size 0"),
+        ({"noise_inputs": json.dumps({**NOISE_INPUTS, "noise": {"kind": "normal", "size": 5}})}, True, "size 4"),
+        ({"noise_inputs": json.dumps({"noise": NOISE_INPUTS["noise"]})}, True, "graph inputs are"),
+        ({"policy": "mean"}, True, "graph inputs are"),  # a mean policy's graph takes no noise
+        ({}, False, "graph inputs are"),  # a sampled policy's graph needs its noise inputs
+    ],
+)
+def test_sampled_contract_violations_refused_at_load(tmp_path: Path, changes: dict, noise: bool, message: str) -> None:
+    meta = {k: v for k, v in {**SAMPLED_META, **changes}.items() if v is not None}
+    path = build(tmp_path / "bad.onnx", noise=noise, meta=metadata(**meta))
+    with pytest.raises(AgentFileError, match=message):
+        OnnxAgent(path)
 
 
 @pytest.mark.parametrize(

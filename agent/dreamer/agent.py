@@ -21,32 +21,49 @@ from agent.config import Config
 from agent.dreamer.behavior import behavior_losses, eta_at, imagine
 from agent.dreamer.explore import Disagreement
 from agent.dreamer.maths import ReturnNormalizer, replay_return, twohot_logp, twohot_mean
-from agent.dreamer.nets import Actor, TwoHotHead, official_init
+from agent.dreamer.nets import Actor, TwoHotHead, official_init, onehot_at
 from agent.dreamer.optim import LaProp
 from agent.dreamer.world_model import WorldModel
 
 BATCH_KEYS = ("obs", "action", "reward", "is_first", "is_terminal")
 CONTEXT_KEYS = ("start_deter", "start_stoch", "start_action")  # the replay's context, optional
+POLICIES = ("mean", "sample")  # how an exported step acts: posterior and actor modes, or samples
 
 
 class ActingStep(nn.Module):
-    """One deterministic acting step on the packed state, for ONNX export.
+    """One acting step on the packed state, for ONNX export.
 
     forward(obs [B, 18], prev_action [B, 4], state [B, S]) -> (action [B, 4],
     next_state [B, S]), the graph of docs/ARCHITECTURE.md: the state is deter first,
-    then the flattened one-hot stochastic part; the initial state is zeros.
+    then the flattened one-hot stochastic part; the initial state is zeros. policy
+    'mean' is the deterministic step (posterior mode, actor mode); 'sample' takes two
+    more inputs, noise [B, noise_size] (the actor's, of kind noise_kind) and
+    latent_noise [B, latents] (uniform, the posterior's), and returns the sample they pick.
     """
 
-    def __init__(self, agent: DreamerAgent):
+    def __init__(self, agent: DreamerAgent, policy: str = "mean"):
         super().__init__()
-        self.agent = agent
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; choices: {', '.join(POLICIES)}")
+        self.agent, self.policy = agent, policy
         self.deter_size = agent.wm.deter_size
         self.stoch_size = agent.wm.stoch_size
         self.state_size = self.deter_size + self.stoch_size
+        self.noise_size, self.noise_kind = agent.actor.noise_size, agent.actor.noise_kind
+        self.latents = agent.cfg.model.stoch
 
-    def forward(self, obs: Tensor, prev_action: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        obs: Tensor,
+        prev_action: Tensor,
+        state: Tensor,
+        noise: Tensor | None = None,
+        latent_noise: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        if (self.policy == "sample") != (noise is not None and latent_noise is not None):
+            raise ValueError("policy 'sample' takes noise and latent_noise, policy 'mean' neither")
         deter, stoch = state[:, : self.deter_size], state[:, self.deter_size :]
-        action, deter, stoch = self.agent.acting_step(obs, prev_action, deter, stoch)
+        action, deter, stoch = self.agent.acting_step(obs, prev_action, deter, stoch, noise, latent_noise)
         return action, torch.cat([deter, stoch], -1)
 
 
@@ -59,13 +76,14 @@ class DreamerAgent(nn.Module):
     the metrics of docs/ARCHITECTURE.md ("Metrics", without step/update/time/train/eval).
 
     Acting: `initial_state(B)` and `policy_step(obs, prev_action, state, is_first,
-    deterministic)`; the state is {'deter': [B, D], 'stoch': [B, L*C]}.
+    deterministic, generator)`; the state is {'deter': [B, D], 'stoch': [B, L*C]}.
 
-    Export: `export_modules()` returns an `ActingStep` module, pure tensor-in
-    tensor-out (categorical mode, actor mean clipped to [-1, 1]) and traceable with
+    Export: `export_modules(policy)` returns an `ActingStep` module, pure tensor-in
+    tensor-out (policy 'mean': categorical mode, actor mode, for bounded_normal the mean
+    clipped to [-1, 1]; 'sample': the samples the noise inputs pick) and traceable with
     `torch.onnx.export(step, (obs, prev_action, state), ..., dynamo=False)`; it also
     carries deter_size, stoch_size and state_size. `acting_step(obs, prev_action,
-    deter, stoch)` is the same step on the unpacked state.
+    deter, stoch, noise, latent_noise)` is the same step on the unpacked state.
 
     Resume: `state_dict()` holds the networks, the slow critic, the return
     normaliser's EMAs and the update counter (for the eta schedule);
@@ -81,7 +99,7 @@ class DreamerAgent(nn.Module):
         m, a = cfg.model, cfg.actor
         self.wm = WorldModel(m, obs_dim, act_dim)
         feat = self.wm.feat_size
-        self.actor = Actor(feat, act_dim, m.units, m.layers, a.dist, a.min_std, a.max_std)
+        self.actor = Actor(feat, act_dim, m.units, m.layers, a.dist, a.min_std, a.max_std, a.action_set, a.unimix)
         self.critic = TwoHotHead(feat, m.units, m.layers, m.bins)
         if m.init == "official":
             official_init(self)
@@ -128,34 +146,60 @@ class DreamerAgent(nn.Module):
 
     @torch.no_grad()
     def policy_step(
-        self, obs: Tensor, prev_action: Tensor, state: dict[str, Tensor], is_first: Tensor, deterministic: bool = False
+        self,
+        obs: Tensor,
+        prev_action: Tensor,
+        state: dict[str, Tensor],
+        is_first: Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """One acting step for B games; rows with is_first start from the initial state.
 
-        Deterministic: posterior mode and the actor's mean; otherwise samples.
-        Returns the action [B, 4] in [-1, 1] and the new state.
+        Deterministic: posterior mode and the actor's mean; otherwise samples, from
+        `generator` when given (the agent's own random stream is then left alone), else
+        from the agent's generator. Returns the action [B, 4] in [-1, 1] and the new state.
         """
         dev = self.device
         obs = torch.as_tensor(obs, dtype=torch.float32, device=dev)
         keep = (~torch.as_tensor(is_first, dtype=torch.bool, device=dev)).float().unsqueeze(-1)
         prev_action = torch.as_tensor(prev_action, dtype=torch.float32, device=dev) * keep
         deter, stoch = state["deter"].to(dev) * keep, state["stoch"].to(dev) * keep
-        gen = None if deterministic else self.generator()
+        gen = None if deterministic else (generator if generator is not None else self.generator())
         deter, stoch = self.wm.obs_step(deter, stoch, prev_action, obs, gen)
         dist = self.actor(torch.cat([deter, stoch], -1))
-        action = dist.mode() if deterministic else dist.to_action(dist.sample(self.generator()))
+        action = dist.mode() if gen is None else dist.to_action(dist.sample(gen))
         return action, {"deter": deter, "stoch": stoch}
 
     def acting_step(
-        self, obs: Tensor, prev_action: Tensor, deter: Tensor, stoch: Tensor
+        self,
+        obs: Tensor,
+        prev_action: Tensor,
+        deter: Tensor,
+        stoch: Tensor,
+        noise: Tensor | None = None,
+        latent_noise: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """One deterministic step, tensor in and out (what the ONNX graph contains)."""
-        deter, stoch = self.wm.obs_step(deter, stoch, prev_action, obs, None)
-        action = self.actor(torch.cat([deter, stoch], -1)).mode()
+        """One step, tensor in and out (what the ONNX graph contains).
+
+        Without noise the deterministic step (posterior mode, actor mode). With
+        latent_noise [B, L] (uniform in [0, 1), one per latent) the posterior sample it
+        picks, and with noise [B, actor.noise_size] the actor's sample: the same step as
+        `policy_step(deterministic=False)`, whose generator draws these numbers in this
+        order (the posterior's, then the actor's).
+        """
+        if latent_noise is None:
+            deter, stoch = self.wm.obs_step(deter, stoch, prev_action, obs, None)
+        else:  # wm.obs_step with the posterior's uniform draws given
+            deter = self.wm.gru(deter, stoch, self.wm.in_action(prev_action))
+            probs = self.wm.post_probs(deter, self.wm.post_embed(self.wm.embed(obs)))
+            stoch = onehot_at(probs, latent_noise.unsqueeze(-1)).flatten(-2)
+        dist = self.actor(torch.cat([deter, stoch], -1))
+        action = dist.mode() if noise is None else dist.to_action(dist.sample_from(noise))
         return action, deter, stoch
 
-    def export_modules(self) -> ActingStep:
-        return ActingStep(self).eval()
+    def export_modules(self, policy: str = "mean") -> ActingStep:
+        return ActingStep(self, policy).eval()
 
     # ---- training ------------------------------------------------------------------
 
@@ -503,10 +547,11 @@ def _grad_norm(module: nn.Module) -> Tensor:
 
 
 class ActingPolicy:
-    """A DreamerAgent as a `Policy` (agent/players/policy.py), one game, deterministic by default."""
+    """A DreamerAgent as a `Policy` (agent/players/policy.py), one game, deterministic by default;
+    `deterministic=False` samples from `generator`, or from the agent's own when None."""
 
-    def __init__(self, agent: DreamerAgent, deterministic: bool = True):
-        self.agent, self.deterministic = agent, deterministic
+    def __init__(self, agent: DreamerAgent, deterministic: bool = True, generator: torch.Generator | None = None):
+        self.agent, self.deterministic, self.generator = agent, deterministic, generator
         self.reset()
 
     def reset(self) -> None:
@@ -516,7 +561,9 @@ class ActingPolicy:
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1), device=self.agent.device)
         first = torch.zeros(1, dtype=torch.bool, device=self.agent.device)
-        action, self.state = self.agent.policy_step(obs_t, self.prev_action, self.state, first, self.deterministic)
+        action, self.state = self.agent.policy_step(
+            obs_t, self.prev_action, self.state, first, self.deterministic, self.generator
+        )
         self.prev_action = action
         return action[0].cpu().numpy().astype(np.float64)
 
@@ -525,11 +572,14 @@ class BatchActingPolicy:
     """A DreamerAgent as a `BatchPolicy` (agent/players/policy.py): n games, one batched step.
 
     Deterministic (posterior mode, actor mean) by default; `deterministic=False` samples
-    from the agent's own generator, as when collecting data.
+    from the agent's own generator, as when collecting data, or from `generator` when
+    given (a reproducible evaluation that leaves the agent's stream alone).
     """
 
-    def __init__(self, agent: DreamerAgent, games: int, deterministic: bool = True):
-        self.agent, self.deterministic = agent, deterministic
+    def __init__(
+        self, agent: DreamerAgent, games: int, deterministic: bool = True, generator: torch.Generator | None = None
+    ):
+        self.agent, self.deterministic, self.generator = agent, deterministic, generator
         self.state = agent.initial_state(games)
         self.prev_action = torch.zeros(games, agent.act_dim, device=agent.device)
 
@@ -545,7 +595,9 @@ class BatchActingPolicy:
         state = {k: v[index] for k, v in self.state.items()}
         obs_t = torch.as_tensor(np.asarray(obs, np.float32), device=dev)
         first = torch.zeros(len(index), dtype=torch.bool, device=dev)
-        action, state = self.agent.policy_step(obs_t, self.prev_action[index], state, first, self.deterministic)
+        action, state = self.agent.policy_step(
+            obs_t, self.prev_action[index], state, first, self.deterministic, self.generator
+        )
         for k, v in state.items():
             self.state[k][index] = v
         self.prev_action[index] = action

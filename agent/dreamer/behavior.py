@@ -19,6 +19,10 @@ code's extra replay-value loss, scale 0.3, is not used).
 Logged terms: actor/pg_term = mean(w_t sg(A_t) log pi), actor/ent_term =
 mean(w_t eta H), so actor/loss = -(pg_scale pg_term + ent_term); actor/adv_abs is the
 mean |A_t| (unweighted); ret/p05 and ret/p95 are the EMAs whose difference is S.
+The discrete actor (actor.dist=discrete) is trained the same way, with a_t the sampled
+one-hot and its exact categorical entropy; it has no std, and its actions are -1, 0 or
++1 by construction, so actor/std_q* and actor/saturation are logged for the continuous
+distributions only.
 """
 
 from __future__ import annotations
@@ -31,18 +35,19 @@ from torch import Tensor
 
 from agent.config import ActorConfig, CriticConfig
 from agent.dreamer.maths import ReturnNormalizer, lambda_return, quantiles, twohot_logp, twohot_mean
-from agent.dreamer.nets import Actor, TwoHotHead
+from agent.dreamer.nets import Actor, TwoHotHead, max_discrete_entropy
 from agent.dreamer.world_model import WorldModel
 
 
 @dataclass
 class Imagined:
     """An imagined batch, time first: feat [H+1, N, F] (detached), actor head outputs
-    [H, N, 2A] (with their graph), raw / action [H, N, A] (detached)."""
+    [H, N, P] (with their graph), raw [H, N, R] and action [H, N, A] (detached); P and R
+    are 2A and A for the continuous distributions, G*C and G*C for the discrete one."""
 
     feat: Tensor
     head: Tensor
-    raw: Tensor  # the distribution's own sample (pre-clip / pre-tanh), for log pi
+    raw: Tensor  # the distribution's own sample (pre-clip / pre-tanh, or one-hot), for log pi
     action: Tensor  # what the dynamics saw, in [-1, 1]
 
 
@@ -67,6 +72,19 @@ def entropy_bounds(act_dim: int, min_std: float, max_std: float) -> tuple[float,
     """Entropy of a diagonal Normal with every std at min_std, and at max_std."""
     half = 0.5 * math.log(2.0 * math.pi * math.e)
     return act_dim * (half + math.log(min_std)), act_dim * (half + math.log(max_std))
+
+
+def policy_entropy_bounds(cfg: ActorConfig, act_dim: int) -> tuple[float, float]:
+    """The entropy range that actor/rand maps onto [0, 1] for the configured actor.
+
+    Continuous: `entropy_bounds` (exact for bounded_normal; for tanh_normal the
+    Gaussian's range, which the squashed entropy only approximates). Discrete:
+    [0, sum_g ln C], so rand = entropy / the uniform policy's entropy (with unimix the
+    entropy never quite reaches 0).
+    """
+    if cfg.dist == "discrete":
+        return 0.0, max_discrete_entropy(cfg.action_set)
+    return entropy_bounds(act_dim, cfg.min_std, cfg.max_std)
 
 
 def eta_at(cfg: ActorConfig, update: int) -> float:
@@ -142,16 +160,14 @@ def behavior_losses(
     critic_loss = -(w * critic_ll).mean() * ccfg.scale
 
     with torch.no_grad():
-        q = quantiles(dist.std, (0.05, 0.5, 0.95))
-        h_min, h_max = entropy_bounds(imag.raw.shape[-1], actor.min_std, actor.max_std)
+        h_min, h_max = policy_entropy_bounds(acfg, actor.act_dim)
         mean_ent = ent.mean()
-        metrics = {
-            "actor/entropy": mean_ent,
-            "actor/rand": (mean_ent - h_min) / (h_max - h_min),
-            "actor/std_q05": q[0],
-            "actor/std_q50": q[1],
-            "actor/std_q95": q[2],
-            "actor/saturation": (imag.action.abs() > 0.99).any(-1).float().mean(),
+        metrics = {"actor/entropy": mean_ent, "actor/rand": (mean_ent - h_min) / (h_max - h_min)}
+        if not actor.discrete:
+            q = quantiles(dist.std, (0.05, 0.5, 0.95))
+            metrics["actor/std_q05"], metrics["actor/std_q50"], metrics["actor/std_q95"] = q[0], q[1], q[2]
+            metrics["actor/saturation"] = (imag.action.abs() > 0.99).any(-1).float().mean()
+        metrics |= {
             "actor/pg_term": pg.mean(),
             "actor/ent_term": ent_bonus.mean(),
             "actor/adv_abs": adv.abs().mean(),

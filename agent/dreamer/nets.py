@@ -1,8 +1,11 @@
 """Building blocks: RMSNorm + SiLU MLPs, block-diagonal linear layers, categorical
-latents with unimix and straight-through samples, and the two actor distributions.
+latents with unimix and straight-through samples, and the three actor distributions.
 
 Every sampling function takes an explicit `torch.Generator`, so an agent's random
-stream is part of its saved state and a resumed run continues bit for bit.
+stream is part of its saved state and a resumed run continues bit for bit. Each actor
+distribution also samples from given noise (`draw_noise(generator)` then
+`sample_from(noise)` is `sample(generator)`, draw for draw), which is how an exported
+graph samples: the runtime draws the noise and feeds it in.
 """
 
 from __future__ import annotations
@@ -134,12 +137,17 @@ def onehot_mode(probs: Tensor) -> Tensor:
     return torch.zeros_like(probs).scatter_(-1, probs.argmax(-1, keepdim=True), 1.0)
 
 
+def onehot_at(probs: Tensor, u: Tensor) -> Tensor:
+    """The one-hot class a uniform u in [0, 1) picks by inverse CDF: the first class whose
+    cumulative probability exceeds u. probs [..., C], u [..., 1]; no gradient."""
+    idx = (probs.cumsum(-1) < u).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
+    return torch.zeros_like(probs).scatter_(-1, idx, 1.0)
+
+
 def onehot_sample(probs: Tensor, generator: torch.Generator) -> Tensor:
     """A one-hot sample with straight-through gradients: onehot + p - sg(p)."""
     u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device, dtype=probs.dtype)
-    idx = (probs.cumsum(-1) < u).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
-    onehot = torch.zeros_like(probs).scatter_(-1, idx, 1.0)
-    return onehot + probs - probs.detach()
+    return onehot_at(probs, u) + probs - probs.detach()
 
 
 def categorical_kl(p: Tensor, q: Tensor) -> Tensor:
@@ -162,19 +170,30 @@ def _normal_log_prob(x: Tensor, loc: Tensor, std: Tensor) -> Tensor:
     return (-0.5 * z * z - torch.log(std) - 0.5 * math.log(2.0 * math.pi)).sum(-1)
 
 
+def _standard_normal(like: Tensor, generator: torch.Generator) -> Tensor:
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
 class BoundedNormal:
     """DreamerV3's continuous policy: Normal(tanh(m), (max - min) sigmoid(s + 2) + min).
 
     The sample itself is unsquashed; the environment (and imagination) clip it to
-    [-1, 1]. The entropy is the exact Gaussian entropy.
+    [-1, 1]. The entropy is the exact Gaussian entropy. Noise: standard normal [..., A].
     """
+
+    noise_kind = "normal"
 
     def __init__(self, mean: Tensor, std: Tensor):
         self.mean, self.std = mean, std
 
-    def sample(self, generator: torch.Generator) -> Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+    def draw_noise(self, generator: torch.Generator) -> Tensor:
+        return _standard_normal(self.mean, generator)
+
+    def sample_from(self, noise: Tensor) -> Tensor:
         return self.mean + self.std * noise
+
+    def sample(self, generator: torch.Generator) -> Tensor:
+        return self.sample_from(self.draw_noise(generator))
 
     @staticmethod
     def to_action(raw: Tensor) -> Tensor:
@@ -195,15 +214,23 @@ class TanhNormal:
 
     log pi(a) includes the tanh change of variables, and the entropy is the entropy of
     the squashed action, estimated from one reparameterised sample as -log pi(a)
-    (the Gaussian's entropy would keep rising while the actions saturate).
+    (the Gaussian's entropy would keep rising while the actions saturate). Noise:
+    standard normal [..., A].
     """
+
+    noise_kind = "normal"
 
     def __init__(self, loc: Tensor, std: Tensor):
         self.loc, self.std = loc, std
 
-    def sample(self, generator: torch.Generator) -> Tensor:
-        noise = torch.randn(self.loc.shape, generator=generator, device=self.loc.device, dtype=self.loc.dtype)
+    def draw_noise(self, generator: torch.Generator) -> Tensor:
+        return _standard_normal(self.loc, generator)
+
+    def sample_from(self, noise: Tensor) -> Tensor:
         return self.loc + self.std * noise
+
+    def sample(self, generator: torch.Generator) -> Tensor:
+        return self.sample_from(self.draw_noise(generator))
 
     @staticmethod
     def to_action(raw: Tensor) -> Tensor:
@@ -221,20 +248,145 @@ class TanhNormal:
         return torch.tanh(self.loc)
 
 
-ActionDist = BoundedNormal | TanhNormal
+# ---- discrete actions ------------------------------------------------------------
+
+# The 8 directions of a full-force move, counter-clockwise from +x (diagonals push
+# both axes at full force; the game clips each value to [-1, 1] on its own).
+DIRECTIONS = ((1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1))
+TURNS = ((0, "no turn"), (1, "turn left (torque +1, counter-clockwise)"), (-1, "turn right (torque -1)"))
+
+
+def _bins3() -> tuple[tuple[tuple[float, ...], ...], ...]:
+    """4 groups (x force, y force, torque, shoot) of 3 classes: the value -1, 0 or +1 in
+    that dimension, 0 in the others."""
+    return tuple(tuple(tuple(float(v) if d == g else 0.0 for d in range(4)) for v in (-1, 0, 1)) for g in range(4))
+
+
+def _joint25() -> tuple[tuple[tuple[float, ...], ...], ...]:
+    """One group of 25 joint actions (x, y, torque, shoot): index 8 t + k is direction k
+    of DIRECTIONS with turn t of TURNS (0-7 no turn, 8-15 left, 16-23 right); 24 shoots."""
+    moves = tuple((float(x), float(y), float(turn), 0.0) for turn, _ in TURNS for x, y in DIRECTIONS)
+    return (moves + ((0.0, 0.0, 0.0, 1.0),),)
+
+
+# name -> groups of classes, each class an action vector (x force, y force, torque, shoot).
+# The names are agent/config.py's CHOICES[("actor", "action_set")].
+ACTION_SETS: dict[str, tuple[tuple[tuple[float, ...], ...], ...]] = {"bins3": _bins3(), "joint25": _joint25()}
+
+
+def action_table(action_set: str) -> Tensor:
+    """The action set as a float32 tensor [groups, classes, 4]."""
+    if action_set not in ACTION_SETS:
+        raise ValueError(f"unknown action set {action_set!r}; choices: {', '.join(ACTION_SETS)}")
+    return torch.tensor(ACTION_SETS[action_set], dtype=torch.float32)
+
+
+def max_discrete_entropy(action_set: str) -> float:
+    """sum over the groups of ln(classes): the entropy of the uniform policy."""
+    return sum(math.log(len(group)) for group in ACTION_SETS[action_set])
+
+
+class Discrete:
+    """Independent categoricals over an action set (DreamerV3's discrete policy).
+
+    G groups of C classes (`action_table`); probs = (1 - unimix) softmax(logits) +
+    unimix / C per group (official: 1% unimix). A sample (the `raw` value that
+    REINFORCE scores) is the flattened one-hot [..., G * C]; its action is
+    sum_g table[g, class_g], so `to_action` is one matrix product with the table
+    [G * C, 4]. log pi = sum_g log p_g(class_g); the entropy is exact,
+    H = -sum_g sum_c p_gc ln p_gc, within [0, sum_g ln C] (`max_discrete_entropy`).
+    The mode takes each group's most likely class. Noise: one uniform in [0, 1) per group
+    [..., G], which picks the class by inverse CDF (`onehot_at`).
+
+    Action sets (`ACTION_SETS`): 'bins3', 4 groups of 3 classes, the values -1, 0, +1 of
+    each action dimension (81 joint actions); 'joint25', one group of 25 actions:
+
+    | index | x force, y force (DIRECTIONS[k]) | torque | shoot |
+    | --- | --- | --- | --- |
+    | 0-7 | (1,0) (1,1) (0,1) (-1,1) (-1,0) (-1,-1) (0,-1) (1,-1) for k = 0-7 | 0 | 0 |
+    | 8-15 | the same 8 directions | +1 (turn left) | 0 |
+    | 16-23 | the same 8 directions | -1 (turn right) | 0 |
+    | 24 | (0, 0), no move | 0 | 1 (shoot) |
+
+    Of the 25 moves {stay, 8 directions} x {no turn} + {8 directions} x {left, right},
+    the pure no-op (stay, no turn, no shoot) is the one left out: the shoot action is that
+    no-op whenever the agent does not hold the puck, and releases it when it does.
+    """
+
+    noise_kind = "uniform"
+
+    def __init__(self, logits: Tensor, table: Tensor, unimix: float):
+        self.probs = unimix_probs(logits, unimix)  # [..., G, C], float32
+        self.table = table  # [G, C, A]
+
+    def draw_noise(self, generator: torch.Generator) -> Tensor:
+        shape = self.probs.shape[:-1]
+        return torch.rand(shape, generator=generator, device=self.probs.device, dtype=self.probs.dtype)
+
+    def sample_from(self, noise: Tensor) -> Tensor:
+        return onehot_at(self.probs, noise.unsqueeze(-1)).flatten(-2)
+
+    def sample(self, generator: torch.Generator) -> Tensor:
+        return self.sample_from(self.draw_noise(generator))
+
+    def to_action(self, raw: Tensor) -> Tensor:
+        return raw @ self.table.flatten(0, 1)
+
+    def log_prob(self, raw: Tensor) -> Tensor:
+        return (raw.unflatten(-1, self.probs.shape[-2:]) * torch.log(self.probs)).sum((-2, -1))
+
+    def entropy(self, generator: torch.Generator) -> Tensor:
+        return -(self.probs * torch.log(self.probs)).sum((-2, -1))
+
+    def mode(self) -> Tensor:
+        return self.to_action(onehot_mode(self.probs).flatten(-2))
+
+
+ActionDist = BoundedNormal | TanhNormal | Discrete
+ACTOR_DISTS = ("bounded_normal", "tanh_normal", "discrete")
 
 
 class Actor(nn.Module):
-    """Features -> action distribution (`dist` 'bounded_normal' or 'tanh_normal')."""
+    """Features -> action distribution (`dist` 'bounded_normal', 'tanh_normal' or
+    'discrete' over `action_set` with `unimix`).
 
-    def __init__(self, feat_dim: int, act_dim: int, units: int, layers: int, dist: str, min_std: float, max_std: float):
+    The head outputs 2 A values (mean and std parameters) for the continuous
+    distributions, G * C logits for 'discrete'. A sample is driven by noise of
+    `noise_size` values per row, of kind `noise_kind` ('normal' or 'uniform').
+    """
+
+    table: Tensor
+
+    def __init__(
+        self,
+        feat_dim: int,
+        act_dim: int,
+        units: int,
+        layers: int,
+        dist: str,
+        min_std: float,
+        max_std: float,
+        action_set: str = "bins3",
+        unimix: float = 0.01,
+    ):
         super().__init__()
-        if dist not in ("bounded_normal", "tanh_normal"):
-            raise ValueError(f"unknown actor dist {dist!r}; choices: bounded_normal, tanh_normal")
+        if dist not in ACTOR_DISTS:
+            raise ValueError(f"unknown actor dist {dist!r}; choices: {', '.join(ACTOR_DISTS)}")
         self.dist, self.act_dim, self.min_std, self.max_std = dist, act_dim, min_std, max_std
+        self.action_set, self.unimix = action_set, unimix
+        self.discrete = dist == "discrete"
+        if self.discrete:
+            table = action_table(action_set)
+            if table.shape[-1] != act_dim:
+                raise ValueError(f"action set {action_set!r} holds {table.shape[-1]}-value actions, not {act_dim}")
+            self.register_buffer("table", table, persistent=False)
+            self.groups, self.classes = table.shape[0], table.shape[1]
+            outputs, self.noise_size, self.noise_kind = self.groups * self.classes, self.groups, "uniform"
+        else:
+            outputs, self.noise_size, self.noise_kind = 2 * act_dim, act_dim, "normal"
         self.mlp = MLP(feat_dim, units, layers)
-        self.out = nn.Linear(self.mlp.out_dim, 2 * act_dim)
-        with torch.no_grad():  # small initial outputs: mean ~ 0, std ~ its initial value
+        self.out = nn.Linear(self.mlp.out_dim, outputs)
+        with torch.no_grad():  # small initial outputs: mean ~ 0, std ~ its initial value; near-uniform logits
             self.out.weight.mul_(0.01)
             self.out.bias.zero_()
         self.out.out_scale = 0.01  # the official output scale, kept by official_init
@@ -243,11 +395,13 @@ class Actor(nn.Module):
         return self.dist_from(self.head(feat))
 
     def head(self, feat: Tensor) -> Tensor:
-        """Features -> the distribution's raw parameters [..., 2 * act_dim], float32."""
+        """Features -> the distribution's raw parameters [..., 2 A or G C], float32."""
         return self.out(self.mlp(feat)).float()
 
     def dist_from(self, head: Tensor) -> ActionDist:
         """The distribution of `head(feat)` outputs (stacked outputs give a batched one)."""
+        if self.discrete:
+            return Discrete(head.reshape(*head.shape[:-1], self.groups, self.classes), self.table, self.unimix)
         m, s = head.chunk(2, -1)
         std = (self.max_std - self.min_std) * torch.sigmoid(s + 2.0) + self.min_std
         if self.dist == "bounded_normal":

@@ -4,7 +4,9 @@ The numbers refer to the bounded_normal actor of DreamerV3 with the std bounds o
 run's own config (official: std in [0.1, 1]); with 4 action dimensions the
 per-dimension Gaussian entropy 0.5 ln(2 pi e std^2) then lies in [-0.884, +1.419] nats,
 the 4-dimensional sum in [-3.53, +5.68]. Negative values are normal. `actor/rand` maps
-that range onto [0, 1] and is the number to watch.
+that range onto [0, 1] and is the number to watch. A discrete actor (actor.dist=discrete)
+has the exact categorical entropy in [0, sum ln classes] and no std: its runs log no
+std quantiles or saturation, so the flags built on them stay silent.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from agent.config import ActorConfig, load_config
-from agent.dreamer.behavior import entropy_bounds
+from agent.dreamer.behavior import policy_entropy_bounds
 from agent.game.rules import ACTION_SIZE
 from agent.training.checkpoint import CONFIG_FILE
 from agent.training.metrics import read_rows
@@ -27,18 +29,29 @@ ACT_DIM = ACTION_SIZE
 
 @dataclass(frozen=True)
 class Bounds:
-    """The actor's std bounds and the entropy range they give: the run's own, or the official."""
+    """The actor's distribution and std bounds, and the entropy range they give: the
+    run's own, or the official (bounded_normal, std in [0.1, 1])."""
 
     min_std: float = ActorConfig.min_std
     max_std: float = ActorConfig.max_std
+    dist: str = ActorConfig.dist
+    action_set: str = ActorConfig.action_set
+
+    @property
+    def discrete(self) -> bool:
+        return self.dist == "discrete"
+
+    def _entropy_bounds(self) -> tuple[float, float]:
+        actor = ActorConfig(dist=self.dist, action_set=self.action_set, min_std=self.min_std, max_std=self.max_std)
+        return policy_entropy_bounds(actor, ACT_DIM)
 
     @property
     def h_min(self) -> float:
-        return entropy_bounds(ACT_DIM, self.min_std, self.max_std)[0]
+        return self._entropy_bounds()[0]
 
     @property
     def h_max(self) -> float:
-        return entropy_bounds(ACT_DIM, self.min_std, self.max_std)[1]
+        return self._entropy_bounds()[1]
 
     @property
     def collapse_std(self) -> float:
@@ -52,7 +65,13 @@ class Bounds:
         if not path.is_file():
             return cls()
         actor = load_config(path).actor
-        return cls(actor.min_std, actor.max_std)
+        return cls(actor.min_std, actor.max_std, actor.dist, actor.action_set)
+
+    def describe(self) -> str:
+        """The actor these bounds are for, for the report's titles."""
+        if self.discrete:
+            return f"discrete {self.action_set}"
+        return f"{self.dist}, {ACT_DIM} action dims, std in [{self.min_std:g}, {self.max_std:g}]"
 
 
 OFFICIAL = Bounds()
@@ -193,8 +212,9 @@ def find_flags(rows: list[dict[str, Any]], bounds: Bounds = OFFICIAL) -> list[Fl
                     "entropy_collapse",
                     "Entropy collapse",
                     f"{phase} phase (steps {part[0]['step']}-{part[-1]['step']}): mean rand {_fmt(rand)} "
-                    f"(flag below {COLLAPSE_RAND}), median std {_fmt(std50)} (floor {bounds.min_std:g}), "
-                    f"entropy {_fmt(_mean(part, 'actor/entropy'))} nats (min {bounds.h_min:.2f})",
+                    f"(flag below {COLLAPSE_RAND}), "
+                    + ("" if bounds.discrete else f"median std {_fmt(std50)} (floor {bounds.min_std:g}), ")
+                    + f"entropy {_fmt(_mean(part, 'actor/entropy'))} nats (min {bounds.h_min:.2f})",
                     "The policy became near-deterministic before it learned to win. Raise eta (try 1e-3, "
                     "3e-3 with `hockey-agent ablate`), check that S is not tiny (floor must be max(1, S)), "
                     "and check the advantages are not huge (actor/adv_abs).",
@@ -305,6 +325,25 @@ def find_flags(rows: list[dict[str, Any]], bounds: Bounds = OFFICIAL) -> list[Fl
 
 def healthy_ranges(bounds: Bounds = OFFICIAL) -> list[tuple[str, str]]:
     lo, hi = bounds.min_std, bounds.max_std
+    common = [
+        ("ret/at_floor", "share of updates with S < 1: high before the first goals, falling after"),
+        ("actor/adv_abs", "mean |normalised advantage|; tiny (< 0.05) with rand ~1 means no signal"),
+        (
+            "explore/bonus",
+            "only with explore.scale > 0: ensemble disagreement per imagined step, "
+            "falling as the world model learns the states it visits; scale x bonus is added to the reward",
+        ),
+    ]
+    if bounds.discrete:
+        return [
+            (
+                "actor/entropy",
+                f"[{bounds.h_min:.2f}, {bounds.h_max:.2f}] nats, the categoricals' entropies summed "
+                f"({bounds.action_set}; the upper end is the uniform policy, unimix keeps it above 0)",
+            ),
+            ("actor/rand", "[0, 1], entropy / the uniform policy's; starts near 1; near 0 before it wins is collapse"),
+            *common,
+        ]
     return [
         (
             "actor/entropy",
@@ -318,19 +357,15 @@ def healthy_ranges(bounds: Bounds = OFFICIAL) -> list[tuple[str, str]]:
             "[0, 1]; starts at 0.95 (initial std 0.89), falls as the agent learns; near 0 before it wins is collapse",
         ),
         ("actor/std_q05..q95", f"inside [{lo:g}, {hi:g}]; all at {lo:g} or all at {hi:g} is pinned"),
-        ("ret/at_floor", "share of updates with S < 1: high before the first goals, falling after"),
-        ("actor/adv_abs", "mean |normalised advantage|; tiny (< 0.05) with rand ~1 means no signal"),
+        common[0],
+        common[1],
         (
             "actor/saturation",
             f"{centred_saturation(hi):.0%} at std {hi:g} with centred means (from the std alone); "
             f"more than {SATURATION_EXCESS:.0%} above what the std explains "
             f"(at least {SATURATION_MIN:.0%}) is bang-bang",
         ),
-        (
-            "explore/bonus",
-            "only with explore.scale > 0: ensemble disagreement per imagined step, "
-            "falling as the world model learns the states it visits; scale x bonus is added to the reward",
-        ),
+        common[2],
     ]
 
 
@@ -349,7 +384,7 @@ def report(run_dir: str | Path) -> list[Flag]:
         f"[bold]{run_dir}[/]: {len(upd)} update rows, up to env step {upd[-1]['step']}, update {upd[-1]['update']}"
     )
     bounds = Bounds.of_run(run_dir)
-    ranges = Table(title="Healthy ranges (bounded_normal, 4 action dims, this run's std bounds)", show_lines=False)
+    ranges = Table(title=f"Healthy ranges (this run's actor: {bounds.describe()})", show_lines=False)
     ranges.add_column("metric")
     ranges.add_column("healthy")
     for k, v in healthy_ranges(bounds):
