@@ -167,8 +167,9 @@ def load_agent(path: str | Path, device: str = "cpu") -> tuple[Any, Any, dict[st
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> Any:
-    """A deterministic ActingPolicy (actor mean) from a run directory or checkpoint file."""
+    """A deterministic ActingPolicy (actor mean) from a run directory or checkpoint file,
+    holding each action for the run's `train.action_repeat` frames."""
     from agent.dreamer.agent import ActingPolicy
 
-    agent, _, _ = load_agent(path, device)
-    return ActingPolicy(agent, deterministic=True)
+    agent, cfg, _ = load_agent(path, device)
+    return ActingPolicy(agent, deterministic=True, action_repeat=cfg.train.action_repeat)
