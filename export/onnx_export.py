@@ -140,7 +140,13 @@ def _export_dynamo(step: torch.nn.Module, args: tuple[Any, ...], opset: int) -> 
 
 
 def build_metadata(
-    preset: str, train_step: int, deter_size: int, stoch_size: int, initial_state: np.ndarray, exporter: str
+    preset: str,
+    train_step: int,
+    deter_size: int,
+    stoch_size: int,
+    initial_state: np.ndarray,
+    exporter: str,
+    action_repeat: int = 1,
 ) -> dict[str, str]:
     """The metadata strings of the graph contract."""
     import torch
@@ -160,6 +166,7 @@ def build_metadata(
         "deter_size": str(deter_size),
         "stoch_size": str(stoch_size),
         "initial_state": json.dumps(initial),
+        "action_repeat": str(int(action_repeat)),
     }
 
 
@@ -197,7 +204,8 @@ def export_agent(
 ) -> dict[str, str]:
     """Export `agent`'s acting step to `out` (checked, metadata attached); returns the metadata.
 
-    `opset` None takes the exporter's default (DEFAULT_OPSET).
+    `opset` None takes the exporter's default (DEFAULT_OPSET). The action repeat in the
+    metadata is the agent's config's `train.action_repeat` (the checkpoint's).
     """
     import onnx
     import torch
@@ -227,7 +235,15 @@ def export_agent(
             raw = _export_dynamo(step, args, opset)
     model = onnx.load_from_string(raw)
     _declare_output_shapes(model, {"action": ACTION_SIZE, "next_state": step.state_size})
-    metadata = build_metadata(preset, train_step, step.deter_size, step.stoch_size, initial_state, exporter)
+    metadata = build_metadata(
+        preset,
+        train_step,
+        step.deter_size,
+        step.stoch_size,
+        initial_state,
+        exporter,
+        action_repeat=agent.cfg.train.action_repeat,
+    )
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model, full_check=True)
@@ -307,7 +323,8 @@ def check_export(
     MIN_CHECK_STEPS times. Each game is played twice with the same seeds against the
     same scripted opponent: once driven by the PyTorch agent with the ONNX agent acting alongside on the same
     observations (each feeding back its own state), which gives the differences, and
-    once driven by the ONNX agent alone, which gives its outcome.
+    once driven by the ONNX agent alone, which gives its outcome. Both hold their actions
+    for the agent's action repeat (the PyTorch agent's config, the file's metadata).
     """
     from agent.dreamer.agent import ActingPolicy
     from agent.players.match import play_game
@@ -318,7 +335,8 @@ def check_export(
     if games < 1:
         raise ValueError(f"games must be at least 1, got {games}")
     agent = _cpu_eval_copy(agent)
-    lockstep = Lockstep(ActingPolicy(agent, deterministic=True), OnnxAgent(onnx_path))
+    repeat = agent.cfg.train.action_repeat
+    lockstep = Lockstep(ActingPolicy(agent, deterministic=True, action_repeat=repeat), OnnxAgent(onnx_path))
     onnx_player = OnnxAgent(onnx_path)
     torch_rounds, onnx_rounds = [], []
     game = 0

@@ -6,6 +6,11 @@ and output names, sizes, metadata) is the one in docs/ARCHITECTURE.md ("The expo
 agent"); a file that breaks it is refused at load time with `AgentFileError`, while bad
 observations at acting time are repaired and logged, because a tournament game must
 never crash mid-round.
+
+Action repeat: the metadata's `action_repeat` k makes the agent play as it was trained:
+the graph runs on every k-th call of a game after its reset (the first call included),
+and the calls in between answer the held action. A file exported before the key existed
+plays with 1, and says so once per file.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from agent.config import MAX_ACTION_REPEAT
 from agent.game.rules import ACTION_SIZE, OBS_SIZE
 
 logger = logging.getLogger(__name__)
@@ -49,6 +55,8 @@ MAX_INT_CHARS = 20
 # Game observations stay within a few tens (positions +-5, speeds ~25, counters <= 15);
 # anything beyond this is corrupt input, clipped so float32 and symlog stay finite.
 OBS_LIMIT = 1.0e4
+# agent files without `action_repeat` already noted (once per file and process)
+_NOTED_WITHOUT_REPEAT: set[str] = set()
 
 
 class AgentFileError(ValueError):
@@ -183,12 +191,23 @@ def repair_observation(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return values, problems
 
 
+def _note_without_repeat(path: str) -> None:
+    """Say once per agent file (and process) that it carries no action repeat."""
+    key = os.path.realpath(path)
+    if key not in _NOTED_WITHOUT_REPEAT:
+        _NOTED_WITHOUT_REPEAT.add(key)
+        logger.warning(
+            "%s has no action_repeat in its metadata (exported before the key existed): it acts every frame", path
+        )
+
+
 class OnnxAgent:
     """A learned player running one exported ONNX acting step per call.
 
     Implements the `Policy` protocol (`reset`, `act`) for one game, and `act_batch`
     with per-row recurrent states for many games at once (`reset_batch`, `reset_rows`).
-    The single-game state and the batch state are independent.
+    The single-game state and the batch state are independent. Each game holds its
+    action for `action_repeat` calls (the metadata's; 1 when it has none).
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
@@ -227,6 +246,11 @@ class OnnxAgent:
         self.obs_layout = _json_list(metadata, "obs_layout", OBS_SIZE)
         self.action_layout = _json_list(metadata, "action_layout", ACTION_SIZE)
         self._initial = _initial_state(metadata, self.state_size)
+        if "action_repeat" in metadata:
+            self.action_repeat = _positive_int(metadata, "action_repeat", MAX_ACTION_REPEAT)
+        else:
+            self.action_repeat = 1
+            _note_without_repeat(self.path)
 
         inputs = {"obs": OBS_SIZE, "prev_action": ACTION_SIZE, "state": self.state_size}
         outputs = {"action": ACTION_SIZE, "next_state": self.state_size}
@@ -312,19 +336,28 @@ class OnnxAgent:
         return action, next_state, action.astype(np.float64)
 
     def reset(self) -> None:
-        """Start a round: initial state from the metadata, previous action zeros."""
+        """Start a round: initial state from the metadata, previous action zeros, the
+        action repeat restarted (the next call runs the graph)."""
         self._state = self._initial[None, :].copy()
         self._prev = np.zeros((1, ACTION_SIZE), dtype=np.float32)
+        self._hold = 0  # calls left that answer the held action
+        self._held = np.zeros(ACTION_SIZE)
         self._warned = False
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """One step for the single game: 18 observation values -> 4 actions (float64, in [-1, 1])."""
+        """One step for the single game: 18 observation values -> 4 actions (float64, in [-1, 1]).
+
+        The graph runs on every `action_repeat`-th call after `reset`; the others answer the held action."""
         values = self._sanitize(obs)
         if values.shape != (OBS_SIZE,):
             raise ValueError(f"observation must hold {OBS_SIZE} values, got shape {values.shape}")
+        if self._hold > 0:
+            self._hold -= 1
+            return self._held.copy()
         action, self._state, result = self._step(values[None, :], self._prev, self._state)
         self._prev = action
-        return result[0]
+        self._held, self._hold = result[0], self.action_repeat - 1
+        return result[0].copy()
 
     def reset_batch(self, batch: int) -> None:
         """Start `batch` independent games for `act_batch`, all at the initial state."""
@@ -332,6 +365,8 @@ class OnnxAgent:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
         self._batch_state = np.tile(self._initial, (batch, 1))
         self._batch_prev = np.zeros((batch, ACTION_SIZE), dtype=np.float32)
+        self._batch_hold = np.zeros(batch, dtype=np.int64)  # per game: calls left that answer the held action
+        self._batch_held = np.zeros((batch, ACTION_SIZE))
         self._warned = False
 
     def reset_rows(self, rows: Any) -> None:
@@ -347,6 +382,7 @@ class OnnxAgent:
             raise ValueError(f"rows must be integer indices in [-{batch}, {batch}), got {rows!r}")
         self._batch_state[index] = self._initial
         self._batch_prev[index] = 0.0
+        self._batch_hold[index] = 0
 
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
         """One step for every batch game: obs [B,18] -> actions [B,4] (float64, in [-1, 1])."""
@@ -357,9 +393,7 @@ class OnnxAgent:
                 f"batch observations must have shape ({batch}, {OBS_SIZE}), got {values.shape}; "
                 "call reset_batch(B) to change the batch size"
             )
-        action, self._batch_state, result = self._step(values, self._batch_prev, self._batch_state)
-        self._batch_prev = action
-        return result
+        return self._act_index(np.arange(batch), values)
 
     def act_rows(self, rows: Any, obs: np.ndarray) -> np.ndarray:
         """One step for some batch games (integer indices): obs [k,18] -> actions [k,4].
@@ -369,15 +403,26 @@ class OnnxAgent:
         values = self._sanitize(obs)
         if values.shape != (index.size, OBS_SIZE):
             raise ValueError(f"observations must have shape ({index.size}, {OBS_SIZE}), got {values.shape}")
-        action, state, result = self._step(values, self._batch_prev[index], self._batch_state[index])
-        self._batch_state[index] = state
-        self._batch_prev[index] = action
-        return result
+        return self._act_index(index, values)
+
+    def _act_index(self, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The batch games `index` on checked observations: the graph runs for the games
+        whose held action has run out, the others answer theirs."""
+        due = self._batch_hold[index] == 0
+        self._batch_hold[index[~due]] -= 1
+        if due.any():
+            rows = index[due]
+            action, state, result = self._step(values[due], self._batch_prev[rows], self._batch_state[rows])
+            self._batch_state[rows] = state
+            self._batch_prev[rows] = action
+            self._batch_held[rows] = result
+            self._batch_hold[rows] = self.action_repeat - 1
+        return self._batch_held[index].copy()
 
     def __repr__(self) -> str:
         return (
             f"OnnxAgent({self.path!r}, preset={self.preset!r}, train_step={self.train_step}, "
-            f"state_size={self.state_size})"
+            f"state_size={self.state_size}, action_repeat={self.action_repeat})"
         )
 
 
@@ -386,5 +431,6 @@ def describe(agent: OnnxAgent) -> str:
     size_kib = math.ceil(os.path.getsize(agent.path) / 1024)
     return (
         f"{os.path.basename(agent.path)}: preset {agent.preset}, train step {agent.train_step}, "
-        f"state {agent.deter_size}+{agent.stoch_size}, {size_kib} KiB, exporter {agent.exporter_version}"
+        f"state {agent.deter_size}+{agent.stoch_size}, action repeat {agent.action_repeat}, {size_kib} KiB, "
+        f"exporter {agent.exporter_version}"
     )

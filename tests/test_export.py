@@ -30,9 +30,9 @@ from export.runtime import OnnxAgent
 torch.set_num_threads(1)
 
 
-def make_agent(seed: int = 0) -> DreamerAgent:
+def make_agent(seed: int = 0, *overrides: str) -> DreamerAgent:
     torch.manual_seed(seed)
-    return DreamerAgent(make_config("tiny")).eval()
+    return DreamerAgent(make_config("tiny", overrides)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,7 @@ def test_cli_export_with_check(run_dir: Path, tmp_path: Path) -> None:
     assert agent.obs_layout == list(OBS_LAYOUT) and len(OBS_LAYOUT) == 18
     assert agent.action_layout == list(ACTION_LAYOUT)
     assert json.loads(agent.metadata["initial_state"]) == {"kind": "zeros"}
+    assert agent.metadata["action_repeat"] == "1" and agent.action_repeat == 1
     assert "torchscript" in agent.exporter_version
     graph = onnx.load(out).graph
     shapes = {
@@ -78,6 +79,25 @@ def test_cli_export_with_check(run_dir: Path, tmp_path: Path) -> None:
         "next_state": ["batch", agent.state_size],
     }
     assert [p.name for p in tmp_path.iterdir()] == ["agent.onnx"]  # no temporary file left
+
+
+def test_an_agent_trained_with_action_repeat_exports_it_and_the_check_passes(tmp_path: Path) -> None:
+    agent = make_agent(2, "train.action_repeat=2")
+    run = tmp_path / "run"
+    run.mkdir()
+    counters = {"env_steps": 800, "updates": 7, "episodes": 3, "time": 1.0}
+    payload = {"preset": "tiny", "config": config_to_dict(agent.cfg), "model": agent.state_dict()}
+    checkpoint.save(run / checkpoint.CHECKPOINT_FILE, {**payload, "counters": counters})
+    out = tmp_path / "agent.onnx"
+    result = CliRunner().invoke(export_cmd, [str(run), "-o", str(out), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "action repeat 2" in result.output and "PASS" in result.output
+    onnx_agent = OnnxAgent(out)
+    assert onnx_agent.metadata["action_repeat"] == "2" and onnx_agent.action_repeat == 2
+    # the check compares the two agents as they play: both hold each action for 2 frames
+    loaded = load_checkpoint_agent(run)
+    report = check_export(loaded.agent, out, games=1, seed=1)
+    assert report.ok and report.steps >= 250
 
 
 def test_check_fails_on_a_different_agent(run_dir: Path, tmp_path: Path) -> None:
