@@ -326,6 +326,16 @@ def test_train_command_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and f"{tmp_path / 'missing'} has no checkpoint to resume from" in res.output
 
 
+def test_action_repeat_option_sets_the_field() -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.train import build_config, train
+
+    assert build_config("tiny", {"action_repeat": 2}, (), None).train.action_repeat == 2
+    assert build_config("tiny", {"action_repeat": None}, (), None).train.action_repeat == 1
+    assert "--action-repeat" in CliRunner().invoke(train, ["--help"]).output
+
+
 def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
@@ -368,6 +378,8 @@ def _error_line(output: str) -> str:
         (["--set", "train.train_ratio=-inf"], "train.train_ratio"),
         (["--set", "train.eval_rounds=0"], "train.eval_rounds"),
         (["--seed", "-1"], "train.seed"),
+        (["--action-repeat", "0"], "train.action_repeat=0: must be in [1, 2147483647]"),
+        (["--set", "train.action_repeat=-1"], "train.action_repeat=-1: must be in [1, 2147483647]"),
     ],
 )
 def test_train_refuses_non_finite_and_out_of_range_values(tmp_path: Path, args: list[str], field: str) -> None:
