@@ -141,7 +141,10 @@ class TrainConfig:
 
     steps: int = 1_000_000  # env steps of the learner
     envs: int = 8  # games stepped in a batch
-    train_ratio: float = 512.0  # replayed steps per env step
+    # game frames each learner decision is held for (1: it acts every frame); env steps,
+    # `steps` and every schedule in env steps count frames, the train ratio counts decisions
+    action_repeat: int = 1
+    train_ratio: float = 512.0  # replayed rows per collected row (one row per decision)
     batch_size: int = 16
     seq_len: int = 64
     replay_capacity: int = 1_000_000
@@ -217,6 +220,8 @@ _POS = (0.0, None, False)  # > 0
 _NONNEG = (0.0, None, True)  # >= 0
 _ONE_UP = (1, None, True)  # >= 1
 _UNIT = (0.0, 1.0, True)  # in [0, 1]
+# the longest action repeat; the torch-free runtime refuses an agent file claiming more
+MAX_ACTION_REPEAT = 2**31 - 1
 # (section, field) -> (low, high, low included); high is always included. Every float must
 # also be finite; a field without a range here takes any finite value.
 RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
@@ -258,6 +263,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
     ("explore", "clip"): _POS,
     **{("train", f): _ONE_UP for f in ("steps", "envs", "batch_size", "seq_len", "replay_capacity", "log_every")},
     ("train", "train_ratio"): _POS,
+    ("train", "action_repeat"): (1, MAX_ACTION_REPEAT, True),
     ("train", "prefill"): _NONNEG,
     ("train", "eval_every"): _NONNEG,
     ("train", "eval_rounds"): _ONE_UP,

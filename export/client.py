@@ -5,7 +5,9 @@ we are ready, announces games and asks for one action per step. The client's job
 answer every call with something valid whatever the server sends (a tournament game must
 never crash mid-round), to reset the agent's recurrent state at every round start (which
 the server never announces, see `export.rounds`), to survive dropped connections and
-server restarts, and to keep score.
+server restarts, and to keep score. The server asks for an action every frame; an
+agent trained with an action repeat holds its actions itself (`OnnxAgent`), and the
+reset at a round start restarts its repeat, so it decides on the round's first frame.
 
 Runs on the base install only (numpy, onnxruntime, twisted, click, rich): no torch, no
 game. The access token is never printed or logged; any server text that echoes it is

@@ -127,7 +127,10 @@ def client(
         except (AgentFileError, FileNotFoundError) as exc:
             raise click.ClickException(f"cannot use agent file: {exc}") from None
         label = f"agent {describe(policy)}"
-        console.print(label, markup=False)
+        try:
+            console.print(label, markup=False)
+        except (OSError, SystemExit):  # stdout already gone (rich exits on a broken pipe): play on
+            pass
 
     from export.client import TournamentClient
 

@@ -157,9 +157,10 @@ def build_metadata(
     initial_state: np.ndarray,
     exporter: str,
     noise_inputs: dict[str, tuple[str, int]] | None = None,
+    action_repeat: int = 1,
 ) -> dict[str, str]:
     """The metadata strings of the graph contract; `noise_inputs` (name -> (kind, size))
-    makes it a sampled policy's."""
+    makes it a sampled policy's; `action_repeat` is the run's."""
     import torch
 
     if np.any(initial_state):
@@ -183,6 +184,7 @@ def build_metadata(
         "initial_state": json.dumps(initial),
         "policy": "sample" if noise_inputs else "mean",
         **sampled,
+        "action_repeat": str(int(action_repeat)),
     }
 
 
@@ -222,7 +224,8 @@ def export_agent(
     """Export `agent`'s acting step to `out` (checked, metadata attached); returns the metadata.
 
     `opset` None takes the exporter's default (DEFAULT_OPSET); `policy` is 'mean' or
-    'sample' (the module docstring).
+    'sample' (the module docstring). The action repeat in the metadata is the agent's
+    config's `train.action_repeat` (the checkpoint's).
     """
     import onnx
     import torch
@@ -261,7 +264,14 @@ def export_agent(
     model = onnx.load_from_string(raw)
     _declare_output_shapes(model, {"action": ACTION_SIZE, "next_state": step.state_size})
     metadata = build_metadata(
-        preset, train_step, step.deter_size, step.stoch_size, initial_state, exporter, noise_inputs
+        preset,
+        train_step,
+        step.deter_size,
+        step.stoch_size,
+        initial_state,
+        exporter,
+        noise_inputs,
+        action_repeat=agent.cfg.train.action_repeat,
     )
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, metadata)
@@ -275,8 +285,10 @@ class NoiseFedPolicy:
     game, fed the noise an `OnnxAgent` of the same file and seed draws, draw for draw:
     the PyTorch side of a sampled graph's check."""
 
-    def __init__(self, agent: DreamerAgent, noise_inputs: dict[str, tuple[str, int]], seed: int) -> None:
-        self.agent, self.noise_inputs = agent, noise_inputs
+    def __init__(
+        self, agent: DreamerAgent, noise_inputs: dict[str, tuple[str, int]], seed: int, action_repeat: int = 1
+    ) -> None:
+        self.agent, self.noise_inputs, self.action_repeat = agent, noise_inputs, action_repeat
         self.rng = np.random.default_rng(seed)
         self.reset()
 
@@ -285,10 +297,16 @@ class NoiseFedPolicy:
 
         self.state = self.agent.initial_state(1)
         self.prev_action = torch.zeros(1, ACTION_SIZE)
+        self._hold, self._held = 0, np.zeros(ACTION_SIZE)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        """A new sampled action every `action_repeat` calls (drawing noise only then, as the
+        runtime does), the held one in between."""
         import torch
 
+        if self._hold > 0:
+            self._hold -= 1
+            return self._held.copy()
         noise = {k: torch.as_tensor(v) for k, v in draw_noise(self.rng, self.noise_inputs, 1).items()}
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
         with torch.no_grad():
@@ -296,7 +314,8 @@ class NoiseFedPolicy:
                 obs_t, self.prev_action, self.state["deter"], self.state["stoch"], noise["noise"], noise["latent_noise"]
             )
         self.state, self.prev_action = {"deter": deter, "stoch": stoch}, action
-        return action[0].numpy().astype(np.float64)
+        self._held, self._hold = action[0].numpy().astype(np.float64), self.action_repeat - 1
+        return self._held.copy()
 
 
 class Lockstep:
@@ -374,7 +393,8 @@ def check_export(
     once driven by the ONNX agent alone, which gives its outcome. A sampled graph
     (metadata policy 'sample') is checked with the same noise fed to both sides: the
     runtime's generator seeded `seed` and the same draws for the PyTorch step
-    (`NoiseFedPolicy`).
+    (`NoiseFedPolicy`). Both hold their actions for the agent's action repeat (the
+    PyTorch agent's config, the file's metadata).
     """
     from agent.dreamer.agent import ActingPolicy
     from agent.players.match import play_game
@@ -385,10 +405,11 @@ def check_export(
     if games < 1:
         raise ValueError(f"games must be at least 1, got {games}")
     agent = _cpu_eval_copy(agent)
+    repeat = agent.cfg.train.action_repeat
     onnx_agent = OnnxAgent(onnx_path, seed=seed)
-    torch_actor: ActingPolicy | NoiseFedPolicy = ActingPolicy(agent, deterministic=True)
+    torch_actor: ActingPolicy | NoiseFedPolicy = ActingPolicy(agent, deterministic=True, action_repeat=repeat)
     if onnx_agent.policy == "sample":
-        torch_actor = NoiseFedPolicy(agent, onnx_agent.noise_inputs, seed)
+        torch_actor = NoiseFedPolicy(agent, onnx_agent.noise_inputs, seed, action_repeat=repeat)
     lockstep = Lockstep(torch_actor, onnx_agent)
     onnx_player = OnnxAgent(onnx_path, seed=seed)
     torch_rounds, onnx_rounds = [], []

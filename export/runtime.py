@@ -11,6 +11,11 @@ A file whose metadata says `policy` = "sample" samples its actions: its graph ta
 noise inputs that `noise_inputs` lists, and the runtime draws them every step from its
 own numpy generator (`OnnxAgent(path, seed=...)`; seed None draws from the operating
 system, so every client run plays differently). Files without the key act the mean.
+
+Action repeat: the metadata's `action_repeat` k makes the agent play as it was trained:
+the graph runs on every k-th call of a game after its reset (the first call included),
+and the calls in between answer the held action. A file exported before the key existed
+plays with 1, and says so once per file.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from agent.config import MAX_ACTION_REPEAT
 from agent.game.rules import ACTION_SIZE, OBS_SIZE
 
 logger = logging.getLogger(__name__)
@@ -56,6 +62,8 @@ MAX_INT_CHARS = 20
 # Game observations stay within a few tens (positions +-5, speeds ~25, counters <= 15);
 # anything beyond this is corrupt input, clipped so float32 and symlog stay finite.
 OBS_LIMIT = 1.0e4
+# agent files without `action_repeat` already noted (once per file and process)
+_NOTED_WITHOUT_REPEAT: set[str] = set()
 
 
 class AgentFileError(ValueError):
@@ -226,6 +234,16 @@ def repair_observation(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return values, problems
 
 
+def _note_without_repeat(path: str) -> None:
+    """Say once per agent file (and process) that it carries no action repeat."""
+    key = os.path.realpath(path)
+    if key not in _NOTED_WITHOUT_REPEAT:
+        _NOTED_WITHOUT_REPEAT.add(key)
+        logger.warning(
+            "%s has no action_repeat in its metadata (exported before the key existed): it acts every frame", path
+        )
+
+
 class OnnxAgent:
     """A learned player running one exported ONNX acting step per call.
 
@@ -234,7 +252,8 @@ class OnnxAgent:
     The single-game state and the batch state are independent. A sampled policy
     (`policy` == "sample") draws its noise from a numpy generator seeded with `seed`
     (None: fresh entropy); one generator serves all calls, so a seed repeats a whole
-    sequence of calls.
+    sequence of calls. Each game holds its action for `action_repeat` calls (the
+    metadata's; 1 when it has none).
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 1, seed: int | None = None) -> None:
@@ -276,6 +295,11 @@ class OnnxAgent:
         self.noise_inputs = _noise_inputs(metadata)
         self.policy = "sample" if self.noise_inputs else "mean"
         self._rng = np.random.default_rng(seed)
+        if "action_repeat" in metadata:
+            self.action_repeat = _positive_int(metadata, "action_repeat", MAX_ACTION_REPEAT)
+        else:
+            self.action_repeat = 1
+            _note_without_repeat(self.path)
 
         inputs = {"obs": OBS_SIZE, "prev_action": ACTION_SIZE, "state": self.state_size}
         inputs |= {name: size for name, (_, size) in self.noise_inputs.items()}
@@ -376,19 +400,28 @@ class OnnxAgent:
         return action, next_state, action.astype(np.float64)
 
     def reset(self) -> None:
-        """Start a round: initial state from the metadata, previous action zeros."""
+        """Start a round: initial state from the metadata, previous action zeros, the
+        action repeat restarted (the next call runs the graph)."""
         self._state = self._initial[None, :].copy()
         self._prev = np.zeros((1, ACTION_SIZE), dtype=np.float32)
+        self._hold = 0  # calls left that answer the held action
+        self._held = np.zeros(ACTION_SIZE)
         self._warned = False
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """One step for the single game: 18 observation values -> 4 actions (float64, in [-1, 1])."""
+        """One step for the single game: 18 observation values -> 4 actions (float64, in [-1, 1]).
+
+        The graph runs on every `action_repeat`-th call after `reset`; the others answer the held action."""
         values = self._sanitize(obs)
         if values.shape != (OBS_SIZE,):
             raise ValueError(f"observation must hold {OBS_SIZE} values, got shape {values.shape}")
+        if self._hold > 0:
+            self._hold -= 1
+            return self._held.copy()
         action, self._state, result = self._step(values[None, :], self._prev, self._state)
         self._prev = action
-        return result[0]
+        self._held, self._hold = result[0], self.action_repeat - 1
+        return result[0].copy()
 
     def reset_batch(self, batch: int) -> None:
         """Start `batch` independent games for `act_batch`, all at the initial state."""
@@ -396,6 +429,8 @@ class OnnxAgent:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
         self._batch_state = np.tile(self._initial, (batch, 1))
         self._batch_prev = np.zeros((batch, ACTION_SIZE), dtype=np.float32)
+        self._batch_hold = np.zeros(batch, dtype=np.int64)  # per game: calls left that answer the held action
+        self._batch_held = np.zeros((batch, ACTION_SIZE))
         self._warned = False
 
     def reset_rows(self, rows: Any) -> None:
@@ -411,6 +446,7 @@ class OnnxAgent:
             raise ValueError(f"rows must be integer indices in [-{batch}, {batch}), got {rows!r}")
         self._batch_state[index] = self._initial
         self._batch_prev[index] = 0.0
+        self._batch_hold[index] = 0
 
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
         """One step for every batch game: obs [B,18] -> actions [B,4] (float64, in [-1, 1])."""
@@ -421,9 +457,7 @@ class OnnxAgent:
                 f"batch observations must have shape ({batch}, {OBS_SIZE}), got {values.shape}; "
                 "call reset_batch(B) to change the batch size"
             )
-        action, self._batch_state, result = self._step(values, self._batch_prev, self._batch_state)
-        self._batch_prev = action
-        return result
+        return self._act_index(np.arange(batch), values)
 
     def act_rows(self, rows: Any, obs: np.ndarray) -> np.ndarray:
         """One step for some batch games (integer indices): obs [k,18] -> actions [k,4].
@@ -433,15 +467,26 @@ class OnnxAgent:
         values = self._sanitize(obs)
         if values.shape != (index.size, OBS_SIZE):
             raise ValueError(f"observations must have shape ({index.size}, {OBS_SIZE}), got {values.shape}")
-        action, state, result = self._step(values, self._batch_prev[index], self._batch_state[index])
-        self._batch_state[index] = state
-        self._batch_prev[index] = action
-        return result
+        return self._act_index(index, values)
+
+    def _act_index(self, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The batch games `index` on checked observations: the graph runs for the games
+        whose held action has run out, the others answer theirs."""
+        due = self._batch_hold[index] == 0
+        self._batch_hold[index[~due]] -= 1
+        if due.any():
+            rows = index[due]
+            action, state, result = self._step(values[due], self._batch_prev[rows], self._batch_state[rows])
+            self._batch_state[rows] = state
+            self._batch_prev[rows] = action
+            self._batch_held[rows] = result
+            self._batch_hold[rows] = self.action_repeat - 1
+        return self._batch_held[index].copy()
 
     def __repr__(self) -> str:
         return (
             f"OnnxAgent({self.path!r}, preset={self.preset!r}, train_step={self.train_step}, "
-            f"state_size={self.state_size}, policy={self.policy!r})"
+            f"state_size={self.state_size}, policy={self.policy!r}, action_repeat={self.action_repeat})"
         )
 
 
@@ -450,6 +495,7 @@ def describe(agent: OnnxAgent) -> str:
     size_kib = math.ceil(os.path.getsize(agent.path) / 1024)
     return (
         f"{os.path.basename(agent.path)}: preset {agent.preset}, train step {agent.train_step}, "
-        f"state {agent.deter_size}+{agent.stoch_size}, policy {agent.policy}, {size_kib} KiB, "
+        f"state {agent.deter_size}+{agent.stoch_size}, policy {agent.policy}, action repeat {agent.action_repeat}, "
+        f"{size_kib} KiB, "
         f"exporter {agent.exporter_version}"
     )

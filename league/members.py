@@ -52,7 +52,9 @@ def load_batch_player(spec: str, games: int, seed: int | None = None, stochastic
 
     Scripted: one player per game, game i's seeded `scripted_seed(seed, i)`; ONNX: one
     runtime with a state per game; a run directory or checkpoint: the DreamerAgent
-    acting for all games in one step (`stochastic` samples instead of the mean).
+    acting for all games in one step (`stochastic` samples instead of the mean). A
+    learned player holds each action for its action repeat (the file's metadata, the
+    checkpoint's `train.action_repeat`).
     """
     if spec in SCRIPTED:
         return scripted_batch(spec, games, seed)
@@ -71,8 +73,8 @@ def load_batch_player(spec: str, games: int, seed: int | None = None, stochastic
         from agent.dreamer.agent import BatchActingPolicy
         from agent.training.checkpoint import load_agent
 
-        dreamer, _, _ = load_agent(path, device="cpu")
-        return BatchActingPolicy(dreamer, games, deterministic=not stochastic)
+        dreamer, cfg, _ = load_agent(path, device="cpu")
+        return BatchActingPolicy(dreamer, games, deterministic=not stochastic, action_repeat=cfg.train.action_repeat)
     raise ValueError(f"unknown player {spec!r}; expected {describe_choices()}")
 
 

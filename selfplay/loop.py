@@ -55,6 +55,7 @@ class LeagueSampler:
         t = cfg.train
         self.league_dir = league_dir
         self.seed = t.seed
+        self.action_repeat = t.action_repeat  # the learner's latest self plays as it learns
         self.rng = np.random.default_rng(t.seed + SEED_LEAGUE)
         self.pfsp = PFSPSampler(
             scripted=SCRIPTED, weighting=t.pfsp, self_share=t.latest_share, scripted_share=t.scripted_share, latest=SELF
@@ -83,7 +84,7 @@ class LeagueSampler:
         if name == SELF:
             if self.trainer is None:
                 raise RuntimeError("LeagueSampler.bind(trainer) must be called before sampling")
-            return ActingPolicy(self.trainer.agent, deterministic=True)
+            return ActingPolicy(self.trainer.agent, deterministic=True, action_repeat=self.action_repeat)
         member = self.members[name]
         seed = scripted_seed(self.seed, env_index) if member.kind == "scripted" else None
         return load_policy(member, seed=seed)

@@ -195,6 +195,36 @@ def test_recurrent_state_reset_at_every_round(tmp_path: Path) -> None:
     assert game["rounds_seen"] == 4 and game["outcome"] == "win"
 
 
+def test_an_onnx_agent_s_action_repeat_restarts_at_every_round(tmp_path: Path) -> None:
+    """The server asks every frame; an agent of repeat 2 runs its graph on the first frame of
+    every detected round and every second frame after it (round 1 has an odd length, 251)."""
+    from helpers import build, metadata
+
+    from export.runtime import OnnxAgent
+
+    path = build(tmp_path / "repeat2.onnx", meta=metadata(action_repeat="2"))
+    wire = Wire(tmp_path, policy=OnnxAgent(path))
+    graph_calls = 0
+    run_graph = wire.policy.run_graph
+
+    def counted(*args: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal graph_calls
+        graph_calls += 1
+        return run_graph(*args)
+
+    wire.policy.run_graph = counted
+    reference = OnnxAgent(path)
+    data = np.load(VECTORS)
+    wire.call(StartGame, game_id=b"g" * 16)
+    for episode in (0, 1, 2, 3):
+        reference.reset()
+        frames = data[f"ep{episode:03d}/obs"][:-1]
+        graph_calls = 0
+        for obs in frames:
+            np.testing.assert_allclose(wire.step(obs), reference.act(obs), atol=1e-6)
+        assert graph_calls == (len(frames) + 1) // 2
+
+
 def test_end_game_outcomes_totals_and_game_limit(tmp_path: Path) -> None:
     wire = Wire(tmp_path, games=4)
     for result, stats in ((True, [3.0, 1.0]), (False, [2.0, 2.0]), (False, [1.0, 2.0])):

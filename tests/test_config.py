@@ -20,6 +20,7 @@ from agent.config import config_from_dict, config_to_dict, load_config, make_con
         ("model", "free_nats", -math.inf),
         ("train", "eval_rounds", 0),
         ("train", "seed", -1),
+        ("train", "action_repeat", 0),
     ],
 )
 def test_config_from_dict_refuses_bad_values_naming_the_field(section: str, field: str, value: float) -> None:
@@ -27,6 +28,13 @@ def test_config_from_dict_refuses_bad_values_naming_the_field(section: str, fiel
     data[section][field] = value
     with pytest.raises(ValueError, match=rf"{section}\.{field}="):
         config_from_dict(data)
+
+
+def test_action_repeat_is_a_train_field_of_at_least_one() -> None:
+    assert make_config("tiny").train.action_repeat == 1
+    assert make_config("tiny", ["train.action_repeat=2"]).train.action_repeat == 2
+    with pytest.raises(ValueError, match=r"^train\.action_repeat=0: must be in \[1, 2147483647\]$"):
+        make_config("tiny", ["train.action_repeat=0"])
 
 
 def test_config_from_dict_reads_the_old_eval_games_name_and_checks_it() -> None:

@@ -16,7 +16,7 @@ from agent.config import (
     make_config,
     save_config,
 )
-from agent.dreamer import ActingPolicy, DreamerAgent
+from agent.dreamer import ActingPolicy, BatchActingPolicy, DreamerAgent
 from agent.players.policy import Policy
 
 torch.set_num_threads(1)
@@ -291,6 +291,63 @@ def test_acting_policy_matches_acting_step_and_is_a_policy():
                 ref, state = step(torch.tensor(obs, dtype=torch.float32)[None], prev, state)
             prev = ref
             np.testing.assert_allclose(act, ref[0].numpy(), rtol=1e-6, atol=1e-6)
+
+
+def _count_steps(agent: DreamerAgent) -> list[int]:
+    """Record the batch size of every policy_step call of `agent`."""
+    calls: list[int] = []
+    step = agent.policy_step
+
+    def counted(obs, *args, **kwargs):
+        calls.append(len(obs))
+        return step(obs, *args, **kwargs)
+
+    agent.policy_step = counted
+    return calls
+
+
+def test_acting_policy_holds_its_action_for_the_repeat_and_restarts_at_reset():
+    torch.manual_seed(0)
+    agent = DreamerAgent(tiny_config())
+    calls = _count_steps(agent)
+    held, every = ActingPolicy(agent, action_repeat=3), ActingPolicy(agent)
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        held.reset()
+        every.reset()
+        calls.clear()
+        for t in range(8):
+            obs = rng.normal(size=18)
+            act = held.act(obs)
+            if t % 3 == 0:  # decides on the round's first call, then every third
+                expected = every.act(obs)
+            np.testing.assert_array_equal(act, expected)
+        assert len(calls) == 3 + 3  # 3 decisions of `held` (calls 0, 3, 6), 3 of `every`
+    with pytest.raises(ValueError, match="action_repeat must be an integer >= 1, got 0"):
+        ActingPolicy(agent, action_repeat=0)
+
+
+def test_batch_acting_policy_holds_each_game_s_action_from_its_own_reset():
+    torch.manual_seed(0)
+    agent = DreamerAgent(tiny_config())
+    twin = DreamerAgent(tiny_config())
+    twin.load_state_dict(agent.state_dict())
+    batch = BatchActingPolicy(twin, 3, action_repeat=2)
+    singles = [ActingPolicy(agent, action_repeat=2) for _ in range(3)]
+    calls = _count_steps(twin)
+    rng = np.random.default_rng(2)
+    batch.reset_rows(np.arange(3))
+    for t in range(9):
+        rows = np.array([0, 2]) if t == 4 else np.arange(3)  # game 1 sits one call out
+        if t == 5:  # game 2 starts a round: its repeat restarts
+            batch.reset_rows(np.array([2]))
+            singles[2].reset()
+        obs = rng.normal(size=(len(rows), 18))
+        got = batch.act_rows(rows, obs)
+        want = np.stack([singles[r].act(o) for r, o in zip(rows, obs)])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # one batched step per call that has a game due, over the games due only
+    assert calls == [3, 3, 2, 2, 1, 2, 1]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy (TorchScript) exporter

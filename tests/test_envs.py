@@ -122,6 +122,103 @@ def test_registered_ids_play_rounds_of_their_mode() -> None:
         env.close()
 
 
+class CountingOpponent:
+    """A still player that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.zeros(4)
+
+
+def test_action_repeat_holds_the_action_for_its_frames_and_the_opponent_acts_every_frame() -> None:
+    opponent = CountingOpponent()
+    env = HockeyLearnerEnv(opponent=opponent, side="p1", seed=0, action_repeat=2)
+    played: list[np.ndarray] = []
+    step = env.game.step
+    env.game.step = lambda both: played.append(np.array(both)) or step(both)
+    env.reset()
+    rng = np.random.default_rng(0)
+    for n in range(1, 11):
+        action = rng.uniform(-1, 1, 4).astype(np.float32)
+        *_, info = env.step(action)
+        assert info["frames"] == 2 and opponent.calls == len(played) == 2 * n
+        np.testing.assert_array_equal(played[-2][:4], action)
+        np.testing.assert_array_equal(played[-1][:4], action)
+
+
+def test_a_round_of_251_frames_takes_126_steps_at_repeat_2() -> None:
+    env = HockeyLearnerEnv(opponent="still", side="p1", seed=0, reward=RewardConfig("sparse"), action_repeat=2)
+    env.reset()
+    frames: list[int] = []
+    while True:
+        _, _, terminated, truncated, info = env.step(np.zeros(4))
+        frames.append(info["frames"])
+        if terminated or truncated:
+            break
+    assert (len(frames), sum(frames), frames[-1], truncated, info["winner"]) == (126, 251, 1, True, 0)
+
+
+@pytest.mark.parametrize("repeat,side", [(2, "p1"), (3, "p2")])
+def test_action_repeat_sums_rewards_and_ends_early_when_the_round_ends(repeat: int, side: str) -> None:
+    """Repeat k against repeat 1 with every action given k times: the same frames, the rewards
+    of each step summed, the step cut short by a goal or the time-out."""
+    shooter = make_scripted("shooter")
+    kwargs = dict(opponent="weak", mode="shooting", side=side, reward=RewardConfig("shaped"))
+    held = HockeyLearnerEnv(**kwargs, seed=5, action_repeat=repeat)
+    single = HockeyLearnerEnv(**kwargs, seed=5)
+    short = goals = 0
+    for _ in range(4):
+        obs, _ = held.reset()
+        np.testing.assert_array_equal(obs, single.reset()[0])
+        shooter.reset()
+        done = False
+        while not done:
+            action = shooter.act(obs)
+            obs, reward, terminated, truncated, info = held.step(action)
+            total, frames = 0.0, 0
+            for _ in range(repeat):
+                obs1, reward1, terminated1, truncated1, info1 = single.step(action)
+                total, frames = total + reward1, frames + 1
+                if terminated1 or truncated1:
+                    break
+            np.testing.assert_array_equal(obs, obs1)
+            assert reward == pytest.approx(total, abs=1e-12) and info["frames"] == frames
+            assert (terminated, truncated, info["winner"]) == (terminated1, truncated1, info1["winner"])
+            done = terminated or truncated
+        short += info["frames"] < repeat
+        goals += terminated
+    assert goals > 0 and short > 0
+
+
+def test_action_repeat_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="action_repeat must be an integer >= 1, got 0"):
+        HockeyLearnerEnv(action_repeat=0)
+
+
+def test_vector_action_repeat_reports_frames_per_game() -> None:
+    vec = VectorHockey(2, "still", mode="shooting", side="p1", seed=0, action_repeat=2)
+    vec.reset()
+    frames = 0
+    ends = 0
+    for _ in range(100):
+        _, _, terminated, truncated, infos = vec.step(np.zeros((2, 4)))
+        for index, info in enumerate(infos):
+            frames += info["frames"]
+            if terminated[index] or truncated[index]:
+                ends += 1
+                assert info["frames"] == info["final_info"]["frames"]
+                assert info["frames"] in (1, 2)
+            else:
+                assert info["frames"] == 2
+    assert ends >= 2 and 2 * 100 < frames <= 2 * 2 * 100
+
+
 def test_vector_auto_reset_and_opponent_per_episode() -> None:
     calls: list[int] = []
 

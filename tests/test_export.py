@@ -74,6 +74,7 @@ def test_cli_export_with_check(run_dir: Path, tmp_path: Path) -> None:
     assert agent.obs_layout == list(OBS_LAYOUT) and len(OBS_LAYOUT) == 18
     assert agent.action_layout == list(ACTION_LAYOUT)
     assert json.loads(agent.metadata["initial_state"]) == {"kind": "zeros"}
+    assert agent.metadata["action_repeat"] == "1" and agent.action_repeat == 1
     assert "torchscript" in agent.exporter_version
     assert agent.metadata["policy"] == "mean" and agent.metadata["hockey_agent.format"] == "1"
     assert "noise_inputs" not in agent.metadata
@@ -142,6 +143,25 @@ def test_a_discrete_agent_exports_and_passes_the_check(tmp_path: Path, action_se
     assert onnx_agent.policy == policy and _shapes(out)["action"] == ["batch", 4]
     actions = _play(onnx_agent)
     assert set(np.unique(actions)) <= {-1.0, 0.0, 1.0}  # the chosen actions' vectors, in [-1, 1]
+
+
+def test_an_agent_trained_with_action_repeat_exports_it_and_the_check_passes(tmp_path: Path) -> None:
+    agent = make_agent(2, "train.action_repeat=2")
+    run = tmp_path / "run"
+    run.mkdir()
+    counters = {"env_steps": 800, "updates": 7, "episodes": 3, "time": 1.0}
+    payload = {"preset": "tiny", "config": config_to_dict(agent.cfg), "model": agent.state_dict()}
+    checkpoint.save(run / checkpoint.CHECKPOINT_FILE, {**payload, "counters": counters})
+    out = tmp_path / "agent.onnx"
+    result = CliRunner().invoke(export_cmd, [str(run), "-o", str(out), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "action repeat 2" in result.output and "PASS" in result.output
+    onnx_agent = OnnxAgent(out)
+    assert onnx_agent.metadata["action_repeat"] == "2" and onnx_agent.action_repeat == 2
+    # the check compares the two agents as they play: both hold each action for 2 frames
+    loaded = load_checkpoint_agent(run)
+    report = check_export(loaded.agent, out, games=1, seed=1)
+    assert report.ok and report.steps >= 250
 
 
 def test_check_fails_on_a_different_agent(run_dir: Path, tmp_path: Path) -> None:
@@ -245,3 +265,16 @@ def test_output_in_a_really_read_only_directory(run_dir: Path, tmp_path: Path) -
     out = tmp_path / "agent.onnx"
     result = run_read_only(tmp_path, [sys.executable, "-m", "agent.cli", "export", str(run_dir), "-o", str(out)])
     assert result.returncode == 1 and f"cannot write {out}" in one_line_error(result)
+
+
+def test_a_sampled_agent_with_action_repeat_passes_the_check(tmp_path: Path) -> None:
+    agent = make_agent(5, "train.action_repeat=2")
+    (tmp_path / "run").mkdir()
+    run = save_run(tmp_path / "run", agent)
+    out = tmp_path / "agent.onnx"
+    result = CliRunner().invoke(export_cmd, [str(run), "-o", str(out), "--policy", "sample", "--check", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    onnx_agent = OnnxAgent(out, seed=0)
+    assert onnx_agent.policy == "sample" and onnx_agent.action_repeat == 2
+    actions = _play(onnx_agent, steps=6)
+    np.testing.assert_array_equal(actions[0::2], actions[1::2])  # each sampled action held two frames

@@ -40,6 +40,25 @@ def _onnx_agent(path: Path) -> Path:
     return path
 
 
+def test_a_checkpoint_plays_with_its_runs_action_repeat(tmp_path: Path) -> None:
+    from agent.config import config_to_dict, make_config
+    from agent.dreamer.agent import ActingPolicy, BatchActingPolicy, DreamerAgent
+    from agent.training import checkpoint as ckpt
+    from league.members import load_batch_player, load_player
+
+    cfg = make_config("tiny", ["train.action_repeat=2"])
+    payload = {"preset": "tiny", "config": config_to_dict(cfg), "model": DreamerAgent(cfg).state_dict()}
+    path = ckpt.save(tmp_path / ckpt.CHECKPOINT_FILE, {**payload, "counters": {"env_steps": 0}})
+    single = load_player(str(tmp_path))
+    assert isinstance(single, ActingPolicy) and single.action_repeat == 2
+    batch = load_batch_player(str(path), 3)
+    assert isinstance(batch, BatchActingPolicy) and batch.action_repeat == 2
+    rng = np.random.default_rng(0)
+    single.reset()
+    first = single.act(rng.normal(size=18))
+    np.testing.assert_array_equal(single.act(rng.normal(size=18)), first)  # held for the second frame
+
+
 def test_member_rows_are_checked() -> None:
     with pytest.raises(LeagueError, match="unknown member kind 'bot'; choices: scripted, snapshot, external"):
         Member("x", "bot", path="/x")

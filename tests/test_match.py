@@ -105,6 +105,48 @@ def test_frames_receive_one_image_per_reset_and_step() -> None:
     assert sink.shape[-1] == 3
 
 
+def test_a_learned_player_with_action_repeat_decides_on_the_first_frame_of_every_round(tmp_path) -> None:
+    """An agent of repeat 2 (an ONNX file here) runs its graph on frames 0, 2, 4, ... of each
+    round of each game, whatever the length of the round before."""
+    from helpers import build, metadata
+
+    from agent.players.match import play_games
+    from agent.players.scripted import scripted_batch
+    from export.runtime import OnnxAgent
+
+    agent = OnnxAgent(build(tmp_path / "repeat2.onnx", meta=metadata(action_repeat="2")))
+    agent.reset_batch(2)
+    graph_rows: list[int] = []
+    run_graph = agent.run_graph
+    agent.run_graph = lambda obs, *rest: graph_rows.append(len(obs)) or run_graph(obs, *rest)
+
+    class Watch:
+        """Counts each game's frames since its round began and checks the graph ran on the even ones."""
+
+        def __init__(self) -> None:
+            self.frame: dict[int, int] = {}
+            self.lengths: list[int] = []
+
+        def reset_rows(self, rows: np.ndarray) -> None:
+            agent.reset_rows(rows)
+            for r in rows:
+                self.lengths += [self.frame[int(r)]] if int(r) in self.frame else []
+                self.frame[int(r)] = 0
+
+        def act_rows(self, rows: np.ndarray, obs: np.ndarray) -> np.ndarray:
+            graph_rows.clear()
+            actions = agent.act_rows(rows, obs)
+            assert sum(graph_rows) == sum(self.frame[int(r)] % 2 == 0 for r in rows)
+            for r in rows:
+                self.frame[int(r)] += 1
+            return actions
+
+    watch = Watch()
+    tally = play_games(watch, scripted_batch("still", 2, seed=0), 2, seed=0)
+    assert len(tally.games) == 2 and len(watch.lengths) == 6  # 3 restarts in each game
+    assert any(n % 2 for n in watch.lengths)  # an odd round before a restart: the restart matters
+
+
 @pytest.mark.parametrize(
     ("action", "message"),
     [([0.0, 0.0, 0.0], "3 action values"), ([0.0, np.nan, 0.0, 0.0], "non-finite"), ([0.0, 1.5, 0.0, 0.0], "outside")],

@@ -76,6 +76,90 @@ def test_act_batch_rows_are_independent(agent_file: Path) -> None:
         agent.reset_rows([3])
 
 
+def _count_graph_calls(agent: OnnxAgent) -> list[int]:
+    """Record the batch size of every graph call the agent makes from now on."""
+    calls: list[int] = []
+    run_graph = agent.run_graph
+
+    def counted(obs: np.ndarray, prev: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(obs))
+        return run_graph(obs, prev, state)
+
+    agent.run_graph = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_action_repeat_runs_the_graph_every_kth_call_and_restarts_at_reset(tmp_path: Path) -> None:
+    held = OnnxAgent(build(tmp_path / "repeat2.onnx", meta=metadata(action_repeat="2")))
+    every = OnnxAgent(build(tmp_path / "repeat1.onnx", meta=metadata(action_repeat="1")))
+    assert (held.action_repeat, every.action_repeat) == (2, 1)
+    calls = _count_graph_calls(held)
+    obs_seq = np.random.default_rng(3).normal(size=(7, 18))
+    for _ in range(2):
+        held.reset()
+        every.reset()
+        calls.clear()
+        for t, obs in enumerate(obs_seq):
+            action = held.act(obs)
+            if t % 2 == 0:  # the first call of the round decides, then every second
+                expected = every.act(obs)
+            np.testing.assert_array_equal(action, expected)
+        assert calls == [1, 1, 1, 1]  # calls 0, 2, 4, 6
+
+
+def test_action_repeat_per_batch_game(tmp_path: Path) -> None:
+    agent = OnnxAgent(build(tmp_path / "repeat3.onnx", meta=metadata(action_repeat="3")))
+    singles = [OnnxAgent(build(tmp_path / f"single{i}.onnx", meta=metadata(action_repeat="3"))) for i in range(3)]
+    calls = _count_graph_calls(agent)
+    rng = np.random.default_rng(4)
+    agent.reset_batch(3)
+    for t in range(8):
+        if t == 2:  # game 1 starts a round: its repeat restarts
+            agent.reset_rows([1])
+            singles[1].reset()
+        rows = np.array([0, 2]) if t == 5 else np.arange(3)  # game 1 sits one call out
+        obs = rng.normal(size=(len(rows), 18))
+        got = agent.act_batch(obs) if len(rows) == 3 else agent.act_rows(rows, obs)
+        want = np.stack([singles[r].act(o) for r, o in zip(rows, obs)])
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    # game 0 decides at calls 0, 3, 6; game 1 at 0, 2 (its reset), 6 (it sat out call 5); game 2 at 0, 3, 6
+    assert calls == [3, 1, 2, 3]
+
+
+def test_a_file_without_action_repeat_acts_every_frame_and_says_so_once(
+    agent_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="export.runtime"):
+        first = OnnxAgent(agent_file)
+        again = OnnxAgent(agent_file)
+        calls = _count_graph_calls(first)
+        for _ in range(5):
+            first.act(np.zeros(18))
+    assert first.action_repeat == again.action_repeat == 1 and calls == [1] * 5
+    notes = [r.getMessage() for r in caplog.records if "action_repeat" in r.getMessage()]
+    assert notes == [
+        f"{agent_file} has no action_repeat in its metadata (exported before the key existed): it acts every frame"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "metadata action_repeat=0 must be positive"),
+        ("-2", "metadata action_repeat=-2 must be positive"),
+        ("two", "metadata action_repeat='two' is not an integer"),
+        ("1.5", "metadata action_repeat='1.5' is not an integer"),
+        ("4000000000", "metadata action_repeat=4000000000 is over the limit of 2147483647"),
+        ("9" * 50, "metadata action_repeat is 50 characters long"),
+    ],
+)
+def test_an_absurd_action_repeat_is_refused_in_one_line(tmp_path: Path, value: str, message: str) -> None:
+    path = build(tmp_path / "bad.onnx", meta=metadata(action_repeat=value))
+    with pytest.raises(AgentFileError, match=f"^{message}") as raised:
+        OnnxAgent(path)
+    assert "\n" not in str(raised.value)
+
+
 def test_vector_initial_state(tmp_path: Path) -> None:
     values = [0.5, -0.25, 0.0, 1.0, 0.0, 1.0]
     path = build(tmp_path / "a.onnx", meta=metadata(initial_state=json.dumps({"kind": "vector", "values": values})))

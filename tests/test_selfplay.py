@@ -92,6 +92,14 @@ def test_sampler_draws_by_pfsp_and_restores(tmp_path):
     assert SELF in seen and len(seen) > 2
 
 
+def test_the_latest_self_holds_its_actions_for_the_action_repeat(tmp_path):
+    cfg = make_config("tiny", ["train.latest_share=1", "train.scripted_share=0", "train.action_repeat=3"])
+    sampler = LeagueSampler(cfg, tmp_path / "league")
+    sampler.bind(SimpleNamespace(agent=DreamerAgent(cfg)))
+    name, player = sampler.sample(0)
+    assert name == SELF and player.action_repeat == 3
+
+
 def test_selfplay_command_defaults_yield_to_the_user(monkeypatch):
     """`train --selfplay` alone gets the CPU-sized defaults; --steps / --set still win."""
     from click.testing import CliRunner

@@ -63,6 +63,94 @@ def test_resume_gives_bit_identical_next_updates(tmp_path: Path, fast_config) ->
         assert torch.equal(v, expected_params[k]), k
 
 
+def test_action_repeat_counts_env_steps_in_frames_and_stores_one_row_per_decision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_config
+) -> None:
+    from agent.dreamer.agent import BatchActingPolicy
+
+    evaluated: list[int] = []
+    init = BatchActingPolicy.__init__
+
+    def recording(self: BatchActingPolicy, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        evaluated.append(self.action_repeat)
+
+    monkeypatch.setattr(BatchActingPolicy, "__init__", recording)
+    cfg = fast_config("train.steps=240", "train.action_repeat=2", "train.eval_every=200", "train.eval_rounds=1")
+    tr = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    seen: list[tuple[int, int]] = [(0, 0)]
+    tr.on_env_step.append(lambda t: seen.append((t.env_steps, t.decisions)))
+    result = tr.train()
+    tr.close()
+    frames, decisions = np.diff(np.array(seen), axis=0).T
+    # two games: one decision each per batched step, held 2 frames (1 when its round ended there)
+    assert set(decisions) == {2} and set(frames) <= {2, 3, 4} and min(frames) < 4
+    assert 240 <= result["env_steps"] < 244 and result["decisions"] == 2 * len(frames)
+    assert result["decisions"] < 0.55 * result["env_steps"]
+    # one replay row per decision, plus the last observation of every finished round
+    assert len(tr.replay) == result["decisions"] + result["episodes"]
+    assert result["updates"] == int(result["decisions"] * (result["env_steps"] - 64) / result["env_steps"] * 0.5)
+    rows = read_rows(tmp_path)
+    first_past_200 = min(step for step, _ in seen if step >= 200)
+    assert [r["step"] for r in rows if r["kind"] == "eval"] == [first_past_200, result["env_steps"]]
+    assert all(r["step"] in {step for step, _ in seen} for r in rows if r["kind"] == "episode")
+    assert evaluated == [2, 2]  # both evaluations hold the learner's actions as it was trained
+    data = load_checkpoint(tmp_path)
+    assert (data["counters"]["env_steps"], data["counters"]["decisions"]) == (result["env_steps"], result["decisions"])
+    assert data["config"]["train"]["action_repeat"] == 2
+    resumed = Trainer(cfg, tmp_path, resume=True, progress=False, tensorboard=False)
+    assert (resumed.env_steps, resumed.decisions) == (result["env_steps"], result["decisions"])
+    resumed.close()
+
+
+def test_updates_follow_decisions_not_frames(tmp_path: Path, fast_config) -> None:
+    """Without prefill, repeat 2 does the updates per collected row that repeat 1 does:
+    train_ratio / (batch_size * seq_len) = 16 / 32 per decision."""
+    counts = {}
+    for repeat, steps in ((1, 160), (2, 320)):
+        cfg = fast_config(
+            f"train.steps={steps}", f"train.action_repeat={repeat}", "train.prefill=0", "train.eval_every=0"
+        )
+        tr = Trainer(cfg, tmp_path / str(repeat), progress=False, tensorboard=False)
+        result = tr.train()
+        tr.close()
+        counts[repeat] = (result["env_steps"], result["decisions"], result["updates"])
+    assert counts[1] == (160, 160, 80)
+    env_steps, decisions, updates = counts[2]
+    assert env_steps >= 320 and 160 <= decisions < 170 and updates == decisions // 2
+
+
+def test_prefill_counts_frames_and_the_update_schedule_counts_decisions_after_it(tmp_path: Path, fast_config) -> None:
+    tr = Trainer(fast_config("train.action_repeat=2"), tmp_path, progress=False, tensorboard=False)
+    tr.env_steps, tr.decisions = 64, 34  # prefill (64 env steps) just done: nothing owed yet
+    assert tr.updates_due() == 0
+    tr.env_steps, tr.decisions = 1064, 534  # 1000 frames after prefill, of 1064: 502 of the 534 rows
+    assert tr.updates_due() == int(534 * 1000 / 1064 * 16 / 32)
+    tr.updates = 200
+    assert tr.updates_due() == int(534 * 1000 / 1064 * 16 / 32) - 200
+    tr.close()
+
+
+def test_a_checkpoint_from_before_the_action_repeat_resumes(tmp_path: Path, fast_config) -> None:
+    """No decision counter and no train.action_repeat: decisions = env steps, repeat 1."""
+    from agent.training import checkpoint as ckpt
+
+    cfg = fast_config("train.steps=160", "train.eval_every=0")
+    first = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    first.train()
+    first.close()
+    data = load_checkpoint(tmp_path)
+    del data["counters"]["decisions"], data["config"]["train"]["action_repeat"], data["format"]
+    ckpt.save(tmp_path / ckpt.CHECKPOINT_FILE, data)
+
+    longer = fast_config("train.steps=200", "train.eval_every=0")
+    resumed = Trainer(longer, tmp_path, resume=True, progress=False, tensorboard=False)
+    assert (resumed.env_steps, resumed.decisions, resumed.updates) == (160, 160, (160 - 64) * 16 // 32)
+    result = resumed.train()
+    resumed.close()
+    assert (result["env_steps"], result["decisions"], result["updates"]) == (200, 200, (200 - 64) * 16 // 32)
+
+
 def test_stop_saves_and_resume_finishes_without_duplicate_rows(tmp_path: Path, fast_config) -> None:
     cfg = fast_config("train.steps=200", "train.eval_every=0")
     tr = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
@@ -238,6 +326,16 @@ def test_train_command_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and f"{tmp_path / 'missing'} has no checkpoint to resume from" in res.output
 
 
+def test_action_repeat_option_sets_the_field() -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.train import build_config, train
+
+    assert build_config("tiny", {"action_repeat": 2}, (), None).train.action_repeat == 2
+    assert build_config("tiny", {"action_repeat": None}, (), None).train.action_repeat == 1
+    assert "--action-repeat" in CliRunner().invoke(train, ["--help"]).output
+
+
 def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
@@ -280,6 +378,8 @@ def _error_line(output: str) -> str:
         (["--set", "train.train_ratio=-inf"], "train.train_ratio"),
         (["--set", "train.eval_rounds=0"], "train.eval_rounds"),
         (["--seed", "-1"], "train.seed"),
+        (["--action-repeat", "0"], "train.action_repeat=0: must be in [1, 2147483647]"),
+        (["--set", "train.action_repeat=-1"], "train.action_repeat=-1: must be in [1, 2147483647]"),
     ],
 )
 def test_train_refuses_non_finite_and_out_of_range_values(tmp_path: Path, args: list[str], field: str) -> None:

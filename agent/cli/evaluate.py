@@ -82,15 +82,17 @@ def _players(spec: str, policy: str | None, games: int, seed: int) -> dict[str, 
     from agent.training.checkpoint import load_agent
 
     try:
-        dreamer, _, _ = load_agent(path, device="cpu")
+        dreamer, cfg, _ = load_agent(path, device="cpu")
     except (ValueError, FileNotFoundError) as exc:
         raise click.BadParameter(str(exc), param_hint="AGENT") from exc
     players: dict[str, Any] = {}
     if policy in (None, "both", "mean"):
-        players["mean"] = BatchActingPolicy(dreamer, games, deterministic=True)
+        players["mean"] = BatchActingPolicy(dreamer, games, deterministic=True, action_repeat=cfg.train.action_repeat)
     if policy in (None, "both", "sample"):
         generator = torch.Generator(dreamer.device).manual_seed(seed + SEED_POLICY_SAMPLES)
-        players["sample"] = BatchActingPolicy(dreamer, games, deterministic=False, generator=generator)
+        players["sample"] = BatchActingPolicy(
+            dreamer, games, deterministic=False, generator=generator, action_repeat=cfg.train.action_repeat
+        )
     return players
 
 

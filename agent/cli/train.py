@@ -71,7 +71,14 @@ def build_config(
     "defense and shooting in turn). Default 0.",
 )
 @click.option("--preset", default=None, help="Model and loop sizes: tiny | small | medium | selfplay (default small).")
-@click.option("--steps", type=int, default=None, help="Env steps of the learner (default: the preset's).")
+@click.option("--steps", type=int, default=None, help="Env steps (game frames) of the learner (default: the preset's).")
+@click.option(
+    "--action-repeat",
+    type=int,
+    default=None,
+    help="Game frames each learner action is held for (train.action_repeat; default 1, every frame; 2 acts "
+    "every second frame). Evaluation, the exported agent and the league play it the same way.",
+)
 @click.option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -111,6 +118,7 @@ def train(
     drills: int | None,
     preset: str | None,
     steps: int | None,
+    action_repeat: int | None,
     run_dir: Path | None,
     device: str | None,
     seed: int | None,
@@ -128,8 +136,8 @@ def train(
         if preset is not None:
             raise click.BadParameter("a resumed run keeps the preset of its checkpoint", param_hint="--preset")
     options = {
-        "opponent": opponent, "mode": mode, "drill_envs": drills, "steps": steps, "device": device, "seed": seed,
-        "share_cpu": share_cpu, "threads": threads,
+        "opponent": opponent, "mode": mode, "drill_envs": drills, "steps": steps, "action_repeat": action_repeat,
+        "device": device, "seed": seed, "share_cpu": share_cpu, "threads": threads,
     }  # fmt: skip
     if selfplay and preset is None and not resume:
         preset = "selfplay"
@@ -166,9 +174,10 @@ def train(
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot write the run directory {run_dir}: {exc}") from exc
+    repeat = f", action repeat {cfg.train.action_repeat}" if cfg.train.action_repeat != 1 else ""
     console.print(
         f"run dir [bold]{run_dir}[/] on {trainer.device}: {trainer.preset or name} preset, "
-        f"opponent {cfg.train.opponent}, mode {cfg.train.mode}, from env step {trainer.env_steps}; {cpu_line}"
+        f"opponent {cfg.train.opponent}, mode {cfg.train.mode}{repeat}, from env step {trainer.env_steps}; {cpu_line}"
     )
     try:
         result = trainer.train()

@@ -546,26 +546,49 @@ def _grad_norm(module: nn.Module) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
+def _check_repeat(action_repeat: int) -> int:
+    if isinstance(action_repeat, bool) or not isinstance(action_repeat, int) or action_repeat < 1:
+        raise ValueError(f"action_repeat must be an integer >= 1, got {action_repeat!r}")
+    return action_repeat
+
+
 class ActingPolicy:
     """A DreamerAgent as a `Policy` (agent/players/policy.py), one game, deterministic by default;
-    `deterministic=False` samples from `generator`, or from the agent's own when None."""
+    `deterministic=False` samples from `generator`, or from the agent's own when None.
 
-    def __init__(self, agent: DreamerAgent, deterministic: bool = True, generator: torch.Generator | None = None):
+    With `action_repeat` k the agent decides on every k-th call after `reset` (the first
+    call included) and answers the held action in between, as it was trained."""
+
+    def __init__(
+        self,
+        agent: DreamerAgent,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+        action_repeat: int = 1,
+    ):
         self.agent, self.deterministic, self.generator = agent, deterministic, generator
+        self.action_repeat = _check_repeat(action_repeat)
         self.reset()
 
     def reset(self) -> None:
         self.state = self.agent.initial_state(1)
         self.prev_action = torch.zeros(1, self.agent.act_dim, device=self.agent.device)
+        self._hold = 0  # calls left that answer the held action
+        self._held = np.zeros(self.agent.act_dim)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        if self._hold > 0:
+            self._hold -= 1
+            return self._held.copy()
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1), device=self.agent.device)
         first = torch.zeros(1, dtype=torch.bool, device=self.agent.device)
         action, self.state = self.agent.policy_step(
             obs_t, self.prev_action, self.state, first, self.deterministic, self.generator
         )
         self.prev_action = action
-        return action[0].cpu().numpy().astype(np.float64)
+        self._held = action[0].cpu().numpy().astype(np.float64)
+        self._hold = self.action_repeat - 1
+        return self._held.copy()
 
 
 class BatchActingPolicy:
@@ -573,32 +596,51 @@ class BatchActingPolicy:
 
     Deterministic (posterior mode, actor mean) by default; `deterministic=False` samples
     from the agent's own generator, as when collecting data, or from `generator` when
-    given (a reproducible evaluation that leaves the agent's stream alone).
+    given (a reproducible evaluation that leaves the agent's stream alone). With
+    `action_repeat` k each game's row decides on every k-th call after its `reset_rows`
+    (the first included) and answers its held action in between.
     """
 
     def __init__(
-        self, agent: DreamerAgent, games: int, deterministic: bool = True, generator: torch.Generator | None = None
+        self,
+        agent: DreamerAgent,
+        games: int,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+        action_repeat: int = 1,
     ):
         self.agent, self.deterministic, self.generator = agent, deterministic, generator
+        self.action_repeat = _check_repeat(action_repeat)
         self.state = agent.initial_state(games)
         self.prev_action = torch.zeros(games, agent.act_dim, device=agent.device)
+        self._hold = np.zeros(games, np.int64)  # per game: calls left that answer the held action
+        self._held = np.zeros((games, agent.act_dim))
 
     def reset_rows(self, rows: np.ndarray) -> None:
-        index = torch.as_tensor(np.asarray(rows, np.int64), device=self.agent.device)
+        rows = np.asarray(rows, np.int64)
+        index = torch.as_tensor(rows, device=self.agent.device)
         for value in self.state.values():
             value[index] = 0.0
         self.prev_action[index] = 0.0
+        self._hold[rows] = 0
 
     def act_rows(self, rows: np.ndarray, obs: np.ndarray) -> np.ndarray:
-        dev = self.agent.device
-        index = torch.as_tensor(np.asarray(rows, np.int64), device=dev)
-        state = {k: v[index] for k, v in self.state.items()}
-        obs_t = torch.as_tensor(np.asarray(obs, np.float32), device=dev)
-        first = torch.zeros(len(index), dtype=torch.bool, device=dev)
-        action, state = self.agent.policy_step(
-            obs_t, self.prev_action[index], state, first, self.deterministic, self.generator
-        )
-        for k, v in state.items():
-            self.state[k][index] = v
-        self.prev_action[index] = action
-        return action.cpu().numpy().astype(np.float64)
+        rows = np.asarray(rows, np.int64)
+        due = self._hold[rows] == 0
+        self._hold[rows[~due]] -= 1
+        if due.any():
+            deciding = rows[due]
+            dev = self.agent.device
+            index = torch.as_tensor(deciding, device=dev)
+            state = {k: v[index] for k, v in self.state.items()}
+            obs_t = torch.as_tensor(np.asarray(obs, np.float32)[due], device=dev)
+            first = torch.zeros(len(index), dtype=torch.bool, device=dev)
+            action, state = self.agent.policy_step(
+                obs_t, self.prev_action[index], state, first, self.deterministic, self.generator
+            )
+            for k, v in state.items():
+                self.state[k][index] = v
+            self.prev_action[index] = action
+            self._held[deciding] = action.cpu().numpy().astype(np.float64)
+            self._hold[deciding] = self.action_repeat - 1
+        return self._held[rows].copy()

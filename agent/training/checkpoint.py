@@ -4,9 +4,10 @@ A checkpoint is one torch file holding only tensors, dicts, lists, numbers and
 strings (configs as nested dicts, generator states as JSON strings), so it loads
 with `torch.load(weights_only=True)` and never runs pickled code. Keys:
 `format`, `preset`, `config` (config_to_dict), `model` (state_dict), `optimizer`,
-`counters` (env_steps, updates, episodes, time), `rng` (python, numpy, torch, cuda,
-trainer, envs), `trainer` (loop state), `replay` (file name of the replay .npz next
-to it, or "" when none). Files are written to a tmp name and moved with os.replace,
+`counters` (env_steps, decisions, updates, episodes, time; checkpoints from before
+the action repeat lack decisions), `rng` (python, numpy, torch, cuda, trainer, envs),
+`trainer` (loop state), `replay` (file name of the replay .npz next to it, or "" when
+none). Files are written to a tmp name and moved with os.replace,
 so a kill never leaves a half-written checkpoint.
 """
 
@@ -174,8 +175,9 @@ def load_agent(path: str | Path, device: str = "cpu") -> tuple[Any, Any, dict[st
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> Any:
-    """A deterministic ActingPolicy (actor mean) from a run directory or checkpoint file."""
+    """A deterministic ActingPolicy (actor mean) from a run directory or checkpoint file,
+    holding each action for the run's `train.action_repeat` frames."""
     from agent.dreamer.agent import ActingPolicy
 
-    agent, _, _ = load_agent(path, device)
-    return ActingPolicy(agent, deterministic=True)
+    agent, cfg, _ = load_agent(path, device)
+    return ActingPolicy(agent, deterministic=True, action_repeat=cfg.train.action_repeat)

@@ -7,6 +7,11 @@ round. A goal ends it with `terminated`; the time-out (a round nobody won, 251 s
 in NORMAL) ends it with `truncated`, because the observation carries no clock, and a
 learner bootstrapping through the time limit is the standard gymnasium choice.
 
+With `action_repeat` k one env step plays k game frames with the same learner action
+(the opponent still acts every frame, on its own observation), sums the learner's
+rewards over them and stops early when the round ends inside it; info['frames'] says
+how many frames it played.
+
 `VectorHockey` steps n such games for data collection, auto-resets finished ones and
 asks `opponent_fn(env_index)` for the opponent of every new episode (self-play).
 
@@ -85,8 +90,10 @@ class HockeyLearnerEnv(gym.Env):
 
     side 'p1' / 'p2' fixes the learner's side; 'random' draws it every episode. info
     carries `winner` (+1 the learner won), the game's three proxy terms from the
-    learner's side, `side` ('p1' or 'p2') and `sparse` (the learner's +-10 part).
-    `game` is None or 'bundled' (this project's game), 'reference' (the installed
+    learner's side, `side` ('p1' or 'p2'), `sparse` (the learner's +-10 part) and
+    `frames` (the game frames the step played: `action_repeat`, fewer when the round
+    ended inside it); the proxy terms are those of the step's last frame, the reward is
+    the sum over its frames. `game` is None or 'bundled' (this project's game), 'reference' (the installed
     reference package), or a game object to play on.
     """
 
@@ -101,7 +108,10 @@ class HockeyLearnerEnv(gym.Env):
         seed: int | None = None,
         game: Any = None,
         render_mode: str | None = None,
+        action_repeat: int = 1,
     ) -> None:
+        if isinstance(action_repeat, bool) or not isinstance(action_repeat, int) or action_repeat < 1:
+            raise ValueError(f"action_repeat must be an integer >= 1, got {action_repeat!r}")
         if side not in SIDES:
             raise ValueError(f"unknown side {side!r}; choices: {', '.join(SIDES)}")
         if render_mode not in (None, "rgb_array"):
@@ -110,6 +120,7 @@ class HockeyLearnerEnv(gym.Env):
         self.side = side
         self.reward_config = reward
         self.render_mode = render_mode
+        self.action_repeat = action_repeat
         self.set_opponent(opponent, seed)
         self.game = make_env(game, self.mode)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(18,), dtype=np.float64)
@@ -155,9 +166,20 @@ class HockeyLearnerEnv(gym.Env):
         return self._step(clip_action(action, "the learner's action"))
 
     def _step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        """Step with an already checked and clipped learner action."""
+        """Step with an already checked and clipped learner action: `action_repeat` frames
+        (fewer when the round ends), rewards summed."""
         if self._done:
             raise RuntimeError("the round is over: call reset() first")
+        total, frames = 0.0, 0
+        while True:
+            obs, reward, terminated, truncated, info = self._frame(action)
+            total, frames = total + reward, frames + 1
+            if self._done or frames == self.action_repeat:
+                break
+        return obs, total, terminated, truncated, dict(info, frames=frames)
+
+    def _frame(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """One game frame: the learner's `action` against the opponent's answer to its own observation."""
         other = check_action(self.opponent.act(self._opp_obs), "the opponent")
         game = self.game
         if self._learner_p2:
@@ -232,7 +254,9 @@ class VectorHockey:
     info['final_info']). `opponent_fn(env_index)` is called at every episode start;
     a scripted name or a fixed Policy is accepted too. `mode` and `side` are as in
     HockeyLearnerEnv ('random': data from both sides), one for all games or a list
-    with one per game (drills beside full games); `game` is None or a name.
+    with one per game (drills beside full games); `game` is None or a name. With
+    `action_repeat` k every step holds each game's action for k frames (fewer when its
+    round ends); each game's info['frames'] says how many it played.
     """
 
     def __init__(
@@ -244,6 +268,7 @@ class VectorHockey:
         seed: int | None = None,
         side: str | Sequence[str] = "random",
         game: Any = None,
+        action_repeat: int = 1,
     ) -> None:
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
@@ -259,7 +284,9 @@ class VectorHockey:
         # the opponent given here is replaced at every episode start by _start
         modes, sides = _per_game(mode, n, "mode"), _per_game(side, n, "side")
         self.envs = [
-            HockeyLearnerEnv(opponent="still", mode=m, side=d, reward=reward, seed=s, game=game)
+            HockeyLearnerEnv(
+                opponent="still", mode=m, side=d, reward=reward, seed=s, game=game, action_repeat=action_repeat
+            )
             for m, d, s in zip(modes, sides, seeds)
         ]
         self.observation_space = self.envs[0].observation_space
@@ -293,7 +320,7 @@ class VectorHockey:
             if terminated[index] or truncated[index]:
                 final_obs, final_info = obs, info
                 obs, info = self._start(index)
-                info = dict(info, final_obs=final_obs, final_info=final_info)
+                info = dict(info, final_obs=final_obs, final_info=final_info, frames=final_info["frames"])
             self._obs[index] = obs
             infos.append(info)
         return self._obs.copy(), rewards, terminated, truncated, infos

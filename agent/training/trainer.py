@@ -7,9 +7,18 @@ uniform random actions (the policy still runs, so its recurrent state follows th
 actions actually taken); with 'agent' the policy acts from the first step, as in the
 official code (which trains from 1,024 steps on).
 
-Train ratio: replayed steps per env step. After prefill the loop owes
-(env_steps - prefill) * train_ratio / (batch_size * seq_len) updates and runs them
-after each batched env step, so prefill data is not replayed in one burst.
+Action repeat: with `action_repeat` k the learner decides every k-th game frame and
+its action is held for k frames (VectorHockey), the opponent acting every frame. The
+replay stores one row per decision; env steps (`env_steps`, `steps`, prefill, the
+evaluation, checkpoint and snapshot schedules, the metrics' `step`) count game frames,
+as the tournament does, and `decisions` counts the rows collected.
+
+Train ratio: replayed rows per collected row. After prefill the loop owes
+rows * train_ratio / (batch_size * seq_len) updates, rows being the decisions collected
+after prefill, counted as all decisions times the share of the env steps played after
+prefill (with repeat 1 exactly env_steps - prefill), and runs them after each batched
+env step, so prefill data is not replayed in one burst. Learning per collected row
+does not depend on the repeat.
 
 Modes: 'normal', 'shooting', 'defense', or 'curriculum' = shooting for the first third
 of `steps`, defense for the second, normal for the last (scoring first, then
@@ -31,8 +40,8 @@ batched env step (snapshots).
 Evaluation: every `eval_every` env steps and at the end, `eval_rounds` rounds (whole
 4-round games) against each of `eval_opponents`, played as the tournament plays them
 (agent.players.match.play_games, all games at once) with the deterministic policy
-(actor mean) in the training mode (normal for curriculum), on the same fixed seeds
-every time so evaluations are comparable.
+(actor mean, each action held for `action_repeat` frames) in the training mode (normal
+for curriculum), on the same fixed seeds every time so evaluations are comparable.
 
 Resume: a checkpoint holds the model, optimisers, replay (its .npz file), counters
 and every generator (python, numpy, torch, the trainer's, the games'). The games'
@@ -311,7 +320,8 @@ class Trainer:
         self.sampler: OpponentSampler = opponent_sampler or ScriptedSampler(t.opponent, t.seed)
         self.rng = np.random.default_rng(t.seed + SEED_PREFILL)  # prefill actions
         self.on_env_step: list[Callable[[Trainer], None]] = []
-        self.env_steps = 0
+        self.env_steps = 0  # game frames played by each game, summed over the games
+        self.decisions = 0  # the learner's decisions, one replay row each (env_steps at repeat 1)
         self.updates = 0
         self.episodes = 0
         self.recent: deque[int] = deque(maxlen=WIN_WINDOW)
@@ -361,6 +371,7 @@ class Trainer:
             reward=RewardConfig(kind=t.reward),
             seed=t.seed + SEED_GAMES_STEP * (self._env_builds + 1),
             side=[_side(m) for m in modes],
+            action_repeat=t.action_repeat,
         )
         self._env_builds += 1
         if self._env_rng_states:  # restored from a checkpoint
@@ -378,7 +389,8 @@ class Trainer:
         self._prev_action = torch.zeros(n, 4, device=self.device)
 
     def collect(self) -> None:
-        """One batched env step: act, store the rows, handle finished rounds."""
+        """One batched env step (one decision per game, held for its frames): act, store the
+        rows, handle finished rounds."""
         t = self.cfg.train
         want = mode_at(t.mode, self.env_steps, t.steps)
         if self.envs is None or want != self.mode:
@@ -418,7 +430,8 @@ class Trainer:
         self._obs = obs.astype(np.float32)
         self._reward = np.where(done, 0.0, reward).astype(np.float32)
         self._is_first = done
-        self.env_steps += n
+        self.env_steps += sum(int(info["frames"]) for info in infos)
+        self.decisions += n
         for fn in self.on_env_step:
             fn(self)
 
@@ -472,8 +485,11 @@ class Trainer:
 
     # ----- updates -----------------------------------------------------------------------
     def updates_due(self) -> int:
+        """Updates owed for the rows (decisions) collected after prefill (module docstring)."""
         t = self.cfg.train
-        owed = max(0, self.env_steps - t.prefill) * t.train_ratio / (t.batch_size * t.seq_len)
+        after = max(0, self.env_steps - t.prefill)
+        rows = self.decisions * after / self.env_steps if after else 0.0
+        owed = rows * t.train_ratio / (t.batch_size * t.seq_len)
         return max(0, int(owed) - self.updates)
 
     def update_once(self) -> dict[str, Any]:
@@ -535,7 +551,7 @@ class Trainer:
         result: dict[str, float] = {}
         for opp in t.eval_opponents:
             tally = play_games(
-                BatchActingPolicy(self.agent, games, deterministic=True),
+                BatchActingPolicy(self.agent, games, deterministic=True, action_repeat=t.action_repeat),
                 scripted_batch(opp, games, seed=seed),
                 games,
                 a_side="alternate" if mode == "normal" else "p1",
@@ -569,6 +585,7 @@ class Trainer:
                 "optimizer": self.agent.optimizer_state(),
                 "counters": {
                     "env_steps": self.env_steps,
+                    "decisions": self.decisions,
                     "updates": self.updates,
                     "episodes": self.episodes,
                     "time": self.elapsed(),
@@ -600,6 +617,7 @@ class Trainer:
         self.replay.load(replay_file)
         c = data["counters"]
         self.env_steps, self.updates, self.episodes = int(c["env_steps"]), int(c["updates"]), int(c["episodes"])
+        self.decisions = int(c.get("decisions", self.env_steps))  # checkpoints before the repeat: one per env step
         self._time_offset = float(c["time"])
         self.checkpoint_step = self.env_steps
         rng = data["rng"]
@@ -719,6 +737,7 @@ class Trainer:
                     raise
         return {
             "env_steps": self.env_steps,
+            "decisions": self.decisions,
             "updates": self.updates,
             "episodes": self.episodes,
             "interrupted": self._stop,
