@@ -139,7 +139,8 @@ class ExploreConfig:
 class TrainConfig:
     """The training loop, replay, evaluation and self-play (owned by the trainer)."""
 
-    steps: int = 1_000_000  # env steps of the learner
+    steps: int = 1_000_000  # env steps of the learner (game frames)
+    updates: int = 0  # and at most this many updates (0: no limit): a budget in updates
     envs: int = 8  # games stepped in a batch
     # game frames each learner decision is held for (1: it acts every frame); env steps,
     # `steps` and every schedule in env steps count frames, the train ratio counts decisions
@@ -270,6 +271,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
     ("train", "checkpoint_every"): _NONNEG,
     ("train", "seed"): (0, 2**31 - 1, True),
     ("train", "threads"): _NONNEG,
+    ("train", "updates"): _NONNEG,
     ("train", "snapshot_every"): _NONNEG,
     ("train", "latest_share"): _UNIT,
     ("train", "scripted_share"): _UNIT,

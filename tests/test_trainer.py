@@ -705,3 +705,11 @@ def test_the_official_recipe_trains_and_resumes_bit_for_bit(tmp_path: Path, fast
     assert all(np.isfinite(v) for m in got for k, v in m.items() if not isinstance(v, list))
     for k, v in _params(resumed).items():
         assert torch.equal(v, expected_params[k]), k
+
+
+def test_a_budget_in_updates_ends_the_run(tmp_path: Path, fast_config) -> None:
+    tr = Trainer(fast_config("train.steps=100000", "train.eval_every=0", "train.updates=5"), tmp_path,
+                 progress=False, tensorboard=False)  # fmt: skip
+    result = tr.train()
+    tr.close()
+    assert result["updates"] == 5 and not result["interrupted"] and result["env_steps"] < 1000

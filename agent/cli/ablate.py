@@ -1,4 +1,5 @@
-"""`hockey-agent ablate`: ablations over eta values x schedules x other fields x seeds.
+"""`hockey-agent ablate`: ablations over eta values x schedules x other fields x seeds,
+or over named variants (one change each) x seeds.
 
 The entropy scale and its schedule are the default axes; `--vary SECTION.FIELD=V1,V2`
 adds any other config field (for example the intrinsic bonus, explore.scale=0,0.1,1).
@@ -9,6 +10,14 @@ run: entropy and rand per phase, floor share, |advantage|, final win rates) and
 OUT/ablation.png (entropy, rand and win rate curves side by side, one colour per
 eta/schedule, one line per seed). Non-constant schedules decay over the run's expected
 number of updates unless --set actor.eta_decay_steps=... says otherwise.
+
+Variants (`--variant "NAME: SECTION.FIELD=VALUE ..."`, repeatable) replace the grid: each
+variant is one run per seed in OUT/NAME-s<seed> with its overrides on top of --set, the
+way an A/B table compares one change at a time. `--updates N` makes the budget N
+updates (train.updates) instead of env steps alone. `--final-games G` plays G tournament
+games (4 rounds each, sides alternating, the deterministic policy) of every finished run
+against each of `--final-opponents` on seeds the trainer never evaluates on, and adds
+the rounds won, drawn and lost with 95% Wilson intervals to summary.csv.
 """
 
 from __future__ import annotations
@@ -49,6 +58,39 @@ def _varied(items: tuple[str, ...]) -> list[tuple[tuple[str, str], ...]]:
     return list(itertools.product(*axes))
 
 
+FINAL_SEED = 100_000  # the final evaluation's games: seeds the trainer never evaluates on
+
+
+def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:
+    """'NAME: a.b=1 c.d=2' -> ('NAME', ('a.b=1', 'c.d=2')); a bare 'NAME:' has no overrides."""
+    name, sep, rest = text.partition(":")
+    name = name.strip()
+    items = tuple(rest.split())
+    if not sep or not name or any(c in name for c in "/ ") or any("=" not in i or "." not in i for i in items):
+        raise click.BadParameter(f"{text!r} is not 'NAME: SECTION.FIELD=VALUE ...'", param_hint="--variant")
+    return name, items
+
+
+def final_evaluation(run_dir: Path, opponents: list[str], games: int) -> dict[str, Any]:
+    """Rounds won / drawn / lost (with 95% Wilson intervals) of the run's agent against each opponent."""
+    from agent.players.match import play_games, wilson
+    from agent.players.scripted import scripted_batch
+    from league.members import load_batch_player
+
+    out: dict[str, Any] = {}
+    for opp in opponents:
+        agent = load_batch_player(str(run_dir), games)
+        tally = play_games(agent, scripted_batch(opp, games, seed=FINAL_SEED + 1), games, seed=FINAL_SEED)
+        rounds = tally.round_outcomes()
+        for key, value in (("won", 1), ("drawn", 0), ("lost", -1)):
+            count = rounds.count(value)
+            lo, hi = wilson(count, len(rounds))
+            out[f"{opp}_{key}"] = round(count / len(rounds), 4)
+            out[f"{opp}_{key}_ci"] = f"{lo:.3f}-{hi:.3f}"
+        out[f"{opp}_rounds"] = len(rounds)
+    return out
+
+
 def summarise(run_dir: Path) -> dict[str, Any]:
     """One CSV row: phase means of entropy/rand, floor share, |adv|, final win rates."""
     from agent.training.diagnose import phase_table, update_rows
@@ -57,6 +99,7 @@ def summarise(run_dir: Path) -> dict[str, Any]:
     rows = read_rows(run_dir)
     upd = update_rows(rows)
     out: dict[str, Any] = {"steps": upd[-1]["step"] if upd else 0, "updates": upd[-1]["update"] if upd else 0}
+    out["hours"] = round(upd[-1]["time"] / 3600, 3) if upd else 0
     for phase in phase_table(rows):
         for key in ("entropy", "rand", "at_floor", "adv_abs", "std_q50"):
             out[f"{key}_{phase['phase']}"] = round(phase[key], 4)
@@ -124,8 +167,10 @@ def plot_runs(runs: dict[str, Path], out: Path) -> Path:
 
 
 @click.command()
-@click.option("--etas", default="3e-4,1e-3,3e-3", show_default=True, help="Comma-separated entropy scales.")
-@click.option("--schedules", default="constant", show_default=True, help="Comma-separated: constant, linear, exp.")
+@click.option(
+    "--etas", default=None, help="Comma-separated entropy scales (default 3e-4,1e-3,3e-3; with --variant the preset's)."
+)
+@click.option("--schedules", default=None, help="Comma-separated: constant, linear, exp (default constant).")
 @click.option("--seeds", default="0,1", show_default=True, help="Comma-separated seeds (the same for every eta).")
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="Env steps per run.")
 @click.option("--preset", default="tiny", show_default=True, help="tiny | small | medium.")
@@ -138,11 +183,22 @@ def plot_runs(runs: dict[str, Path], out: Path) -> Path:
     metavar="SECTION.FIELD=V1,V2",
     help="Another axis of the grid, e.g. explore.scale=0,0.1,1 (repeatable).",
 )
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    metavar="'NAME: SECTION.FIELD=VALUE ...'",
+    help="A named set of overrides, one run per seed (repeatable; replaces the eta/schedule/--vary grid).",
+)
+@click.option("--updates", type=click.IntRange(min=1), default=None, help="Budget in updates per run (train.updates).")
+@click.option("--final-games", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Tournament games per final opponent for every finished run (0: none).")  # fmt: skip
+@click.option("--final-opponents", default="weak,strong", show_default=True, help="Comma-separated scripted players.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE", help="Extra overrides for every run.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 def ablate(
-    etas: str,
-    schedules: str,
+    etas: str | None,
+    schedules: str | None,
     seeds: str,
     steps: int,
     preset: str,
@@ -150,6 +206,10 @@ def ablate(
     mode: str,
     out: Path,
     vary: tuple[str, ...],
+    variants: tuple[str, ...],
+    updates: int | None,
+    final_games: int,
+    final_opponents: str,
     overrides: tuple[str, ...],
     device: str,
 ) -> None:
@@ -161,11 +221,24 @@ def ablate(
     from agent.training import cpu
 
     cpu.configure(share_cpu=False, threads=0)  # one run at a time, each with the machine to itself
-    from agent.training.trainer import Trainer
 
-    eta_values = _floats(etas, "--etas")
+    if variants and (etas is not None or schedules is not None or vary):
+        raise click.BadParameter("--variant replaces --etas, --schedules and --vary: use one or the other")
+    opponents = [o.strip() for o in final_opponents.split(",") if o.strip()]
+    from agent.players.scripted import SCRIPTED
+
+    for name in opponents:
+        if name not in SCRIPTED:
+            raise click.BadParameter(f"unknown opponent {name!r}; choices: {', '.join(SCRIPTED)}",
+                                     param_hint="--final-opponents")  # fmt: skip
     seed_values = [int(s) for s in _floats(seeds, "--seeds")]
-    schedule_values = [s.strip() for s in schedules.split(",") if s.strip()]
+    if variants:
+        _run_variants(variants, seed_values, steps, preset, opponent, mode, out, updates, overrides, device)
+        names = [f"{name}-s{seed}" for name, _ in map(parse_variant, variants) for seed in seed_values]
+        _summary({name: out / name for name in names}, out, opponents, final_games)
+        return
+    eta_values = _floats(etas or "3e-4,1e-3,3e-3", "--etas")
+    schedule_values = [s.strip() for s in (schedules or "constant").split(",") if s.strip()]
     allowed = CHOICES[("actor", "eta_schedule")]
     for s in schedule_values:
         if s not in allowed:
@@ -184,30 +257,74 @@ def ablate(
             *overrides,
             *(f"{key}={value}" for key, value in varied),
         )
-        options = {"opponent": opponent, "mode": mode, "steps": steps, "seed": seed, "device": device}
+        options = {"opponent": opponent, "mode": mode, "steps": steps, "seed": seed, "device": device,
+                   "updates": updates}  # fmt: skip
         cfg = build_config(preset, options, items, None)
         if schedule != "constant" and not any(o.startswith("actor.eta_decay_steps=") for o in overrides):
             t = cfg.train
             cfg.actor.eta_decay_steps = max(1, int((t.steps - t.prefill) * t.train_ratio / (t.batch_size * t.seq_len)))
-        resume = (run_dir / "checkpoint.pt").exists()
-        trainer = Trainer(cfg, run_dir, resume=resume, preset=preset, progress=True)
-        if trainer.env_steps >= steps:
-            console.print(f"{name}: already done ({trainer.env_steps} env steps), skipped")
-            trainer.close()
-            continue
-        console.print(f"[bold]{name}[/] ({'resumed' if resume else 'new'})")
-        try:
-            result = trainer.train()
-        finally:
-            trainer.close()
-        if result["interrupted"]:
-            console.print(f"interrupted in {name}; re-run the same command to continue")
+        if not _train_one(cfg, run_dir, name, preset, console):
             return
-    rows = [{"run": name, **summarise(path)} for name, path in runs.items()]
+    _summary(runs, out, opponents, final_games)
+
+
+def _train_one(cfg: Any, run_dir: Path, name: str, preset: str, console: Any) -> bool:
+    """Train (or resume, or skip when done) one run; False when it was interrupted."""
+    from agent.training.trainer import Trainer
+
+    resume = (run_dir / "checkpoint.pt").exists()
+    trainer = Trainer(cfg, run_dir, resume=resume, preset=preset, progress=True)
+    if trainer.env_steps >= cfg.train.steps or trainer.budget_spent():
+        console.print(f"{name}: already done ({trainer.env_steps} env steps, {trainer.updates} updates), skipped")
+        trainer.close()
+        return True
+    console.print(f"[bold]{name}[/] ({'resumed' if resume else 'new'})")
+    try:
+        result = trainer.train()
+    finally:
+        trainer.close()
+    if result["interrupted"]:
+        console.print(f"interrupted in {name}; re-run the same command to continue")
+        return False
+    return True
+
+
+def _run_variants(
+    variants: tuple[str, ...], seeds: list[int], steps: int, preset: str, opponent: str, mode: str, out: Path,
+    updates: int | None, overrides: tuple[str, ...], device: str,
+) -> None:  # fmt: skip
+    from rich.console import Console
+
+    from agent.cli.train import build_config
+
+    console = Console()
+    out.mkdir(parents=True, exist_ok=True)
+    parsed = [parse_variant(v) for v in variants]
+    names = [name for name, _ in parsed]
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"variant names repeat: {names}", param_hint="--variant")
+    for name, items in parsed:
+        for seed in seeds:
+            options = {"opponent": opponent, "mode": mode, "steps": steps, "seed": seed, "device": device,
+                       "updates": updates}  # fmt: skip
+            cfg = build_config(preset, options, (*overrides, *items), None)
+            if not _train_one(cfg, out / f"{name}-s{seed}", f"{name}-s{seed}", preset, console):
+                raise SystemExit(1)
+
+
+def _summary(runs: dict[str, Path], out: Path, opponents: list[str], final_games: int) -> None:
+    from rich.console import Console
+
+    rows = []
+    for name, path in runs.items():
+        row = {"run": name, **summarise(path)}
+        if final_games:
+            row.update(final_evaluation(path, opponents, final_games))
+        rows.append(row)
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     png = plot_runs(runs, out / "ablation.png")
-    console.print(f"summary: {out / 'summary.csv'}\nplot: {png}")
+    Console().print(f"summary: {out / 'summary.csv'}\nplot: {png}")

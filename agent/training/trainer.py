@@ -484,6 +484,14 @@ class Trainer:
         return float(np.mean(np.array(self.recent) == 1)) if self.recent else float("nan")
 
     # ----- updates -----------------------------------------------------------------------
+    def _updates_left(self) -> int:
+        t = self.cfg.train
+        return t.updates - self.updates if t.updates > 0 else self.updates_due()
+
+    def budget_spent(self) -> bool:
+        """Whether the run has done train.updates updates (when that budget is set)."""
+        return 0 < self.cfg.train.updates <= self.updates
+
     def updates_due(self) -> int:
         """Updates owed for the rows (decisions) collected after prefill (module docstring)."""
         t = self.cfg.train
@@ -688,12 +696,12 @@ class Trainer:
                 progress.start()
                 task = progress.add_task("train", total=t.steps, completed=self.env_steps, ups=0.0, eps=0.0, win="-")
             rate_t, rate_u, rate_s = time.perf_counter(), self.updates, self.env_steps
-            while self.env_steps < t.steps and not self._stop:
+            while self.env_steps < t.steps and not self._stop and not self.budget_spent():
                 self.collect()
                 note = guard.check(time.monotonic()) if guard is not None else None
                 if note is not None:
                     (progress.console.print if progress is not None else print)(note)
-                for _ in range(self.updates_due()):
+                for _ in range(min(self.updates_due(), self._updates_left())):
                     if not self.replay.can_sample(t.seq_len + t.replay_context):
                         break
                     self._update()
