@@ -1,4 +1,12 @@
-"""Trainer: a short run writes everything, resume continues bit-identically, stops save."""
+"""Trainer: a short run writes everything, resume continues the updates bit-identically, stops save.
+
+What a resume restores exactly: model, optimisers, replay and every generator, so the
+updates after it are the ones an uninterrupted run would make from the same replay. What
+it cannot restore: the games' physics in the middle of a round, so a resumed run starts
+new rounds and its collected data (and with them its later updates) differ from an
+uninterrupted run's from the first env step after the checkpoint
+(`test_a_resumed_run_collects_new_rounds` pins that down).
+"""
 
 from __future__ import annotations
 
@@ -149,6 +157,23 @@ def test_a_checkpoint_from_before_the_action_repeat_resumes(tmp_path: Path, fast
     result = resumed.train()
     resumed.close()
     assert (result["env_steps"], result["decisions"], result["updates"]) == (200, 200, (200 - 64) * 16 // 32)
+
+
+def test_a_resumed_run_collects_new_rounds(tmp_path: Path, fast_config) -> None:
+    """The difference from an uninterrupted run, measured: equal up to the checkpoint,
+    new rounds (other observations) from the first collected step after it."""
+    cfg = fast_config("train.steps=160", "train.eval_every=0")
+    whole = Trainer(cfg, tmp_path / "whole", progress=False, tensorboard=False)
+    whole.train()
+    resumed = Trainer(cfg, tmp_path / "whole", resume=True, progress=False, tensorboard=False)
+    assert np.array_equal(whole.replay.obs, resumed.replay.obs)  # everything up to the checkpoint
+    first_new = whole.replay.ptr.copy()  # where each game writes its next row
+    whole.collect()
+    resumed.collect()
+    games = np.arange(len(first_new))
+    assert not np.array_equal(whole.replay.obs[games, first_new], resumed.replay.obs[games, first_new])
+    whole.close()
+    resumed.close()
 
 
 def test_stop_saves_and_resume_finishes_without_duplicate_rows(tmp_path: Path, fast_config) -> None:
