@@ -26,11 +26,33 @@ def _agents(*overrides: str) -> tuple[DreamerAgent, DreamerAgent]:
     return eager, graphed
 
 
+def _with_context(cfg, batch: dict, seed: int) -> dict:
+    """A replay batch with the context the replay hands out (the latent before the sequence)."""
+    g = torch.Generator().manual_seed(seed)
+    b, m = batch["obs"].shape[0], cfg.model
+    return {
+        **batch,
+        "start_deter": torch.randn(b, m.deter, generator=g),
+        "start_stoch": torch.randint(0, m.classes, (b, m.stoch), generator=g),
+        "start_action": torch.rand(b, 4, generator=g) * 2 - 1,
+    }
+
+
 @cuda
-@pytest.mark.parametrize("overrides", [(), ("explore.scale=0.1", "actor.imag_fraction=0.25")])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        (),
+        ("explore.scale=0.1", "actor.imag_fraction=0.25"),
+        ("optim.name=laprop", "critic.repval_scale=0.3", "model.init=official", "train.replay_context=true"),
+    ],
+)
 def test_graph_replay_follows_the_eager_update(random_batch, overrides) -> None:
     eager, graphed = _agents(*overrides)
-    batches = [{k: v.cuda() for k, v in random_batch(eager.cfg, seed).items()} for seed in range(6)]
+    batches = [random_batch(eager.cfg, seed) for seed in range(6)]
+    if eager.cfg.train.replay_context:
+        batches = [_with_context(eager.cfg, b, seed) for seed, b in enumerate(batches)]
+    batches = [{k: v.cuda() for k, v in b.items()} for b in batches]
     for batch in batches[:2]:
         eager.step(batch)
         graphed.step(batch)
@@ -62,10 +84,13 @@ def test_a_captured_graph_refuses_another_batch_shape(random_batch) -> None:
 
 
 @cuda
-def test_the_trainer_captures_the_update_on_a_gpu(tmp_path: Path, fast_config) -> None:
+@pytest.mark.parametrize(
+    "official", [(), ("optim.name=laprop", "critic.repval_scale=0.3", "train.replay_context=true", "train.online=true")]
+)
+def test_the_trainer_captures_the_update_on_a_gpu(tmp_path: Path, fast_config, official) -> None:
     from agent.training.trainer import Trainer
 
-    cfg = fast_config("train.steps=160", "train.eval_every=0", "train.device=cuda")
+    cfg = fast_config("train.steps=160", "train.eval_every=0", "train.device=cuda", *official)
     trainer = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
     trainer.train()
     trainer.close()

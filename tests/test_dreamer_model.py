@@ -427,3 +427,28 @@ def test_actor_learns_the_action_that_the_reward_follows():
         deterministic=True,
     )
     assert act[:, 0].mean() > 0.9
+
+
+def test_a_replayed_sequence_starts_from_its_context(random_batch):
+    """With the replay's context, the world model filters from the given latent, not zeros."""
+    cfg = tiny_config("train.replay_context=true")
+    batch = random_batch(cfg)
+    batch["is_first"][:, 0] = False
+    b, m = batch["obs"].shape[0], cfg.model
+    context = {
+        "start_deter": torch.randn(b, m.deter),
+        "start_stoch": torch.randint(0, m.classes, (b, m.stoch)),
+        "start_action": torch.rand(b, 4) * 2 - 1,
+    }
+    losses = []
+    for extra in ({}, context):
+        torch.manual_seed(0)
+        agent = DreamerAgent(cfg)
+        losses.append(agent.update({**batch, **extra})["wm/loss"])
+        assert agent.posterior[0].shape == (b, batch["obs"].shape[1], m.deter)
+    assert losses[0] != losses[1]
+    batch["is_first"][:, 0] = True  # a sequence that starts an episode ignores the context
+    torch.manual_seed(0)
+    plain = DreamerAgent(cfg).update(batch)["wm/loss"]
+    torch.manual_seed(0)
+    assert DreamerAgent(cfg).update({**batch, **context})["wm/loss"] == plain
