@@ -20,19 +20,23 @@ U="python3 benchmarks/bench_update.py --device cuda --threads 4 --peak 67000 --u
 
 section "CUDA tests"
 timeout 240 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda.py tests/test_dreamer_model.py \
-  tests/test_dreamer_maths.py tests/test_explore.py 2>&1 | tail -8 | tee "$OUT/tests.txt"
+  tests/test_dreamer_maths.py tests/test_explore.py tests/test_trainer.py tests/test_optim.py 2>&1 | tail -8 \
+  | tee "$OUT/tests.txt"
 
 section "update: eager and CUDA graph"
 { $U --configs tiny small medium; $U --configs tiny small medium --graph; } 2>&1 | grep -v "^USDT" | tee "$OUT/update.txt"
 section "update: the knobs, CUDA graph"
+OFFICIAL="optim.name=laprop critic.repval_scale=0.3 model.init=official"
 for knob in "train.batch_size=32 train.seq_len=32" "train.batch_size=64 train.seq_len=16" "actor.imag_fraction=0.25" \
-            "model.compute_dtype=bfloat16" "train.batch_size=64" "train.batch_size=256"; do
+            "model.compute_dtype=bfloat16" "train.batch_size=64" "train.batch_size=256" "$OFFICIAL"; do
   $U --configs small --graph $(for k in $knob; do echo --set "$k"; done) 2>&1 | grep "updates/s"
 done | tee -a "$OUT/update.txt"
 
 section "whole training loop"
 timeout 300 python3 benchmarks/bench_train.py --device cuda --threads 4 --presets tiny,small,medium --steps 800 2>&1 \
   | tee "$OUT/loop.txt"
+timeout 200 python3 benchmarks/bench_train.py --device cuda --threads 4 --presets small --steps 800 \
+  $(for k in $OFFICIAL train.replay_context=true train.online=true; do echo --set "$k"; done) 2>&1 | tee -a "$OUT/loop.txt"
 
 section "update: compiled steps + graph (compiles first)"
 timeout ${COMPILE_S:-200} $U --configs small --graph --set train.compile=true 2>&1 | grep "updates/s" | tee -a "$OUT/update.txt"
