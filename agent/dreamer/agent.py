@@ -122,6 +122,7 @@ class DreamerAgent(nn.Module):
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static_in: dict[str, Tensor] = {}
         self._static_out: dict[str, Tensor] = {}
+        self._static_posterior: tuple[Tensor, Tensor] | None = None
 
     # ---- randomness ----------------------------------------------------------------
 
@@ -224,6 +225,7 @@ class DreamerAgent(nn.Module):
             for name, value in tensors.items():
                 self._static_in[name].copy_(value)
             self._graph.replay()
+            self.posterior = self._static_posterior
             return dict(self._static_out)
         return self._step(tensors)
 
@@ -463,6 +465,7 @@ class DreamerAgent(nn.Module):
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             metrics = {k: v.clone() for k, v in self._step(self._static_in).items()}
+            warm_posterior = tuple(x.clone() for x in self.posterior)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         if hasattr(graph, "register_generator_state"):
@@ -471,13 +474,16 @@ class DreamerAgent(nn.Module):
             opt.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph):
             self._static_out = self._step(self._static_in)
+        # the capture ran nothing: its posterior buffers fill at the first replay, and until
+        # then the posterior is the warm-up update's (the one this call made)
+        self._static_posterior, self.posterior = self.posterior, warm_posterior
         self._graph = graph
         return metrics
 
     def release_graph(self) -> None:
         """Go back to eager updates (for example before saving or changing the batch shape)."""
         self._graph = None
-        self._static_in, self._static_out = {}, {}
+        self._static_in, self._static_out, self._static_posterior = {}, {}, None
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
         return [opt for _, opt, _, _ in self.optimizers.values()]
