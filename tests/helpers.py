@@ -413,3 +413,12 @@ def one_line_error(result: subprocess.CompletedProcess | object) -> str:
     lines = [line for line in text.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1, text
     return lines[0]
+
+
+def error_line(output: str) -> str:
+    """The one 'Error:' line of a refused command (click's usage lines may precede it)."""
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("Error:"), output
+    assert sum(line.startswith("Error:") for line in lines) == 1, output
+    return lines[-1]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import error_line
 
 from agent.training import checkpoint as ckpt
 from agent.training.trainer import Trainer
@@ -97,15 +98,6 @@ def test_shape_mismatch_never_loads_partially(run_dir: Path, fast_config) -> Non
         assert torch.equal(v, before[k]), k
 
 
-def _error_line(output: str) -> str:
-    """The one 'Error:' line of a refused command (click's usage lines may precede it)."""
-    assert "Traceback" not in output, output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("Error:"), output
-    assert sum(line.startswith("Error:") for line in lines) == 1, output
-    return lines[-1]
-
-
 class Foreign:
     """A class no checkpoint holds: torch's safe loader refuses to build it."""
 
@@ -187,7 +179,7 @@ def test_train_resume_with_a_malformed_optimiser_state_is_one_line(run_dir: Path
     copy = _tampered_copy(run_dir, tmp_path, lambda d: d.update(optimizer={}))
     res = CliRunner().invoke(train, ["--resume", "--run-dir", str(copy), "--steps", "120", "--no-progress"])
     assert res.exit_code != 0
-    line = _error_line(res.output)
+    line = error_line(res.output)
     assert str(copy / ckpt.CHECKPOINT_FILE) in line and "optimizer lacks ['wm', 'actor', 'critic']" in line
 
 
@@ -213,5 +205,5 @@ def test_commands_answer_an_unreadable_checkpoint_in_one_line(tmp_path: Path, co
             (target / ckpt.CHECKPOINT_FILE).write_bytes(path.read_bytes())
         res = CliRunner().invoke(main, [arg.replace("{}", str(target)) for arg in command])
         assert res.exit_code != 0, res.output
-        line = _error_line(res.output)
+        line = error_line(res.output)
         assert "is not a readable checkpoint" in line and "weights_only" not in line, line

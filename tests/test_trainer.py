@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import FAST
+from helpers import FAST, error_line
 
 from agent.config import validate
 from agent.training.checkpoint import load as load_checkpoint
@@ -385,15 +385,6 @@ def test_train_command_runs_and_resumes(tmp_path: Path) -> None:
     assert "from env step 120" in res.output and "finished at env step 160" in res.output
 
 
-def _error_line(output: str) -> str:
-    """The one 'Error:' line of a refused command (click's usage lines may precede it)."""
-    assert "Traceback" not in output, output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("Error:"), output
-    assert sum(line.startswith("Error:") for line in lines) == 1, output
-    return lines[-1]
-
-
 @pytest.mark.parametrize(
     "args,field",
     [
@@ -416,7 +407,7 @@ def test_train_refuses_non_finite_and_out_of_range_values(tmp_path: Path, args: 
     fast = [a for o in [*FAST, "train.eval_every=0"] for a in ("--set", o)]  # were it to train: briefly
     res = CliRunner().invoke(train, ["--preset", "tiny", "--steps", "8", "--run-dir", str(run), *fast, *args])
     assert res.exit_code == 2, res.output
-    assert field in _error_line(res.output)
+    assert field in error_line(res.output)
     assert not run.exists() and not list(tmp_path.iterdir())  # nothing written
 
 
@@ -473,7 +464,7 @@ def test_train_refuses_a_read_only_run_dir_in_one_line(
     fast = [a for o in [*FAST, "train.eval_every=0"] for a in ("--set", o)]
     res = CliRunner().invoke(train, [*args, *fast, *(["--selfplay"] if selfplay else [])])
     assert res.exit_code != 0, res.output
-    line = _error_line(res.output)
+    line = error_line(res.output)
     assert str(run) in line and "read-only" in line, line
     if where != "run dir":
         assert str(parent) in line and not list(parent.iterdir())  # nothing created
@@ -495,7 +486,7 @@ def test_train_refuses_a_chmod_read_only_run_dir(tmp_path: Path) -> None:
         res = CliRunner().invoke(train, [*args, *[a for o in FAST for a in ("--set", o)]])
     finally:
         parent.chmod(0o755)
-    assert res.exit_code != 0 and str(parent) in _error_line(res.output)
+    assert res.exit_code != 0 and str(parent) in error_line(res.output)
 
 
 def test_check_run_dir_names_a_read_only_file_a_resumed_run_appends_to(
@@ -666,7 +657,7 @@ def test_train_command_reports_an_error_in_one_line_and_resumes(
     res = CliRunner().invoke(train, args)
     monkeypatch.undo()
     assert res.exit_code == 1, res.output
-    assert _error_line(res.output) == (
+    assert error_line(res.output) == (
         "Error: training stopped by an error at env step 120: RuntimeError: boom in the update; a checkpoint was "
         f"saved, continue with: hockey-agent train --resume --run-dir {run} (traceback in {run / 'error.log'})"
     )

@@ -123,16 +123,7 @@ class Replay:
             raise ValueError(f"seq_len {seq_len} exceeds the per-game capacity {self.capacity}")
         if context:
             return self._sample_with_context(batch_size, seq_len)
-        starts = self.num_starts(seq_len)
-        total = int(starts.sum())
-        if total == 0:
-            raise ValueError(f"replay holds no sequence of {seq_len} rows yet (sizes {self.size.tolist()})")
-        k = self.rng.integers(0, total, size=batch_size)
-        bounds = np.cumsum(starts)
-        env = np.searchsorted(bounds, k, side="right")
-        offset = k - (bounds[env] - starts[env])  # chronological start within that game
-        oldest = (self.ptr[env] - self.size[env]) % self.capacity
-        first = (oldest + offset) % self.capacity
+        env, first = self._draw(batch_size, seq_len)
         for i, (game, start) in enumerate(self._take_queued(batch_size, seq_len)):
             env[i], first[i] = game, start % self.capacity
         rows = (first[:, None] + np.arange(seq_len)[None, :]) % self.capacity
@@ -147,17 +138,22 @@ class Replay:
         batch["is_first"][:, 0] = True
         return batch
 
-    def _sample_with_context(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
-        starts = self.num_starts(seq_len + 1)
+    def _draw(self, batch_size: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform (game, ring position of the first row) over all runs of `rows` consecutive rows."""
+        starts = self.num_starts(rows)
         total = int(starts.sum())
         if total == 0:
-            raise ValueError(f"replay holds no sequence of {seq_len + 1} rows yet (sizes {self.size.tolist()})")
+            raise ValueError(f"replay holds no sequence of {rows} rows yet (sizes {self.size.tolist()})")
         k = self.rng.integers(0, total, size=batch_size)
         bounds = np.cumsum(starts)
         env = np.searchsorted(bounds, k, side="right")
-        offset = k - (bounds[env] - starts[env])
+        offset = k - (bounds[env] - starts[env])  # chronological start within that game
         oldest = (self.ptr[env] - self.size[env]) % self.capacity
-        first = (oldest + offset + 1) % self.capacity  # the row after the context row
+        return env, (oldest + offset) % self.capacity
+
+    def _sample_with_context(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
+        env, ctx_first = self._draw(batch_size, seq_len + 1)
+        first = (ctx_first + 1) % self.capacity  # the row after the context row
         has_context = np.ones(batch_size, bool)
         for i, (game, start) in enumerate(self._take_queued(batch_size, seq_len)):
             env[i], first[i] = game, start % self.capacity
