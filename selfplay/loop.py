@@ -153,11 +153,23 @@ class Snapshotter:
                 db.add_members([member])
                 self.sampler.add(member)
         evaluate(self.sampler.league_dir, games_per_pair=self.games, workers=0, progress=False)
-        trainer.metrics.log_row(
-            "league", trainer.env_steps, trainer.updates, trainer.elapsed(), _league_row(self.sampler, name)
-        )
+        row = _league_row(self.sampler, name)
+        trainer.metrics.log_row("league", trainer.env_steps, trainer.updates, trainer.elapsed(), row)
+        if "league/bt" in row:
+            trainer.status_fields["league"] = f"league rating {row['league/bt']:.0f}"
+        _copy_atomically(path, trainer.run_dir / "agent.onnx")  # the newest agent, ready for the client
         self.latest, self.latest_step = path, trainer.env_steps
         return path
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    """Copy to a tmp file beside `target`, then move it into place: a reader never sees half a file."""
+    import os
+    import shutil
+
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 def _league_row(sampler: LeagueSampler, newest: str) -> dict[str, float]:
@@ -176,21 +188,29 @@ def _league_row(sampler: LeagueSampler, newest: str) -> dict[str, float]:
 
 
 def run_selfplay(
-    cfg: Config, run_dir: str | Path, resume: bool = False, *, preset: str = "", progress: bool = True
+    cfg: Config,
+    run_dir: str | Path,
+    resume: bool = False,
+    *,
+    preset: str = "",
+    progress: bool = True,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train with self-play until cfg.train.steps; returns the trainer's result plus paths.
 
-    At the end (unless interrupted) the learner is snapshotted once more and also
-    exported to <run dir>/agent.onnx, ready for `hockey-agent client`.
+    Every snapshot is also written to <run dir>/agent.onnx, ready for `hockey-agent
+    client`, so the newest agent is always there while the run goes on; at the end
+    (unless interrupted) the learner is snapshotted once more. `init` starts a new run
+    from another agent's weights (Trainer).
     """
-    import shutil
-
     from agent.training.trainer import Trainer
 
     run_dir = Path(run_dir)
     league_dir = league_dir_for(cfg, run_dir)
     sampler = LeagueSampler(cfg, league_dir)
-    trainer = Trainer(cfg, run_dir, opponent_sampler=sampler, resume=resume, preset=preset, progress=progress)
+    trainer = Trainer(
+        cfg, run_dir, opponent_sampler=sampler, resume=resume, preset=preset, progress=progress, init=init
+    )
     sampler.bind(trainer)
     snapshots = Snapshotter(
         sampler, run_dir.name, trainer.preset, cfg.train.snapshot_every, cfg.train.snapshot_games, trainer.env_steps
@@ -198,9 +218,9 @@ def run_selfplay(
     trainer.on_env_step.append(snapshots)
     try:
         result = trainer.train()
-        if not result["interrupted"]:
-            final = snapshots.latest if snapshots.latest_step == trainer.env_steps else snapshots.snapshot(trainer)
-            shutil.copyfile(final, run_dir / "agent.onnx")
+        if not result["interrupted"] and snapshots.latest_step != trainer.env_steps:
+            snapshots.snapshot(trainer)
+        if (run_dir / "agent.onnx").is_file():
             result["agent"] = str(run_dir / "agent.onnx")
     finally:
         trainer.close()

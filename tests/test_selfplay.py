@@ -100,22 +100,25 @@ def test_the_latest_self_holds_its_actions_for_the_action_repeat(tmp_path):
     assert name == SELF and player.action_repeat == 3
 
 
-def test_selfplay_command_defaults_yield_to_the_user(monkeypatch):
-    """`train --selfplay` alone gets the CPU-sized defaults; --steps / --set still win."""
+def test_selfplay_command_defaults_yield_to_the_user(monkeypatch, tmp_path):
+    """`train --selfplay` alone gets the CPU-sized defaults in runs/selfplay; --steps / --set still win."""
+    from pathlib import Path
+
     from click.testing import CliRunner
 
     import agent.cli.train as train_cmd
     from agent.config import PRESETS
 
+    monkeypatch.chdir(tmp_path)
     seen = {}
     monkeypatch.setattr(
         train_cmd,
         "_selfplay",
-        lambda cfg, run_dir, resume, preset, progress: seen.update(cfg=cfg, preset=preset, run_dir=run_dir),
+        lambda cfg, run_dir, resume, preset, progress, init: seen.update(cfg=cfg, preset=preset, run_dir=run_dir),
     )
     res = CliRunner().invoke(train_cmd.train, ["--selfplay"])
     assert res.exit_code == 0, res.output
-    assert seen["preset"] == "selfplay" and seen["run_dir"].name.startswith("selfplay-s0-")
+    assert seen["preset"] == "selfplay" and seen["run_dir"] == Path("runs") / "selfplay"
     assert seen["cfg"] == PRESETS["selfplay"] and seen["cfg"].model == PRESETS["tiny"].model
     res = CliRunner().invoke(train_cmd.train, ["--selfplay", "--steps", "600", "--set", "train.snapshot_every=300"])
     assert res.exit_code == 0, res.output
@@ -142,7 +145,62 @@ def test_a_failing_snapshot_saves_a_checkpoint_and_is_reported_in_one_line(tmp_p
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert res.output.splitlines()[-1] == (
         "Error: training stopped by an error at env step 160: LeagueError: the league database is locked; "
-        f"a checkpoint was saved, continue with: hockey-agent train --selfplay --resume --run-dir {run} "
+        f"a checkpoint was saved, continue with: hockey-agent train --selfplay --run-dir {run} "
         f"(traceback in {run / 'error.log'})"
     )
     assert load(run)["counters"]["env_steps"] == 160
+
+
+def test_the_main_job_continues_where_it_stopped_and_writes_every_snapshot(tmp_path, monkeypatch):
+    """Running the same command again continues the run; each snapshot is also agent.onnx."""
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+    from agent.training.checkpoint import load
+    from export.runtime import OnnxAgent
+
+    monkeypatch.chdir(tmp_path)
+    base = ["--selfplay", "--preset", "tiny", "--no-progress", *[a for o in TINY_SELFPLAY for a in ("--set", o)]]
+    first = CliRunner().invoke(train, [*base, "--set", "train.steps=160"])
+    assert first.exit_code == 0, first.output
+    run = tmp_path / "runs" / "selfplay"
+    assert load(run)["counters"]["env_steps"] == 160
+    assert OnnxAgent(run / "agent.onnx").train_step == 160
+    again = CliRunner().invoke(train, [*base, "--set", "train.steps=240"])
+    assert again.exit_code == 0, again.output
+    assert "holds a run: continuing it" in again.output
+    assert load(run)["counters"]["env_steps"] == 240 and OnnxAgent(run / "agent.onnx").train_step == 240
+    with_init = CliRunner().invoke(train, [*base, "--init", str(run)])
+    assert with_init.exit_code == 2 and "--init starts a new one" in with_init.output
+
+
+def test_init_starts_a_new_run_from_another_agents_weights(tmp_path, fast_config):
+    import torch
+
+    from agent.training.trainer import Trainer
+
+    source = Trainer(fast_config("train.steps=100", "train.eval_every=0"), tmp_path / "a", progress=False,
+                     tensorboard=False)  # fmt: skip
+    source.train()
+    source.close()
+    new = Trainer(fast_config("train.steps=100", "train.seed=7"), tmp_path / "b", progress=False, tensorboard=False,
+                  init=tmp_path / "a")  # fmt: skip
+    for (name, a), b in zip(source.agent.state_dict().items(), new.agent.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert new.updates == 0  # a new run: its own counters and optimisers
+    new.close()
+    import pytest
+
+    with pytest.raises(ValueError, match="another model configuration"):
+        Trainer(fast_config("model.deter=64"), tmp_path / "c", progress=False, tensorboard=False, init=tmp_path / "a")
+
+
+def test_the_progress_line_shows_the_evaluation_and_the_league_rating(tmp_path, fast_config):
+    from agent.training.trainer import Trainer
+
+    tr = Trainer(fast_config("train.steps=100"), tmp_path, progress=False, tensorboard=False)
+    assert tr.status() == ""
+    tr.last_eval = {"eval/weak/win": 0.25, "eval/weak/loss": 0.5, "eval/strong/win": 0.1}
+    tr.status_fields["league"] = "league rating 1012"
+    assert tr.status() == "eval won: strong 10%, weak 25%; league rating 1012"
+    tr.close()

@@ -729,3 +729,10 @@ def test_a_budget_in_updates_ends_the_run(tmp_path: Path, fast_config) -> None:
     result = tr.train()
     tr.close()
     assert result["updates"] == 5 and not result["interrupted"] and result["env_steps"] < 1000
+
+
+def test_the_progress_bar_runs(tmp_path: Path, fast_config) -> None:
+    """A run with the progress display on (the default a user gets) trains and shows its fields."""
+    tr = Trainer(fast_config("train.steps=100", "train.eval_every=0"), tmp_path, progress=True, tensorboard=False)
+    assert not tr.train()["interrupted"]
+    tr.close()

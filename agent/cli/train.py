@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+SELFPLAY_RUN_DIR = Path("runs") / "selfplay"  # where `hockey-agent train --selfplay` trains by default
+
 
 def build_config(
     preset: str | None,
@@ -111,6 +113,14 @@ def build_config(
     "twice as fast alone, several times slower when two such jobs share the cores.",
 )
 @click.option("--threads", type=int, default=None, help="CPU threads (train.threads; default 0: one per core).")
+@click.option(
+    "--init",
+    "init",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Start a new run from the weights of another run directory or checkpoint of the same model "
+    "size (models/champion among them); its optimisers start fresh.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def train(
     opponent: str | None,
@@ -127,9 +137,18 @@ def train(
     selfplay: bool,
     share_cpu: bool | None,
     threads: int | None,
+    init: Path | None,
     no_progress: bool,
 ) -> None:
-    """Train a DreamerV3 agent; Ctrl-C saves a checkpoint, --resume continues it."""
+    """Train a DreamerV3 agent; Ctrl-C saves a checkpoint, and the same command (or --resume)
+    continues it: a run directory that holds a checkpoint is continued, never overwritten."""
+    if selfplay and run_dir is None:
+        run_dir = SELFPLAY_RUN_DIR  # one place, so that running the main job again continues it
+    if not resume and run_dir is not None and (run_dir / "checkpoint.pt").is_file():
+        if init is not None:
+            raise click.BadParameter(f"{run_dir} already holds a run; --init starts a new one", param_hint="--init")
+        click.echo(f"{run_dir} holds a run: continuing it")
+        resume, preset = True, None
     if resume:
         if run_dir is None:
             raise click.BadParameter("--resume needs the --run-dir of the run to continue", param_hint="--resume")
@@ -160,7 +179,7 @@ def train(
         raise click.ClickException(str(exc)) from exc
 
     if selfplay:
-        _selfplay(cfg, run_dir, resume, "" if resume else name, not no_progress)
+        _selfplay(cfg, run_dir, resume, "" if resume else name, not no_progress, init)
         return
 
     from rich.console import Console
@@ -169,7 +188,9 @@ def train(
 
     console = Console()
     try:
-        trainer = Trainer(cfg, run_dir, resume=resume, preset="" if resume else name, progress=not no_progress)
+        trainer = Trainer(
+            cfg, run_dir, resume=resume, preset="" if resume else name, progress=not no_progress, init=init
+        )
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
@@ -207,7 +228,7 @@ def stopped_by_error(exc: Any, resume: str) -> str:
     return text
 
 
-def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool) -> None:
+def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool, init: Path | None = None) -> None:
     """Run self-play and print where the league and the exported agent are."""
     from rich.console import Console
 
@@ -219,9 +240,9 @@ def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool
     console = Console()
     console.print(f"self-play run dir [bold]{run_dir}[/], league {league_dir_for(cfg, run_dir)}")
     try:
-        result = run_selfplay(cfg, run_dir, resume, preset=preset, progress=progress)
+        result = run_selfplay(cfg, run_dir, resume, preset=preset, progress=progress, init=init)
     except TrainingError as exc:
-        resume_command = f"hockey-agent train --selfplay --resume --run-dir {run_dir}"
+        resume_command = f"hockey-agent train --selfplay --run-dir {run_dir}"
         raise click.ClickException(stopped_by_error(exc, resume_command)) from exc
     except (ValueError, FileNotFoundError, LeagueError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -231,4 +252,4 @@ def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool
     if "agent" in result:
         console.print(f"exported agent: {result['agent']} (hockey-agent client {result['agent']} ...)")
     if result["interrupted"]:
-        console.print(f"continue with: hockey-agent train --selfplay --resume --run-dir {run_dir}")
+        console.print(f"continue with: hockey-agent train --selfplay --run-dir {run_dir}")

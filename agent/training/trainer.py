@@ -297,7 +297,10 @@ class Trainer:
         preset: str = "",
         progress: bool = True,
         tensorboard: bool = True,
+        init: str | Path | None = None,
     ) -> None:
+        """`init` (a run directory or checkpoint) gives a new run the weights of another
+        agent of the same model configuration to start from; its optimisers start fresh."""
         from agent.dreamer.agent import DreamerAgent
 
         validate(cfg)
@@ -334,14 +337,19 @@ class Trainer:
         self._env_rng_states: list[str] = []
         self._opponent_names = [""] * t.envs
         self.last_eval: dict[str, float] = {}
+        self.status_fields: dict[str, str] = {}  # shown on the progress line (self-play: the league rating)
         self._graph_failed = ""
         self.last_eval_step = -1
         self.checkpoint_step: int | None = None  # env step of the newest checkpoint on disk
 
         if resume:
+            if init is not None:
+                raise ValueError("a resumed run continues from its own checkpoint: --init is for new runs")
             self._load()
         elif (self.run_dir / ckpt.CHECKPOINT_FILE).exists():
             raise ValueError(f"{self.run_dir} already holds a checkpoint: pass --resume or choose another --run-dir")
+        elif init is not None:
+            self._init_from(init)
         save_config(cfg, self.run_dir / ckpt.CONFIG_FILE)
         self.metrics = MetricsLogger(
             self.run_dir, t.log_every, resume_step=self.env_steps if resume else None, tensorboard=tensorboard
@@ -479,6 +487,14 @@ class Trainer:
         self.metrics.log_row(kind, self.env_steps, self.updates, self.elapsed(), values)
         self._returns[index] = 0.0
 
+    def status(self) -> str:
+        """The progress line's news: the last evaluation's rounds won per opponent, then
+        whatever the callbacks put in `status_fields` (self-play: the league rating)."""
+        won = [f"{key.split('/')[1]} {value:.0%}" for key, value in sorted(self.last_eval.items())
+               if key.endswith("/win")]  # fmt: skip
+        parts = ([f"eval won: {', '.join(won)}"] if won else []) + list(self.status_fields.values())
+        return "; ".join(parts)
+
     def win_rate(self) -> float:
         """Share of the last WIN_WINDOW rounds the learner won (NaN before the first)."""
         return float(np.mean(np.array(self.recent) == 1)) if self.recent else float("nan")
@@ -609,6 +625,14 @@ class Trainer:
                 old.unlink()
         return path
 
+    def _init_from(self, source: str | Path) -> None:
+        """Start from another agent's weights (refused when its model configuration differs)."""
+        data = ckpt.load(source, device="cpu")
+        what = str(ckpt.resolve(source))
+        ckpt.check_compatible(config_to_dict(self.cfg), data["config"], what)
+        ckpt.load_model_state(self.agent, data["model"], what)
+        self.agent.to(self.device)
+
     def _load(self) -> None:
         data = ckpt.load(self.run_dir, device="cpu")
         file = ckpt.resolve(self.run_dir)
@@ -694,7 +718,9 @@ class Trainer:
         try:
             if progress is not None:
                 progress.start()
-                task = progress.add_task("train", total=t.steps, completed=self.env_steps, ups=0.0, eps=0.0, win="-")
+                task = progress.add_task(
+                    "train", total=t.steps, completed=self.env_steps, ups=0.0, eps=0.0, win="-", status=""
+                )
             rate_t, rate_u, rate_s = time.perf_counter(), self.updates, self.env_steps
             while self.env_steps < t.steps and not self._stop and not self.budget_spent():
                 self.collect()
@@ -719,7 +745,9 @@ class Trainer:
                         rate_t, rate_u, rate_s = now, self.updates, self.env_steps
                         progress.update(task, ups=ups, eps=eps)
                     wr = self.win_rate()
-                    progress.update(task, completed=self.env_steps, win="-" if np.isnan(wr) else f"{wr:.2f}")
+                    progress.update(
+                        task, completed=self.env_steps, win="-" if np.isnan(wr) else f"{wr:.2f}", status=self.status()
+                    )
             if not self._stop and t.eval_every > 0 and self.last_eval_step != self.env_steps:
                 self.evaluate()
             self.save()
@@ -768,5 +796,6 @@ class Trainer:
             TextColumn("{task.fields[ups]:.2f} updates/s"),
             TextColumn("{task.fields[eps]:.1f} env steps/s"),
             TextColumn("win {task.fields[win]}"),
+            TextColumn("{task.fields[status]}"),
             TimeRemainingColumn(),
         )
