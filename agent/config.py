@@ -177,6 +177,7 @@ class TrainConfig:
     scripted_share: float = 0.2
     league_dir: str = ""  # self-play league; empty: <run dir>/league
     snapshot_games: int = 2  # games per pair when a new snapshot is rated
+    worst_min_games: int = 2  # games a pair needs to count in the worst-case win rate (fewer: left out)
 
 
 @dataclass
@@ -276,6 +277,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
     ("train", "latest_share"): _UNIT,
     ("train", "scripted_share"): _UNIT,
     ("train", "snapshot_games"): _ONE_UP,
+    ("train", "worst_min_games"): _ONE_UP,
 }
 # fields a config saved by an earlier version may hold: renamed (old -> new) or dropped
 _RENAMED = {("train", "eval_games"): "eval_rounds"}

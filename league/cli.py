@@ -10,9 +10,12 @@ import sys
 
 import click
 
+from agent.config import TrainConfig
 from league.db import DEFAULT_LEAGUE
 from league.members import KINDS, LeagueError
 from league.schedule import SCHEDULES
+
+MIN_GAMES = TrainConfig.worst_min_games  # games a pair needs to count in a worst case
 
 LEAGUE_OPTION = click.option(
     "--league",
@@ -128,25 +131,57 @@ def eval_cmd(
         print_leaderboard(league_dir)
 
 
-def print_leaderboard(league_dir: str, elo_k: float = 16.0) -> None:
-    """The leaderboard as a rich table (also printed at the end of self-play)."""
+def print_leaderboard(league_dir: str, elo_k: float = 16.0, min_games: int = MIN_GAMES) -> None:
+    """The leaderboard as a rich table (also printed at the end of self-play), then one line
+    per main agent (its latest snapshot's worst-case win rate) and the champion candidate.
+
+    A member's role is scripted, external, or the role of the learner a snapshot froze
+    (main, main-exploiter, league-exploiter); its worst case is its lowest score rate
+    against a member it played at least `min_games` games against (league/report.py).
+    """
     from rich.console import Console
     from rich.table import Table
 
-    from league.report import leaderboard
+    from league.report import choose_champion, leaderboard
 
-    rows = leaderboard(league_dir, elo_k=elo_k)
+    rows = leaderboard(league_dir, elo_k=elo_k, min_games=min_games)
     table = Table(title=f"league {league_dir}")
-    for header in ("#", "member", "kind", "Bradley-Terry [95%]", "Elo", "OpenSkill mu-3s", "games", "W/D/L"):
-        table.add_column(header, justify="left" if header in ("member", "kind") else "right")
+    headers = (
+        "#",
+        "member",
+        "role",
+        "Bradley-Terry [95%]",
+        "Elo",
+        "OpenSkill mu-3s",
+        "games",
+        "W/D/L",
+        "worst (games) vs",
+    )
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("member", "role", "worst (games) vs") else "right")
     for rank, row in enumerate(rows, start=1):
         if row.games:
             ratings = (f"{row.bt:.0f} [{row.bt_low:.0f}, {row.bt_high:.0f}]", f"{row.elo:.0f}", f"{row.openskill:.2f}")
         else:
             ratings = ("-", "-", "-")  # only the prior speaks for a member without games
-        table.add_row(str(rank), row.name, row.kind, *ratings, str(row.games), f"{row.wins}/{row.draws}/{row.losses}")
+        worst = row.worst
+        worst_text = (
+            "-" if worst is None or worst.opponent is None else f"{worst.win:.2f} ({worst.games}) vs {worst.opponent}"
+        )
+        table.add_row(
+            str(rank), row.name, row.role, *ratings, str(row.games), f"{row.wins}/{row.draws}/{row.losses}", worst_text
+        )
     # piped output gets a fixed width so the table is not squeezed into 80 columns
-    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 180)
+    console.print(table)
+    latest = {}  # each main agent (its parent run) -> its latest snapshot's row
+    for row in sorted((r for r in rows if r.kind == "snapshot" and r.role == "main"), key=lambda r: r.step or 0):
+        latest[row.parent_run or row.name] = row
+    for lineage, row in sorted(latest.items()):
+        console.print(f"main agent {lineage}: latest snapshot {row.name}, worst case {row.worst.describe()}")
+    champion = choose_champion(rows)
+    if champion is not None:
+        console.print(f"champion candidate: {champion.name} ({champion.role}), worst case {champion.worst.describe()}")
 
 
 @league.command()
@@ -156,7 +191,8 @@ def print_leaderboard(league_dir: str, elo_k: float = 16.0) -> None:
     "plot_prefix",
     default=None,
     metavar="PREFIX",
-    help="Also write PREFIX_ratings.png (Bradley-Terry over time) and PREFIX_h2h.png (win rates).",
+    help="Also write the league card: PREFIX_ratings.png (Bradley-Terry now and over time, by role) and "
+    "PREFIX_h2h.png (win rates, roles marked, the champion candidate boxed).",
 )
 @click.option(
     "--elo-k",
@@ -165,22 +201,34 @@ def print_leaderboard(league_dir: str, elo_k: float = 16.0) -> None:
     show_default=True,
     help="K factor of the online Elo column.",
 )
-def show(league_dir: str, plot_prefix: str | None, elo_k: float) -> None:
-    """Print the leaderboard: Bradley-Terry with 95% interval, Elo, OpenSkill, games, W/D/L.
+@click.option(
+    "--min-games",
+    type=click.IntRange(min=1),
+    default=MIN_GAMES,
+    show_default=True,
+    help="Games a pair needs to count in a worst case (train.worst_min_games); fewer are left out and counted.",
+)
+def show(league_dir: str, plot_prefix: str | None, elo_k: float, min_games: int) -> None:
+    """Print the leaderboard: role, Bradley-Terry with 95% interval, Elo, OpenSkill, games,
+    W/D/L and the worst case; then each main agent's worst case and the champion candidate.
 
     Bradley-Terry and Elo are on the Elo scale with the scripted `weak` at 1000;
-    OpenSkill is the comprl server's Plackett-Luce rating as mu - 3 sigma.
+    OpenSkill is the comprl server's Plackett-Luce rating as mu - 3 sigma. A worst case is
+    a member's lowest score rate (draws half) against any member it played --min-games
+    games against; the champion candidate is the main agents' snapshot whose worst case is
+    highest. --plot writes the league card: ratings with intervals by role, and the
+    head-to-head matrix with every role marked and the champion's row boxed.
     """
     try:
         if plot_prefix:  # refuse an unwritable PREFIX before printing anything
             from league.report import plot_paths
 
             plot_paths(plot_prefix)
-        print_leaderboard(league_dir, elo_k)
+        print_leaderboard(league_dir, elo_k, min_games)
         if plot_prefix:
             from league.report import plot
 
-            for path in plot(league_dir, plot_prefix):
+            for path in plot(league_dir, plot_prefix, min_games):
                 click.echo(f"wrote {path}")
     except LeagueError as exc:
         raise click.ClickException(str(exc)) from exc

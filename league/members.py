@@ -5,10 +5,15 @@ league), 'snapshot' (a frozen copy of the learning agent: an exported .onnx file
 checkpoint) and 'external' (an .onnx file or checkpoint a user adds). Every member
 plays through the Policy interface; `agent.players.match.play_game` calls `reset()` at the
 start of each round, so a recurrent member's state never leaks between rounds.
+
+A snapshot's role (selfplay/roles.py) is read from its `parent_run`: a league run names its
+learners' snapshots `<run>/<role>-<i>` (`<run>/main-0`, `<run>/main-exploiter-0`, ...); a
+snapshot of one main agent (self-play without roles) has the plain run name.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +22,8 @@ from agent.players.policy import BatchPolicy, Policy
 from agent.players.scripted import SCRIPTED, make_scripted, scripted_batch
 
 KINDS = ("scripted", "snapshot", "external")
+ROLES = ("main", "main-exploiter", "league-exploiter")  # the learners of a league, whose snapshots are members
+_LEARNER = re.compile(r"(main|main-exploiter|league-exploiter)-\d+")
 
 FILE_KINDS = "an exported .onnx file, a run directory or a checkpoint file"
 
@@ -105,6 +112,19 @@ class Member:
     def spec(self) -> str:
         """What `load_player` accepts for this member."""
         return self.name if self.path is None else self.path
+
+
+def role_of(member: Member) -> str:
+    """'scripted', 'external', or the role of the learner a snapshot froze (one of ROLES).
+
+    A snapshot whose parent_run is not `<run>/<role>-<i>` comes from one main agent
+    training alone (or was added by hand), so it counts as a main agent's.
+    """
+    if member.kind != "snapshot":
+        return member.kind
+    run, slash, learner = (member.parent_run or "").rpartition("/")
+    match = _LEARNER.fullmatch(learner) if slash and run else None
+    return match.group(1) if match else "main"
 
 
 def scripted_members() -> list[Member]:
