@@ -26,11 +26,18 @@ SEED_GAMES_STEP = 1009  # the k-th set of training games (rebuilt on a mode chan
 SEED_EVAL = 1_000_003  # the evaluation games
 SEED_LEAGUE = 4243  # the self-play league's opponent draws
 SEED_POLICY_SAMPLES = 15_485_863  # the sampled policy's own generator in `hockey-agent eval --seed S`: S + this
+SEED_LEARNER_STEP = 104_729  # learner k of a self-play league (main-0 first): seed + 104729 * k
+SEED_LEAGUE_RESET = 7_368_787  # a league exploiter's reset draws
 
 
 def scripted_seed(seed: int, game_index: int) -> int:
     """The seed of the scripted player in game `game_index` of a run (or a match) seeded `seed`."""
     return seed + SEED_SCRIPTED_STEP * (game_index + 1)
+
+
+def learner_seed(seed: int, learner_index: int) -> int:
+    """The seed of learner `learner_index` of a self-play league seeded `seed` (learner 0: `seed` itself)."""
+    return (seed + SEED_LEARNER_STEP * learner_index) % 2**31
 
 
 @dataclass
@@ -177,6 +184,20 @@ class TrainConfig:
     scripted_share: float = 0.2
     league_dir: str = ""  # self-play league; empty: <run dir>/league
     snapshot_games: int = 2  # games per pair when a new snapshot is rated
+    # -- league roles (selfplay/roles.py). lineages = 1 and no exploiters: self-play trains one
+    # main agent (selfplay/loop.py); otherwise the learners below take turns in one process
+    lineages: int = 1  # main agents, each a lineage of its own: seed and reward differ
+    lineage_rewards: tuple[str, ...] = ("sparse", "mix")  # in a league, main agent i trains on reward [i % len]
+    main_exploiters: int = 0  # each plays only the latest snapshot of main agent (i % lineages)
+    league_exploiters: int = 0  # each plays the whole league by PFSP, without its latest self
+    main_share: float = 0.5  # shares of the league's env steps by role (renormalised over the roles present)
+    main_exploiter_share: float = 0.25
+    league_exploiter_share: float = 0.25
+    turn_steps: int = 4_000  # env steps of one learner's turn
+    exploiter_win: float = 0.7  # an exploiter is snapshotted once it wins this share of its recent rounds ...
+    exploiter_games: int = 20  # ... over its last this many rounds against each opponent it must beat
+    exploiter_steps: int = 100_000  # ... or after this many env steps without a snapshot (0: never)
+    league_exploiter_reset: float = 0.25  # chance that a league exploiter is reset after a snapshot
     worst_min_games: int = 2  # games a pair needs to count in the worst-case win rate (fewer: left out)
 
 
@@ -216,7 +237,10 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("train", "pfsp"): ("squared", "variance"),
 }
 # each eval opponent is one of these
-ITEM_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("train", "eval_opponents"): SCRIPTED_PLAYERS}
+ITEM_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("train", "eval_opponents"): SCRIPTED_PLAYERS,
+    ("train", "lineage_rewards"): CHOICES["train", "reward"],
+}
 
 _POS = (0.0, None, False)  # > 0
 _NONNEG = (0.0, None, True)  # >= 0
@@ -277,6 +301,17 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
     ("train", "latest_share"): _UNIT,
     ("train", "scripted_share"): _UNIT,
     ("train", "snapshot_games"): _ONE_UP,
+    ("train", "lineages"): _ONE_UP,
+    ("train", "main_exploiters"): _NONNEG,
+    ("train", "league_exploiters"): _NONNEG,
+    ("train", "main_share"): _UNIT,
+    ("train", "main_exploiter_share"): _UNIT,
+    ("train", "league_exploiter_share"): _UNIT,
+    ("train", "turn_steps"): _ONE_UP,
+    ("train", "exploiter_win"): (0.0, 1.0, False),
+    ("train", "exploiter_games"): _ONE_UP,
+    ("train", "exploiter_steps"): _NONNEG,
+    ("train", "league_exploiter_reset"): _UNIT,
     ("train", "worst_min_games"): _ONE_UP,
 }
 # fields a config saved by an earlier version may hold: renamed (old -> new) or dropped
@@ -307,7 +342,8 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # `hockey-agent train --selfplay` without --preset: tiny, sized to finish in about 30
     # minutes on 2 CPU cores (~19 env steps/s there, snapshots and evaluations included)
-    # with five rated snapshots.
+    # with five rated snapshots. With league roles (--set train.main_exploiters=1 ...) the
+    # same 32,000 env steps are shared by the learners, in turns of 2,000.
     "selfplay": {
         "model": _TINY["model"],
         "train": {
@@ -317,6 +353,8 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             "eval_every": 8_000,
             "eval_rounds": 50,
             "checkpoint_every": 8_000,
+            "turn_steps": 2_000,
+            "exploiter_steps": 4_000,
         },
     },
 }
@@ -441,7 +479,20 @@ def validate(cfg: Config) -> Config:
         raise ValueError("train.latest_share + train.scripted_share must be <= 1")
     if not t.eval_opponents:
         raise ValueError("train.eval_opponents needs at least one opponent")
+    if not t.lineage_rewards:
+        raise ValueError("train.lineage_rewards needs at least one reward")
+    for count, share in (("main_exploiters", "main_exploiter_share"), ("league_exploiters", "league_exploiter_share")):
+        if getattr(t, count) > 0 and getattr(t, share) <= 0:
+            raise ValueError(f"train.{count}={getattr(t, count)} needs train.{share} > 0")
+    if league_roles(cfg) and t.main_share <= 0:
+        raise ValueError("a league (train.lineages > 1 or exploiters) needs train.main_share > 0")
     return cfg
+
+
+def league_roles(cfg: Config) -> bool:
+    """Whether self-play runs a league of roles (several lineages or any exploiter), not one main agent."""
+    t = cfg.train
+    return t.lineages > 1 or t.main_exploiters > 0 or t.league_exploiters > 0
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
