@@ -81,6 +81,15 @@ class PFSPSampler:
         self._known(name)
         del self._group[name], self._results[name]
 
+    def names(self) -> tuple[str, ...]:
+        """The opponents in the pool (the latest self not among them), in the order added."""
+        return tuple(self._group)
+
+    def forget(self) -> None:
+        """Drop every recorded outcome (the learner was reset: what it won says nothing now)."""
+        for results in self._results.values():
+            results.clear()
+
     def _known(self, name: str) -> None:
         if name not in self._group:
             raise ValueError(f"unknown opponent {name!r}; choices: {sorted(self._group)}")

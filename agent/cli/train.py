@@ -30,7 +30,7 @@ def build_config(
     try:
         if resume_dir is not None:
             try:
-                data = ckpt.load(resume_dir)
+                data = _saved_league(resume_dir) or ckpt.load(resume_dir)
             except FileNotFoundError:
                 raise click.BadParameter(
                     f"{resume_dir} has no checkpoint to resume from", param_hint="--run-dir"
@@ -50,6 +50,16 @@ def build_config(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     return cfg
+
+
+def _saved_league(run_dir: Path) -> dict[str, Any] | None:
+    """A self-play league's saved state (its config under "config"), or None when `run_dir` holds none.
+
+    A league of roles keeps its config in <run dir>/league.json, its learners' checkpoints
+    in subdirectories (selfplay/league_loop.py)."""
+    from selfplay.roles import read_state
+
+    return read_state(run_dir) if _holds_league(run_dir) else None
 
 
 @click.command()
@@ -102,7 +112,10 @@ def build_config(
     is_flag=True,
     help="Train against a league of frozen snapshots and the scripted players (PFSP), snapshot "
     "every train.snapshot_every env steps, rate them, export agent.onnx at the end. Without "
-    "--preset: the selfplay preset (tiny sizes, 32,000 env steps, about 30 minutes on 2 cores).",
+    "--preset: the selfplay preset (tiny sizes, 32,000 env steps, about 30 minutes on 2 cores). "
+    "With --set train.lineages=N, train.main_exploiters=N or train.league_exploiters=N: a league of "
+    "main agents and exploiters taking turns in one process (selfplay/roles.py), champion.onnx the "
+    "main agents' snapshot with the best worst-case win rate.",
 )
 @click.option(
     "--share-cpu",
@@ -144,7 +157,8 @@ def train(
     continues it: a run directory that holds a checkpoint is continued, never overwritten."""
     if selfplay and run_dir is None:
         run_dir = SELFPLAY_RUN_DIR  # one place, so that running the main job again continues it
-    if not resume and run_dir is not None and (run_dir / "checkpoint.pt").is_file():
+    holds_league = selfplay and run_dir is not None and _holds_league(run_dir)
+    if not resume and run_dir is not None and ((run_dir / "checkpoint.pt").is_file() or holds_league):
         if init is not None:
             raise click.BadParameter(f"{run_dir} already holds a run; --init starts a new one", param_hint="--init")
         click.echo(f"{run_dir} holds a run: continuing it")
@@ -218,6 +232,13 @@ def train(
     console.print(f"diagnose with: hockey-agent diagnose {run_dir}")
 
 
+def _holds_league(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a self-play league of roles, which `train --selfplay` continues."""
+    from selfplay.roles import LEAGUE_STATE
+
+    return (run_dir / LEAGUE_STATE).is_file()
+
+
 def stopped_by_error(exc: Any, resume: str) -> str:
     """One line for a TrainingError: what broke, what was saved, how to continue, where the traceback is."""
     text = str(exc)
@@ -248,8 +269,12 @@ def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool
         raise click.ClickException(str(exc)) from exc
     state = "interrupted" if result["interrupted"] else "finished"
     console.print(f"{state} at env step {result['env_steps']}, {result['updates']} updates, {result['time']:.0f} s")
-    print_leaderboard(result["league"])
+    for learner, steps in result.get("learners", {}).items():  # a league of roles
+        console.print(f"  {learner}: {steps} env steps")
+    print_leaderboard(result["league"], min_games=cfg.train.worst_min_games)
     if "agent" in result:
         console.print(f"exported agent: {result['agent']} (hockey-agent client {result['agent']} ...)")
+    if "champion" in result and result["champion"] != result.get("agent"):
+        console.print(f"champion candidate (best worst case): {result['champion']}")
     if result["interrupted"]:
         console.print(f"continue with: hockey-agent train --selfplay --run-dir {run_dir}")
