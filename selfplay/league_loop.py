@@ -218,7 +218,6 @@ class League:
         if trainer.env_steps < end:
             self.say(f"turn {sum(self.turns.taken.values()) + 1}: {name} from env step {trainer.env_steps} to {end}")
             learner.turn_end, learner.turn_over = end, False
-            trainer._stop = False  # the trainer was stopped at the end of its previous turn
             try:
                 result = trainer.train()
             finally:

@@ -329,7 +329,8 @@ class Trainer:
         self.episodes = 0
         self.recent: deque[int] = deque(maxlen=WIN_WINDOW)
         self._time_offset = 0.0
-        self._start = time.perf_counter()
+        self._start: float | None = time.perf_counter()
+        self._threads = torch.get_num_threads()  # what the contention guard returns to
         self._stop = False
         self.envs: Any = None
         self.mode = ""
@@ -357,8 +358,10 @@ class Trainer:
 
     # ----- time and opponents -------------------------------------------------------
     def elapsed(self) -> float:
-        """Seconds of training, summed over resumed sessions."""
-        return self._time_offset + time.perf_counter() - self._start
+        """Seconds of training, summed over resumed sessions and over calls of `train`
+        (the time between calls, another learner's turn say, does not count)."""
+        running = time.perf_counter() - self._start if self._start is not None else 0.0
+        return self._time_offset + running
 
     def _opponent_for(self, index: int) -> Policy:
         name, policy = self.sampler.sample(index)
@@ -705,15 +708,19 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """Run until cfg.train.steps env steps (or a stop); returns the final counters.
 
-        An unexpected exception saves a checkpoint and raises a TrainingError."""
+        An unexpected exception saves a checkpoint and raises a TrainingError. A trainer
+        that stopped (`stop`, a signal) trains on when this is called again."""
         t = self.cfg.train
+        self._stop = False
+        if self._start is None:
+            self._start = time.perf_counter()
         previous = self._install_signals()
         next_eval = (self.env_steps // t.eval_every + 1) * t.eval_every if t.eval_every > 0 else None
         next_ckpt = (self.env_steps // t.checkpoint_every + 1) * t.checkpoint_every if t.checkpoint_every > 0 else None
         progress = self._progress() if self.progress else None
         guard = None
         if self.device == "cpu" and not t.share_cpu:
-            guard = cpu.ContentionGuard(torch.get_num_threads())
+            guard = cpu.ContentionGuard(self._threads)
         saved = failed = False
         try:
             if progress is not None:
@@ -771,6 +778,7 @@ class Trainer:
             except Exception:
                 if not failed:  # else the TrainingError above already says what broke
                     raise
+            self._time_offset, self._start = self.elapsed(), None  # the clock runs only while training
         return {
             "env_steps": self.env_steps,
             "decisions": self.decisions,
