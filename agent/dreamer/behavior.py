@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from agent.config import ActorConfig, CriticConfig
+from agent.config import CHOICES, ActorConfig, CriticConfig
 from agent.dreamer.maths import ReturnNormalizer, lambda_return, quantiles, twohot_logp, twohot_mean
 from agent.dreamer.nets import Actor, TwoHotHead, max_discrete_entropy
 from agent.dreamer.world_model import WorldModel
@@ -96,7 +96,9 @@ def eta_at(cfg: ActorConfig, update: int) -> float:
         return cfg.eta + frac * (cfg.eta_final - cfg.eta)
     if cfg.eta_schedule == "exp":
         return cfg.eta * (cfg.eta_final / cfg.eta) ** frac
-    raise ValueError(f"unknown eta_schedule {cfg.eta_schedule!r}; choices: constant, linear, exp")
+    raise ValueError(
+        f"unknown eta_schedule {cfg.eta_schedule!r}; choices: {', '.join(CHOICES['actor', 'eta_schedule'])}"
+    )
 
 
 @dataclass

@@ -15,6 +15,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from agent.config import CHOICES
+
 NORM_EPS = 1e-4
 
 
@@ -343,7 +345,7 @@ class Discrete:
 
 
 ActionDist = BoundedNormal | TanhNormal | Discrete
-ACTOR_DISTS = ("bounded_normal", "tanh_normal", "discrete")
+ACTOR_DISTS = CHOICES["actor", "dist"]
 
 
 class Actor(nn.Module):

@@ -29,13 +29,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agent.config import scripted_seed
+from agent.config import CHOICES, scripted_seed
 from agent.game.rules import SPARSE_REWARD, check_action, clip_action, parse_mode
 from agent.players.match import make_env
 from agent.players.policy import Policy
 from agent.players.scripted import make_scripted
 
-REWARD_KINDS = ("sparse", "shaped", "mix")
+REWARD_KINDS = CHOICES["train", "reward"]
 SIDES = ("random", "p1", "p2")
 
 OpponentSpec = Policy | str
