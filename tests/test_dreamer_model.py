@@ -193,7 +193,7 @@ def test_eta_schedule_follows_the_update_counter(random_batch):
     assert etas == pytest.approx([1e-3, 5e-4, 0.0])
 
 
-@pytest.mark.parametrize("explore", ["explore.scale=0", "explore.scale=0.1"])
+@pytest.mark.parametrize("explore", ["explore.scale=0", "explore.scale=0.1", "actor.imag_fraction=0.25"])
 def test_resume_is_bit_identical(explore, random_batch):
     torch.manual_seed(0)
     cfg = tiny_config(explore)
