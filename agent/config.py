@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from agent.atomic import atomic_write
 
 # ---- seeds -------------------------------------------------------------------------
 # One run seed (train.seed) spreads over the run's random streams: each stream is seeded
@@ -556,17 +557,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write `cfg` as JSON atomically (tmp file, fsync, os.replace): a kill never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(config_to_dict(cfg), indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(json.dumps(config_to_dict(cfg), indent=2) + "\n")
 
 
 def load_config(path: str | Path) -> Config:

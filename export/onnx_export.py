@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agent.atomic import atomic_write
 from export.runtime import ACTION_SIZE, OBS_SIZE, OnnxAgent, draw_noise
 
 if TYPE_CHECKING:
@@ -200,15 +201,8 @@ def _declare_output_shapes(model: onnx.ModelProto, sizes: dict[str, int]) -> Non
 def _write_atomically(model: onnx.ModelProto, out: Path) -> None:
     """Serialise to a temporary file next to `out` and rename, so a kill leaves no half file."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(out, "wb") as f:
+        f.write(model.SerializeToString())
 
 
 def export_agent(

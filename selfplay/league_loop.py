@@ -32,12 +32,11 @@ turn's step (its checkpoint saved) or between turns; the same command continues 
 from __future__ import annotations
 
 import dataclasses
-import signal
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Config, config_to_dict, save_config
+from agent.training.signals import install_stop_signals, restore_signals
 from selfplay.loop import CHAMPION_ONNX, LeagueHub, LeagueSampler, Snapshotter, league_dir_for
 from selfplay.roles import (
     LEAGUE_EXPLOITER,
@@ -266,7 +265,7 @@ class League:
 
     def run(self) -> dict[str, Any]:
         """Play turns until every learner has its share of env steps or a stop; returns the totals."""
-        previous = self._install_signals()
+        previous = install_stop_signals(lambda: self._stop, self._request_stop)
         try:
             self.save_state()
             self.start()
@@ -276,8 +275,7 @@ class League:
                 self.finish()
                 self.save_state()
         finally:
-            for sig, handler in previous:
-                signal.signal(sig, handler)
+            restore_signals(previous)
         trainers = [learner.trainer for learner in self.learners.values()]
         result: dict[str, Any] = {
             "env_steps": sum(t.env_steps for t in trainers),
@@ -295,22 +293,10 @@ class League:
             result["champion_member"] = self.hub.champion.name
         return result
 
-    def _install_signals(self) -> list[tuple[int, Any]]:
+    def _request_stop(self) -> None:
         """Between turns SIGINT/SIGTERM ask the league to stop (a second SIGINT stops at once);
         during a turn the Trainer's own handlers do, and the league stops after the turn."""
-        if threading.current_thread() is not threading.main_thread():
-            return []
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self._stop = True
-
-        previous = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous.append((sig, signal.getsignal(sig)))
-            signal.signal(sig, handler)
-        return previous
+        self._stop = True
 
     def close(self) -> None:
         for learner in self.learners.values():

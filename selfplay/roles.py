@@ -36,7 +36,6 @@ was playing.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.atomic import atomic_write
 from agent.config import SEED_LEAGUE_RESET, Config, config_from_dict, config_to_dict, learner_seed
 from league.members import ROLES
 
@@ -178,17 +178,8 @@ class ExploiterCounters:
 
 def write_state(run_dir: Path, state: Mapping[str, Any]) -> None:
     """Write LEAGUE_STATE atomically (tmp file, fsync, os.replace): a kill never leaves half a file."""
-    path = Path(run_dir) / LEAGUE_STATE
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps({"format": STATE_FORMAT, **state}, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(Path(run_dir) / LEAGUE_STATE) as f:
+        f.write(json.dumps({"format": STATE_FORMAT, **state}, indent=2) + "\n")
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:

@@ -11,11 +11,12 @@ sampled sequence is a run of consecutive rows of one game.
 from __future__ import annotations
 
 import json
-import os
 from collections import deque
 from pathlib import Path
 
 import numpy as np
+
+from agent.atomic import atomic_write
 
 OBS_DIM = 18
 ACT_DIM = 4
@@ -223,13 +224,8 @@ class Replay:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (tmp file, then os.replace) so a kill never leaves half a file."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" suffix
+        with atomic_write(path, "wb") as f:  # a file object: np.savez adds no ".npz" suffix
             np.savez(f, **self.state_dict())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
 
     def load(self, path: str | Path) -> None:
         try:

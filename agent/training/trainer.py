@@ -68,8 +68,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import threading
 import time
 import traceback
 import warnings
@@ -104,6 +102,7 @@ from agent.training import checkpoint as ckpt
 from agent.training import cpu
 from agent.training.metrics import METRICS_FILE, MetricsLogger
 from agent.training.replay import Replay
+from agent.training.signals import install_stop_signals, restore_signals
 
 WIN_WINDOW = 100  # rounds in the recent win rate
 GRAPH_AFTER_UPDATES = 2  # eager updates before the update is captured as a CUDA graph
@@ -668,22 +667,6 @@ class Trainer:
             self.preset = str(data.get("preset", ""))
 
     # ----- the loop ----------------------------------------------------------------------------
-    def _install_signals(self) -> list[tuple[int, Any]]:
-        """SIGINT/SIGTERM set a stop flag (a second SIGINT raises KeyboardInterrupt)."""
-        if threading.current_thread() is not threading.main_thread():
-            return []
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self._stop = True
-
-        previous = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous.append((sig, signal.getsignal(sig)))
-            signal.signal(sig, handler)
-        return previous
-
     def stop(self) -> None:
         """Ask the loop to save and return after the current step."""
         self._stop = True
@@ -714,7 +697,7 @@ class Trainer:
         self._stop = False
         if self._start is None:
             self._start = time.perf_counter()
-        previous = self._install_signals()
+        previous = install_stop_signals(lambda: self._stop, self.stop)
         next_eval = (self.env_steps // t.eval_every + 1) * t.eval_every if t.eval_every > 0 else None
         next_ckpt = (self.env_steps // t.checkpoint_every + 1) * t.checkpoint_every if t.checkpoint_every > 0 else None
         progress = self._progress() if self.progress else None
@@ -771,8 +754,7 @@ class Trainer:
         finally:
             if progress is not None:
                 progress.stop()
-            for sig, handler in previous:
-                signal.signal(sig, handler)
+            restore_signals(previous)
             try:
                 self.metrics.flush_updates(self.env_steps, self.updates, self.elapsed())
             except Exception:
