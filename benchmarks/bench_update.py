@@ -84,10 +84,12 @@ def bench(
     peak: float,
     extra: list[str],
     graph: bool = False,
+    filter_kind: str = "fused",
 ) -> dict[str, float]:
     preset, overrides = CONFIGS[name]
     cfg = make_config(preset, [*overrides, *extra])
     agent = DreamerAgent(cfg).to(device)
+    agent.wm.fused_filter = filter_kind == "fused"
     batch = {k: v.to(device) for k, v in make_batch(cfg).items()}
     for _ in range(warmup):
         agent.step(batch)
@@ -110,7 +112,7 @@ def bench(
     ratio = train_ratio if train_ratio is not None else cfg.train.train_ratio
     replayed = cfg.train.batch_size * cfg.train.seq_len
     params = sum(p.numel() for p in agent.parameters() if p.requires_grad)
-    label = " ".join([name, *extra, *(["graph"] if graph else [])])
+    label = " ".join([name, *extra, *(["graph"] if graph else []), *([f"{filter_kind} filter"])])
     print(
         f"{label:15s} params {params / 1e6:6.2f}M  {1 / seconds:6.2f} updates/s  {seconds * 1e3:7.1f} ms/update  "
         f"env steps/s at train ratio {ratio:g}: {replayed / seconds / ratio:8.1f}  "
@@ -148,6 +150,13 @@ def main() -> None:
     parser.add_argument("--train-ratio", type=float, default=None, help="default: the preset's")
     parser.add_argument("--profile", action="store_true", help="time each phase and list the top ops")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--filter",
+        choices=("fused", "reference", "both"),
+        default="fused",
+        help="the world model's filter: the hand-written backward (what training runs), the autograd-recorded "
+        "reference, or both alternating (A B A B) for a before/after ratio",
+    )
     parser.add_argument("--peak", type=float, default=75.0, help="peak GFLOP/s of the threads used (2 cores: ~75)")
     parser.add_argument(
         "--set",
@@ -159,19 +168,27 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {cpu.configure(args.share_cpu, args.threads)}, device {args.device}")
+    kinds = ["reference", "fused"] * 2 if args.filter == "both" else [args.filter]
     for name in args.configs:
-        bench(
-            name,
-            args.updates,
-            args.warmup,
-            args.repeat,
-            args.train_ratio,
-            args.profile,
-            args.device,
-            args.peak,
-            args.extra,
-            args.graph,
-        )
+        rates: dict[str, list[float]] = {}
+        for kind in kinds:
+            result = bench(
+                name,
+                args.updates,
+                args.warmup,
+                args.repeat,
+                args.train_ratio,
+                args.profile,
+                args.device,
+                args.peak,
+                args.extra,
+                args.graph,
+                kind,
+            )
+            rates.setdefault(kind, []).append(result["updates_s"])
+        if len(rates) == 2:
+            ratio = statistics.median(rates["fused"]) / statistics.median(rates["reference"])
+            print(f"{name}: fused filter {ratio:.2f}x the reference (median of A B A B)", flush=True)
 
 
 if __name__ == "__main__":

@@ -430,7 +430,9 @@ class DreamerAgent(nn.Module):
     def compile_steps(self) -> None:
         """torch.compile the functions every recurrent step calls (GRU, prior, posterior,
         actor head): their elementwise work fuses into few kernels, forward and backward.
-        The maths is the same up to float rounding; compiling takes a minute or two."""
+        The maths is the same up to float rounding; compiling takes a minute or two. The
+        world model then trains through these compiled steps instead of its fused filter."""
+        self.wm.fused_filter = False
         self.wm.gru = torch.compile(self.wm.gru, dynamic=False)  # type: ignore[method-assign]
         self.wm.prior_probs = torch.compile(self.wm.prior_probs, dynamic=False)  # type: ignore[method-assign]
         self.wm.post_probs = torch.compile(self.wm.post_probs, dynamic=False)  # type: ignore[method-assign]

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from agent.config import ModelConfig
+from agent.dreamer.filter import FilterShape
+from agent.dreamer.filter import observe as filter_observe
 from agent.dreamer.maths import symexp_bins, symlog, twohot_loss
 from agent.dreamer.nets import (
     MLP,
@@ -91,6 +93,10 @@ class WorldModel(nn.Module):
         self.reward = TwoHotHead(self.feat_size, cfg.units, cfg.head_layers, cfg.bins)
         con = MLP(self.feat_size, cfg.units, cfg.head_layers)
         self.cont = nn.Sequential(con, nn.Linear(con.out_dim, 1))
+        # observe() trains through filter.observe unless the recurrent steps are compiled
+        self.fused_filter = True
+        norms = (self.in_deter.norm, self.in_stoch.norm, self.hid_norm, self.post_norm)
+        self.filter_shape = FilterShape(g, cfg.stoch, cfg.classes, cfg.unimix, tuple(n.eps for n in norms))
 
     # ---- RSSM steps ----------------------------------------------------------------
 
@@ -140,6 +146,20 @@ class WorldModel(nn.Module):
 
     # ---- training ------------------------------------------------------------------
 
+    def filter_params(self) -> tuple[Tensor, ...]:
+        """The filter's parameters in the order of `filter.PARAM_NAMES`."""
+        return (
+            self.in_deter.linear.weight, self.in_deter.linear.bias, self.in_deter.norm.weight,
+            self.in_stoch.linear.weight, self.in_stoch.linear.bias, self.in_stoch.norm.weight,
+            self.hid_inputs.weight,
+            self.hid_deter.weight, self.hid_deter.bias,
+            self.hid_norm.weight,
+            self.gates.weight, self.gates.bias,
+            self.post_deter.weight, self.post_deter.bias,
+            self.post_norm.weight,
+            self.post_out.weight, self.post_out.bias,
+        )  # fmt: skip
+
     def observe(
         self,
         obs: Tensor,
@@ -151,9 +171,37 @@ class WorldModel(nn.Module):
         """Filter a batch of sequences from the zero state, or from `start` (deter [B, D],
         stoch [B, L*C]: the replay's context), rows with is_first restarting from zeros.
 
+        Returns deter [B, T, D], stoch [B, T, L*C] and posterior probs [B, T, L, C].
+        While training in float32 this runs `filter.observe`, the same function with a
+        hand-written backward (several times cheaper at small batches); otherwise, and
+        as the definition the tests hold it to, `observe_reference`.
+        """
+        fused = (
+            self.fused_filter
+            and torch.is_grad_enabled()
+            and obs.dtype == torch.float32
+            and not torch.is_autocast_enabled(obs.device.type)
+        )
+        if not fused:
+            return self.observe_reference(obs, prev_action, is_first, generator, start)
+        embed_in = self.post_embed(self.embed(obs))
+        keep = (~is_first).to(obs.dtype)
+        return filter_observe(
+            self.filter_shape, self.filter_params(), embed_in, self.in_action(prev_action), keep, generator, start
+        )
+
+    def observe_reference(
+        self,
+        obs: Tensor,
+        prev_action: Tensor,
+        is_first: Tensor,
+        generator: torch.Generator,
+        start: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """`observe` written step by step with the modules, for autograd to differentiate.
+
         Everything that does not depend on the recurrence (embedding, action
         projection) is computed for all steps at once before the loop.
-        Returns deter [B, T, D], stoch [B, T, L*C] and posterior probs [B, T, L, C].
         """
         batch, steps = obs.shape[:2]
         embed_in = self.post_embed(self.embed(obs))
