@@ -16,8 +16,10 @@ from agent.dreamer.maths import (
     symexp_bins,
     symlog,
     twohot,
+    twohot_logp,
     twohot_loss,
     twohot_mean,
+    twohot_nll,
 )
 from agent.dreamer.nets import (
     ACTION_SETS,
@@ -75,6 +77,27 @@ def test_twohot_uniform_decodes_to_exact_zero_and_loss_is_cross_entropy():
     target = torch.tensor([0.5, -2.0, 30.0])
     expected = -(twohot(target, bins) * torch.log_softmax(logits, -1)).sum(-1)
     assert torch.allclose(twohot_loss(logits, target, bins), expected)
+
+
+def test_twohot_nll_is_the_sum_of_two_hot_log_likelihoods_with_the_same_gradient():
+    bins = symexp_bins(255).double()
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 6, 255, generator=gen, dtype=torch.float64, requires_grad=True)
+    far = torch.randn(4, 6, generator=gen, dtype=torch.float64) * 50
+    far[0, 0], far[0, 1] = 1e12, -1e12  # beyond the outer bins
+    near = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    targets = ((far, 1.0), (near, 0.3))
+
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(x, -1)
+        return -sum(scale * twohot_logp(logp, t, bins) for t, scale in targets)
+
+    torch.testing.assert_close(twohot_nll(logits, targets, bins), reference(logits))
+    weights = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    (want,) = torch.autograd.grad((reference(logits) * weights).sum(), logits)
+    (got,) = torch.autograd.grad((twohot_nll(logits, targets, bins) * weights).sum(), logits)
+    torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(lambda x: twohot_nll(x, targets, bins), (logits,))
 
 
 def test_replay_return_matches_hand_computation():

@@ -20,7 +20,7 @@ from torch.profiler import record_function
 from agent.config import Config
 from agent.dreamer.behavior import behavior_losses, eta_at, imagine
 from agent.dreamer.explore import Disagreement
-from agent.dreamer.maths import ReturnNormalizer, replay_return, twohot_logp, twohot_mean
+from agent.dreamer.maths import ReturnNormalizer, replay_return, twohot_mean, twohot_nll
 from agent.dreamer.nets import Actor, TwoHotHead, official_init, onehot_at
 from agent.dreamer.optim import LaProp
 from agent.dreamer.world_model import WorldModel
@@ -411,21 +411,20 @@ class DreamerAgent(nn.Module):
         cfg, bins = self.cfg, self.wm.bins
         gamma = 1.0 - 1.0 / cfg.actor.discount_horizon
         feat = torch.cat([wm_out.deter, wm_out.stoch], -1)  # [B, T, F], with graph
-        value_logp = torch.log_softmax(self.critic(feat), -1)
+        value_logits = self.critic(feat)
         with torch.no_grad():
             if pick is None:
                 boot = start_return.reshape(reward.shape)
             else:
-                boot = twohot_mean(value_logp.exp(), bins).flatten()
+                boot = twohot_mean(value_logits.softmax(-1), bins).flatten()
                 boot[pick] = start_return
                 boot = boot.reshape(reward.shape)
             last = torch.cat([is_first[:, 1:], torch.zeros_like(is_first[:, :1])], 1).float()
             ret = replay_return(last, is_terminal.float(), reward, boot, gamma, cfg.actor.lam)  # [B, T-1]
             slow_value = twohot_mean(torch.softmax(self.slow_critic(feat.detach()[:, :-1]), -1), bins)
             weight = 1.0 - last[:, :-1]
-        logp = value_logp[:, :-1]
-        ll = twohot_logp(logp, ret, bins) + cfg.critic.slow_reg * twohot_logp(logp, slow_value, bins)
-        return -(weight * ll).mean()
+        nll = twohot_nll(value_logits[:, :-1], ((ret, 1.0), (slow_value, cfg.critic.slow_reg)), bins)
+        return (weight * nll).mean()
 
     def compile_steps(self) -> None:
         """torch.compile the functions every recurrent step calls (GRU, prior, posterior,

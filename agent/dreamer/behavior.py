@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from agent.config import CHOICES, ActorConfig, CriticConfig
-from agent.dreamer.maths import ReturnNormalizer, lambda_return, quantiles, twohot_logp, twohot_mean
+from agent.dreamer.maths import ReturnNormalizer, lambda_return, quantiles, twohot_mean, twohot_nll
 from agent.dreamer.nets import Actor, TwoHotHead, max_discrete_entropy
 from agent.dreamer.world_model import WorldModel
 
@@ -142,8 +142,12 @@ def behavior_losses(
         weight = torch.cumprod(gamma * cont, 0) / gamma  # [H+1, N]
         slow_value = twohot_mean(torch.softmax(slow_critic(feat[:-1]), -1), bins)
 
-    value_logp = torch.log_softmax(critic(feat), -1)
-    value = twohot_mean(value_logp.detach().exp(), bins)
+    # the critic's logits of states 0..H-1 keep their graph; the last state's value is only
+    # a bootstrap target, as every value is (decoded without gradient)
+    value_logits = critic(feat[:-1])
+    with torch.no_grad():
+        value = torch.cat([value_logits, critic(feat[-1:])]).softmax(-1)
+        value = twohot_mean(value, bins)
     ret = lambda_return(reward, cont, value, gamma, acfg.lam)  # [H, N]
     retnorm.update(ret)
     adv = (ret - value[:-1]) / retnorm.divisor()
@@ -157,9 +161,8 @@ def behavior_losses(
     actor_loss = -(acfg.pg_scale * pg + ent_bonus).mean()
 
     # two-hot cross-entropies toward R_t and toward the slow critic
-    logp = value_logp[:-1]
-    critic_ll = twohot_logp(logp, ret, bins) + ccfg.slow_reg * twohot_logp(logp, slow_value, bins)
-    critic_loss = -(w * critic_ll).mean() * ccfg.scale
+    critic_nll = twohot_nll(value_logits, ((ret, 1.0), (slow_value, ccfg.slow_reg)), bins)
+    critic_loss = (w * critic_nll).mean() * ccfg.scale
 
     with torch.no_grad():
         h_min, h_max = policy_entropy_bounds(acfg, actor.act_dim)
