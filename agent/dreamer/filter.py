@@ -83,16 +83,16 @@ def _rms_back(dzh: Tensor, r: Tensor, zh: Tensor) -> Tensor:
     return r * (dzh - zh * (dzh * zh).mean(-1, keepdim=True))
 
 
-def _gates(q: Tensor, d0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _gates(q: Tensor, d0: Tensor) -> tuple[Tensor, Tensor]:
     """From gate pre-activations q [..., G, 3, Dg] and d0 [..., G, Dg]: the factors that
-    turn d deter into d q ([..., G, 3, Dg]), 1 - update, and deter itself."""
+    turn d deter into d q ([..., G, 3, Dg]) and 1 - update."""
     r, c, u = q.unbind(-2)
     reset = torch.sigmoid(r)
     cand = torch.tanh(reset * c)
     update = torch.sigmoid(u - 1.0)
     dcand = update * (1.0 - cand * cand)  # d deter / d (reset c)
     factors = torch.stack([dcand * c * reset * (1.0 - reset), dcand * reset, (cand - d0) * update * (1.0 - update)], -2)
-    return factors, 1.0 - update, torch.lerp(d0, cand, update)
+    return factors, 1.0 - update
 
 
 class _Filter(torch.autograd.Function):
@@ -163,7 +163,7 @@ class _Filter(torch.autograd.Function):
         r_h, zh_h, ds_h, hx = _rms_parts(Hh, g_h, shape.eps[2])
         r_p, zh_p, ds_p, xp = _rms_parts(ZP, g_p, shape.eps[3])
         a_d, a_s, a_h, a_p = ds_d * g_d, ds_s * g_s, ds_h * g_h, ds_p * g_p  # d x / d zh
-        factors, keep_old, _ = _gates(Q.view(steps, batch, G, 3, Dg), D0.view(steps, batch, G, Dg))
+        factors, keep_old = _gates(Q.view(steps, batch, G, 3, Dg), D0.view(steps, batch, G, Dg))
         soft = (PROBS - m / C) / (1.0 - m)  # the softmax before unimix
         soft_scaled = soft * (1.0 - m)
         g_p_in = g_probs.transpose(0, 1) + g_stoch.transpose(0, 1).reshape(steps, batch, L, C)  # straight-through
