@@ -349,6 +349,11 @@ def test_train_command_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "choices" in res.output
     res = runner.invoke(train, ["--resume", "--run-dir", str(tmp_path / "missing")])
     assert res.exit_code == 2 and f"{tmp_path / 'missing'} has no checkpoint to resume from" in res.output
+    if not torch.cuda.is_available():  # a device the machine lacks: one line, and no run directory left behind
+        for args in (["--device", "cuda"], ["--selfplay", "--device", "cuda"]):
+            res = runner.invoke(train, [*args, "--preset", "tiny", "--run-dir", str(tmp_path / "gpu")])
+            assert res.exit_code == 1 and "use --device cpu" in res.output, res.output
+            assert not (tmp_path / "gpu").exists()
 
 
 def test_action_repeat_option_sets_the_field() -> None:

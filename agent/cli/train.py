@@ -185,9 +185,10 @@ def train(
         label = name if name == kind else f"{name}-{kind}"
         run_dir = Path("runs") / f"{label}-s{cfg.train.seed}-{stamp}"
 
-    from agent.training.trainer import check_run_dir
+    from agent.training.trainer import check_run_dir, resolve_device
 
     try:
+        resolve_device(cfg.train.device)  # a device the machine lacks: refused before the run directory exists
         check_run_dir(run_dir)  # before anything is written, self-play's league included
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
