@@ -189,6 +189,16 @@ def test_init_starts_a_new_run_from_another_agents_weights(tmp_path, fast_config
         assert torch.equal(a, b), name
     assert new.updates == 0  # a new run: its own counters and optimisers
     new.close()
+    # a checkpoint saved before a config field existed (here model.init) starts a run too, whatever
+    # that field now says: the field takes its default, and how weights were first drawn is no shape
+    data = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    del data["config"]["model"]["init"]
+    (tmp_path / "old").mkdir()
+    torch.save(data, tmp_path / "old" / "checkpoint.pt")
+    older = Trainer(fast_config("model.init=official"), tmp_path / "d", progress=False, tensorboard=False,
+                    init=tmp_path / "old")  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(source.agent.state_dict().values(), older.agent.state_dict().values()))
+    older.close()
     import pytest
 
     with pytest.raises(ValueError, match="another model configuration"):

@@ -134,6 +134,8 @@ def check_compatible(expected: dict[str, Any], found: dict[str, Any], what: str)
         for key in sorted(set(exp) | set(got)):
             if section == "actor" and key not in ("dist", "min_std", "max_std"):
                 continue  # other actor fields are training settings, not shapes
+            if section == "model" and key == "init":
+                continue  # how the weights were first drawn, not what they are
             if exp.get(key) != got.get(key):
                 diffs.append(f"{section}.{key}: run {exp.get(key)!r} vs checkpoint {got.get(key)!r}")
     if diffs:

@@ -631,7 +631,11 @@ class Trainer:
         """Start from another agent's weights (refused when its model configuration differs)."""
         data = ckpt.load(source, device="cpu")
         what = str(ckpt.resolve(source))
-        ckpt.check_compatible(config_to_dict(self.cfg), data["config"], what)
+        try:  # fields newer than the checkpoint take their defaults, as on resume
+            found = config_to_dict(config_from_dict(data["config"]))
+        except ValueError as exc:
+            raise ValueError(f"the config in {what}: {exc}") from exc
+        ckpt.check_compatible(config_to_dict(self.cfg), found, what)
         ckpt.load_model_state(self.agent, data["model"], what)
         self.agent.to(self.device)
 
