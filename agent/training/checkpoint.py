@@ -126,8 +126,13 @@ def load_optimizer_state(agent: Any, state: dict[str, Any], what: str) -> None:
         raise ValueError(f"{what}: {exc}") from exc
 
 
-def check_compatible(expected: dict[str, Any], found: dict[str, Any], what: str) -> None:
-    """Raise a ValueError naming every differing field of the model-defining config sections."""
+def check_compatible(expected: Any, found: Any, what: str) -> None:
+    """Raise a ValueError naming every differing field of the model-defining config sections
+    of two Configs (a checkpoint's read with `config_from_dict`, so fields newer than it
+    hold their defaults)."""
+    from agent.config import config_to_dict
+
+    expected, found = config_to_dict(expected), config_to_dict(found)
     diffs = []
     for section in ("model", "actor"):
         exp, got = expected.get(section, {}), found.get(section, {})

@@ -631,11 +631,11 @@ class Trainer:
         """Start from another agent's weights (refused when its model configuration differs)."""
         data = ckpt.load(source, device="cpu")
         what = str(ckpt.resolve(source))
-        try:  # fields newer than the checkpoint take their defaults, as on resume
-            found = config_to_dict(config_from_dict(data["config"]))
+        try:
+            found = config_from_dict(data["config"])
         except ValueError as exc:
             raise ValueError(f"the config in {what}: {exc}") from exc
-        ckpt.check_compatible(config_to_dict(self.cfg), found, what)
+        ckpt.check_compatible(self.cfg, found, what)
         ckpt.load_model_state(self.agent, data["model"], what)
         self.agent.to(self.device)
 
@@ -644,7 +644,7 @@ class Trainer:
         file = ckpt.resolve(self.run_dir)
         ckpt.check_resumable(data, file)
         saved = config_from_dict(data["config"])
-        ckpt.check_compatible(config_to_dict(self.cfg), config_to_dict(saved), str(self.run_dir))
+        ckpt.check_compatible(self.cfg, saved, str(self.run_dir))
         if saved.train.envs != self.cfg.train.envs:
             raise ValueError(f"the checkpoint ran {saved.train.envs} games; train.envs must stay the same on resume")
         ckpt.load_model_state(self.agent, data["model"], str(self.run_dir))
