@@ -161,6 +161,9 @@ class TrainConfig:
     prefill_policy: str = "random"  # who acts during the prefill: 'random' (uniform actions) or 'agent'
     online: bool = False  # train on every new sequence first (the official replay's queue), then uniformly
     replay_context: bool = False  # start each replayed sequence from the latent state stored with it (official)
+    # with --init: also take the source's optimiser moments (Adam's averages and step counts),
+    # keeping this run's learning rates; False: the optimisers start fresh
+    init_optimizer: bool = False
     opponent: str = "weak"
     mode: str = "normal"
     drill_envs: int = 0  # of the `envs` games, how many play `drill_mode` rounds throughout

@@ -205,6 +205,38 @@ def test_init_starts_a_new_run_from_another_agents_weights(tmp_path, fast_config
         Trainer(fast_config("model.deter=64"), tmp_path / "c", progress=False, tensorboard=False, init=tmp_path / "a")
 
 
+def test_init_optimizer_takes_the_sources_moments_and_keeps_its_own_learning_rates(tmp_path, fast_config):
+    import pytest
+    import torch
+
+    from agent.training.trainer import Trainer
+
+    source = Trainer(fast_config("train.steps=100", "train.eval_every=0"), tmp_path / "a", progress=False,
+                     tensorboard=False)  # fmt: skip
+    source.train()
+    source.close()
+    saved = source.agent.optimizer_state()
+    assert saved["wm"]["state"], "the source must have taken optimiser steps"
+    fresh = Trainer(fast_config("train.seed=7"), tmp_path / "b", progress=False, tensorboard=False,
+                    init=tmp_path / "a")  # fmt: skip
+    assert not fresh.agent.optimizer_state()["wm"]["state"]  # the default: fresh optimisers
+    fresh.close()
+    new = Trainer(fast_config("train.seed=7", "train.init_optimizer=true", "optim.wm_lr=3e-4"), tmp_path / "c",
+                  progress=False, tensorboard=False, init=tmp_path / "a")  # fmt: skip
+    taken = new.agent.optimizer_state()
+    for name in ("wm", "actor", "critic"):
+        assert taken[name]["state"].keys() == saved[name]["state"].keys()
+        for index, moments in saved[name]["state"].items():
+            for key, value in moments.items():
+                assert torch.equal(torch.as_tensor(taken[name]["state"][index][key]), torch.as_tensor(value))
+    assert taken["wm"]["param_groups"][0]["lr"] == 3e-4  # this run's learning rate, not the source's
+    assert new.updates == 0
+    new.close()
+    with pytest.raises(ValueError, match="lacks.*optim.name"):
+        Trainer(fast_config("train.init_optimizer=true", "optim.name=laprop"), tmp_path / "d", progress=False,
+                tensorboard=False, init=tmp_path / "a")  # fmt: skip
+
+
 def test_the_progress_line_shows_the_evaluation_and_the_league_rating(tmp_path, fast_config):
     from agent.training.trainer import Trainer
 

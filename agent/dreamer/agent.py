@@ -524,6 +524,40 @@ class DreamerAgent(nn.Module):
                 name = type(exc).__name__
                 raise ValueError(f"the optimiser state of the {label} does not fit: {name}: {exc}") from exc
 
+    def load_optimizer_moments(self, state: dict[str, Any]) -> None:
+        """Take another agent's optimiser moments (step counts and running averages) for the
+        same parameters, keeping this agent's hyperparameters and random stream: a run
+        started from another's weights then takes the steps that run would have taken,
+        instead of a fresh optimiser's first steps of a full learning rate in every weight.
+        A state that lacks a part or whose moments do not fit is a ValueError naming it.
+        """
+        parts = {name: (label, opt) for name, (label, opt, _, _) in self.optimizers.items()}
+        if not isinstance(state, dict):
+            raise ValueError(f"the optimiser state is a {type(state).__name__}, not a dict")
+        missing = [k for k in parts if k not in state]
+        if missing:
+            raise ValueError(f"the optimiser state lacks {missing}; was optim.name or explore.scale changed?")
+        for key, (label, opt) in parts.items():
+            own = opt.state_dict()
+            saved = state[key]
+            sizes = [len(g["params"]) for g in own["param_groups"]]
+            try:
+                saved_sizes = [len(g["params"]) for g in saved["param_groups"]]
+                moments = copy.deepcopy(saved["state"])
+            except (KeyError, TypeError) as exc:
+                raise ValueError(f"the optimiser state of the {label} is not an optimiser's: {exc!r}") from exc
+            if sizes != saved_sizes:
+                raise ValueError(f"the optimiser state of the {label} holds {saved_sizes} parameters, this one {sizes}")
+            opt.load_state_dict({**own, "state": moments})
+            params = [p for group in opt.param_groups for p in group["params"]]
+            for index, param in enumerate(params):
+                for name, value in opt.state.get(param, {}).items():
+                    if torch.is_tensor(value) and value.dim() > 0 and value.shape != param.shape:
+                        raise ValueError(
+                            f"the optimiser state of the {label} does not fit: parameter {index} "
+                            f"{tuple(param.shape)}, its {name} {tuple(value.shape)}"
+                        )
+
 
 def _portable(opt: torch.optim.Optimizer) -> dict[str, Any]:
     """An optimiser's state dict that loads on any device: a CUDA graph's `capturable`

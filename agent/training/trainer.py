@@ -628,7 +628,8 @@ class Trainer:
         return path
 
     def _init_from(self, source: str | Path) -> None:
-        """Start from another agent's weights (refused when its model configuration differs)."""
+        """Start from another agent's weights (refused when its model configuration differs)
+        and, with train.init_optimizer, its optimiser moments."""
         data = ckpt.load(source, device="cpu")
         what = str(ckpt.resolve(source))
         try:
@@ -638,6 +639,13 @@ class Trainer:
         ckpt.check_compatible(self.cfg, found, what)
         ckpt.load_model_state(self.agent, data["model"], what)
         self.agent.to(self.device)
+        if self.cfg.train.init_optimizer:
+            if not isinstance(data.get("optimizer"), dict):
+                raise ValueError(f"{what} holds no optimiser state: leave train.init_optimizer false")
+            try:
+                self.agent.load_optimizer_moments(data["optimizer"])
+            except ValueError as exc:
+                raise ValueError(f"{what}: {exc} (train.init_optimizer=false starts the optimisers fresh)") from exc
 
     def _load(self) -> None:
         data = ckpt.load(self.run_dir, device="cpu")
