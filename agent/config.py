@@ -164,6 +164,9 @@ class TrainConfig:
     # with --init: also take the source's optimiser moments (Adam's averages and step counts),
     # keeping this run's learning rates; False: the optimisers start fresh
     init_optimizer: bool = False
+    # with --init: also start from the replay the source's checkpoint names (same train.envs and
+    # replay_capacity); the prefill then adds train.prefill new env steps on top of it
+    init_replay: bool = False
     opponent: str = "weak"
     mode: str = "normal"
     drill_envs: int = 0  # of the `envs` games, how many play `drill_mode` rounds throughout

@@ -237,6 +237,41 @@ def test_init_optimizer_takes_the_sources_moments_and_keeps_its_own_learning_rat
                 tensorboard=False, init=tmp_path / "a")  # fmt: skip
 
 
+def test_init_replay_takes_the_sources_rows_and_keeps_its_own_sampling(tmp_path, fast_config):
+    import shutil
+
+    import numpy as np
+    import pytest
+
+    from agent.training.trainer import Trainer
+
+    source = Trainer(fast_config("train.steps=100", "train.eval_every=0"), tmp_path / "a", progress=False,
+                     tensorboard=False)  # fmt: skip
+    source.train()
+    source.close()
+    assert source.replay.size.sum() > 0
+    empty = Trainer(fast_config("train.seed=7"), tmp_path / "b", progress=False, tensorboard=False,
+                    init=tmp_path / "a")  # fmt: skip
+    assert empty.replay.size.sum() == 0  # the default: an empty replay
+    empty.close()
+    new = Trainer(fast_config("train.seed=7", "train.init_replay=true"), tmp_path / "c", progress=False,
+                  tensorboard=False, init=tmp_path / "a")  # fmt: skip
+    np.testing.assert_array_equal(new.replay.size, source.replay.size)
+    np.testing.assert_array_equal(new.replay.obs, source.replay.obs)
+    assert not new.replay.queue
+    assert new.replay.rng.bit_generator.state == empty.replay.rng.bit_generator.state  # its own seed's sampling
+    assert new.env_steps == 0 and new.updates == 0
+    new.close()
+    with pytest.raises(ValueError, match="expects"):  # another number of games: refused
+        Trainer(fast_config("train.init_replay=true", "train.envs=3"), tmp_path / "d", progress=False,
+                tensorboard=False, init=tmp_path / "a")  # fmt: skip
+    (tmp_path / "e").mkdir()
+    shutil.copy(tmp_path / "a" / "checkpoint.pt", tmp_path / "e")
+    with pytest.raises(ValueError, match="names no replay file beside it"):
+        Trainer(fast_config("train.init_replay=true"), tmp_path / "f", progress=False, tensorboard=False,
+                init=tmp_path / "e" / "checkpoint.pt")  # fmt: skip
+
+
 def test_the_progress_line_shows_the_evaluation_and_the_league_rating(tmp_path, fast_config):
     from agent.training.trainer import Trainer
 

@@ -227,7 +227,9 @@ class Replay:
         with atomic_write(path, "wb") as f:  # a file object: np.savez adds no ".npz" suffix
             np.savez(f, **self.state_dict())
 
-    def load(self, path: str | Path) -> None:
+    def load(self, path: str | Path, rows_only: bool = False) -> None:
+        """Restore a saved replay. rows_only (a new run starting from another run's replay):
+        take its rows but keep this replay's own generator and start with an empty queue."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 state = {k: data[k] for k in data.files}
@@ -236,4 +238,8 @@ class Replay:
         missing = [k for k in (*_FIELDS, "ptr", "size", "capacity", "rng") if k not in state]
         if missing:
             raise ValueError(f"replay file {path} lacks {missing}")
+        own_rng = self.rng.bit_generator.state
         self.load_state_dict(state)
+        if rows_only:
+            self.rng.bit_generator.state = own_rng
+            self.queue.clear()

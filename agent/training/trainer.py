@@ -629,7 +629,8 @@ class Trainer:
 
     def _init_from(self, source: str | Path) -> None:
         """Start from another agent's weights (refused when its model configuration differs)
-        and, with train.init_optimizer, its optimiser moments."""
+        and, with train.init_optimizer, its optimiser moments; with train.init_replay, from the
+        rows of the replay its checkpoint names (this run's own sampling generator kept)."""
         data = ckpt.load(source, device="cpu")
         what = str(ckpt.resolve(source))
         try:
@@ -646,6 +647,18 @@ class Trainer:
                 self.agent.load_optimizer_moments(data["optimizer"])
             except ValueError as exc:
                 raise ValueError(f"{what}: {exc} (train.init_optimizer=false starts the optimisers fresh)") from exc
+        if self.cfg.train.init_replay:
+            name = data.get("replay")
+            file = ckpt.resolve(source).parent / name if isinstance(name, str) and name else None
+            if file is None or not file.is_file():
+                raise ValueError(
+                    f"{what} names no replay file beside it ({name or 'none'}): "
+                    "leave train.init_replay false to start from an empty replay"
+                )
+            try:
+                self.replay.load(file, rows_only=True)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (train.init_replay=false starts from an empty replay)") from exc
 
     def _load(self) -> None:
         data = ckpt.load(self.run_dir, device="cpu")
