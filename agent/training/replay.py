@@ -238,8 +238,7 @@ class Replay:
         missing = [k for k in (*_FIELDS, "ptr", "size", "capacity", "rng") if k not in state]
         if missing:
             raise ValueError(f"replay file {path} lacks {missing}")
-        own_rng = self.rng.bit_generator.state
+        if rows_only:  # a run's samples follow its own seed, and its queue holds its own fresh rows
+            state = {**state, "rng": np.array(json.dumps(self.rng.bit_generator.state))}
+            state.pop("queue", None)
         self.load_state_dict(state)
-        if rows_only:
-            self.rng.bit_generator.state = own_rng
-            self.queue.clear()

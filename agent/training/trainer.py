@@ -632,7 +632,8 @@ class Trainer:
         and, with train.init_optimizer, its optimiser moments; with train.init_replay, from the
         rows of the replay its checkpoint names (this run's own sampling generator kept)."""
         data = ckpt.load(source, device="cpu")
-        what = str(ckpt.resolve(source))
+        file = ckpt.resolve(source)
+        what = str(file)
         try:
             found = config_from_dict(data["config"])
         except ValueError as exc:
@@ -649,14 +650,14 @@ class Trainer:
                 raise ValueError(f"{what}: {exc} (train.init_optimizer=false starts the optimisers fresh)") from exc
         if self.cfg.train.init_replay:
             name = data.get("replay")
-            file = ckpt.resolve(source).parent / name if isinstance(name, str) and name else None
-            if file is None or not file.is_file():
+            replay_file = file.parent / name if isinstance(name, str) and name else None
+            if replay_file is None or not replay_file.is_file():
                 raise ValueError(
                     f"{what} names no replay file beside it ({name or 'none'}): "
                     "leave train.init_replay false to start from an empty replay"
                 )
             try:
-                self.replay.load(file, rows_only=True)
+                self.replay.load(replay_file, rows_only=True)
             except ValueError as exc:
                 raise ValueError(f"{exc} (train.init_replay=false starts from an empty replay)") from exc
 
