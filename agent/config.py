@@ -18,6 +18,9 @@ from typing import Any
 
 from agent.atomic import atomic_write
 
+# the scripted players (agent/players/scripted.py), named here once for the choices below
+SCRIPTED_PLAYERS = ("still", "random", "weak", "strong", "shooter", "keeper")
+
 # ---- seeds -------------------------------------------------------------------------
 # One run seed (train.seed) spreads over the run's random streams: each stream is seeded
 # with the run seed plus an offset of its own, so that no two streams share a seed.
@@ -189,6 +192,9 @@ class TrainConfig:
     pfsp: str = "squared"  # 'squared' | 'variance'
     latest_share: float = 0.5
     scripted_share: float = 0.2
+    # the scripted players that share draws from by PFSP (every scripted player stays a league
+    # member, rated with the rest); fewer keeps the rounds on those that teach, weak and strong say
+    scripted_opponents: tuple[str, ...] = SCRIPTED_PLAYERS
     league_dir: str = ""  # self-play league; empty: <run dir>/league
     snapshot_games: int = 2  # games per pair when a new snapshot is rated
     # -- league roles (selfplay/roles.py). lineages = 1 and no exploiters: self-play trains one
@@ -222,7 +228,6 @@ class Config:
 
 # ---- choices and ranges: every named choice and every allowed range, written once ----
 
-SCRIPTED_PLAYERS = ("still", "random", "weak", "strong", "shooter", "keeper")  # agent/players/scripted.py
 TRAIN_MODES = ("normal", "shooting", "defense", "curriculum")
 CURRICULUM = ("shooting", "defense", "normal")  # 'curriculum': these modes by thirds of train.steps
 MIX = ("weak", "strong")  # opponent 'mix': one of these drawn per round
@@ -247,6 +252,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 ITEM_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("train", "eval_opponents"): SCRIPTED_PLAYERS,
     ("train", "lineage_rewards"): CHOICES["train", "reward"],
+    ("train", "scripted_opponents"): SCRIPTED_PLAYERS,
 }
 
 _POS = (0.0, None, False)  # > 0
@@ -347,21 +353,28 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "medium": {
         "model": {"deter": 2048, "hidden": 256, "classes": 16, "units": 256},
     },
-    # `hockey-agent train --selfplay` without --preset: tiny, sized to finish in about 30
-    # minutes on 2 CPU cores (~19 env steps/s there, snapshots and evaluations included)
-    # with five rated snapshots. With league roles (--set train.main_exploiters=1 ...) the
-    # same 32,000 env steps are shared by the learners, in turns of 2,000.
+    # `hockey-agent train --selfplay` without --preset, the main job: the `small` model with the
+    # recipe that taught models/weak-s1-145k to beat `weak` (three of eight games on the mixed
+    # drills, the `mix` reward: docs/results.md), in a league whose scripted rounds go to the
+    # two players that teach (`weak`, `strong` from the first step, by PFSP), a quarter to its
+    # latest self and the rest to its frozen snapshots. It runs until stopped or 1,000,000
+    # env steps (days on 2 CPU cores): a snapshot, rated and written as agent.onnx, every 30-60
+    # minutes there; the same command continues it.
     "selfplay": {
-        "model": _TINY["model"],
         "train": {
-            **_TINY["train"],
-            "steps": 32_000,
-            "snapshot_every": 6_400,
-            "eval_every": 8_000,
-            "eval_rounds": 50,
-            "checkpoint_every": 8_000,
-            "turn_steps": 2_000,
-            "exploiter_steps": 4_000,
+            "drill_envs": 3,
+            "drill_mode": "mixed",
+            "reward": "mix",
+            "scripted_share": 0.5,
+            "latest_share": 0.25,
+            "scripted_opponents": ("weak", "strong"),
+            "snapshot_every": 10_000,
+            "eval_every": 10_000,
+            "eval_rounds": 52,
+            "checkpoint_every": 2_500,
+            "log_every": 500,
+            "turn_steps": 10_000,
+            "exploiter_steps": 50_000,
         },
     },
 }
@@ -486,6 +499,10 @@ def validate(cfg: Config) -> Config:
         raise ValueError("train.latest_share + train.scripted_share must be <= 1")
     if not t.eval_opponents:
         raise ValueError("train.eval_opponents needs at least one opponent")
+    if t.scripted_share > 0 and not t.scripted_opponents:
+        raise ValueError("train.scripted_share > 0 needs at least one player in train.scripted_opponents")
+    if len(set(t.scripted_opponents)) != len(t.scripted_opponents):
+        raise ValueError(f"train.scripted_opponents names a player twice: {', '.join(t.scripted_opponents)}")
     if not t.lineage_rewards:
         raise ValueError("train.lineage_rewards needs at least one reward")
     for count, share in (("main_exploiters", "main_exploiter_share"), ("league_exploiters", "league_exploiter_share")):

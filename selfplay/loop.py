@@ -74,7 +74,6 @@ class LeagueSampler:
     """
 
     def __init__(self, cfg: Config, league_dir: Path, role: str = MAIN, target: str | None = None) -> None:
-        from agent.players.scripted import SCRIPTED
         from league.db import LeagueDB
         from league.members import scripted_members
 
@@ -88,9 +87,10 @@ class LeagueSampler:
         self.seed = t.seed
         self.action_repeat = t.action_repeat  # the learner's latest self plays as it learns
         self.games = t.exploiter_games
+        self.scripted = () if role == MAIN_EXPLOITER else t.scripted_opponents  # PFSP's scripted group
         self.rng = np.random.default_rng(t.seed + SEED_LEAGUE)
         self.pfsp = PFSPSampler(
-            scripted=() if role == MAIN_EXPLOITER else SCRIPTED,
+            scripted=self.scripted,
             weighting=t.pfsp,
             self_share=t.latest_share if role == MAIN else 0.0,
             scripted_share=0.0 if role == MAIN_EXPLOITER else t.scripted_share,
@@ -129,6 +129,13 @@ class LeagueSampler:
                 self.pfsp.remove(name)
             self._players = {key: p for key, p in self._players.items() if key[1] in want}
         else:
+            # a restored pool keeps the scripted group the config names now (a resumed run may change it)
+            scripted = {n for n in pool if n in self.members and self.members[n].kind == "scripted"}
+            for name in sorted(scripted - set(self.scripted)):
+                self.pfsp.remove(name)
+            for name in self.scripted:
+                if name not in pool:
+                    self.pfsp.add(name, scripted=True)
             want = {name for name, m in self.members.items() if m.kind != "scripted"} - pool
         for name in sorted(want - pool, key=lambda n: (self.members[n].created, n)):
             self.pfsp.add(name)

@@ -92,6 +92,26 @@ def test_sampler_draws_by_pfsp_and_restores(tmp_path):
     assert SELF in seen and len(seen) > 2
 
 
+def test_the_scripted_share_draws_only_the_scripted_opponents_named(tmp_path):
+    names = ["train.latest_share=0", "train.scripted_share=1", "train.scripted_opponents=weak,strong"]
+    cfg = make_config("tiny", names)
+    sampler = LeagueSampler(cfg, tmp_path / "league")
+    sampler.bind(SimpleNamespace(agent=DreamerAgent(cfg)))
+    assert set(sampler.probabilities()) == {SELF, "weak", "strong"}
+    assert {sampler.sample(0)[0] for _ in range(200)} == {"weak", "strong"}
+    # every scripted player is still a league member, rated with the rest
+    with LeagueDB(tmp_path / "league") as db:
+        assert {m.name for m in db.members() if m.kind == "scripted"} == set(SCRIPTED)
+
+    # a run resumed with another scripted group: the restored pool follows the config
+    everyone = LeagueSampler(make_config("tiny", names[:2]), tmp_path / "league")
+    everyone.report("still", 1)
+    sampler.load_state_dict(everyone.state_dict())
+    assert set(sampler.probabilities()) == {SELF, "weak", "strong"}
+    everyone.load_state_dict(sampler.state_dict())
+    assert set(everyone.probabilities()) == {SELF, *SCRIPTED}
+
+
 def test_the_latest_self_holds_its_actions_for_the_action_repeat(tmp_path):
     cfg = make_config("tiny", ["train.latest_share=1", "train.scripted_share=0", "train.action_repeat=3"])
     sampler = LeagueSampler(cfg, tmp_path / "league")
@@ -119,7 +139,8 @@ def test_selfplay_command_defaults_yield_to_the_user(monkeypatch, tmp_path):
     res = CliRunner().invoke(train_cmd.train, ["--selfplay"])
     assert res.exit_code == 0, res.output
     assert seen["preset"] == "selfplay" and seen["run_dir"] == Path("runs") / "selfplay"
-    assert seen["cfg"] == PRESETS["selfplay"] and seen["cfg"].model == PRESETS["tiny"].model
+    assert seen["cfg"] == PRESETS["selfplay"] and seen["cfg"].model == PRESETS["small"].model
+    assert seen["cfg"].train.scripted_opponents == ("weak", "strong") and seen["cfg"].train.drill_envs == 3
     res = CliRunner().invoke(train_cmd.train, ["--selfplay", "--steps", "600", "--set", "train.snapshot_every=300"])
     assert res.exit_code == 0, res.output
     assert (seen["cfg"].train.steps, seen["cfg"].train.snapshot_every) == (600, 300)
