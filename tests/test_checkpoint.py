@@ -207,3 +207,30 @@ def test_commands_answer_an_unreadable_checkpoint_in_one_line(tmp_path: Path, co
         assert res.exit_code != 0, res.output
         line = error_line(res.output)
         assert "is not a readable checkpoint" in line and "weights_only" not in line, line
+
+
+def test_the_replay_beside_a_checkpoint_is_found_or_refused_by_name(tmp_path: Path) -> None:
+    file = tmp_path / "checkpoint.pt"
+    (tmp_path / "replay-8.npz").write_bytes(b"")
+    assert ckpt.replay_beside({"replay": "replay-8.npz"}, file) == tmp_path / "replay-8.npz"
+    with pytest.raises(ValueError, match=r"checkpoint.pt names the replay file replay-9.npz, which is not beside it"):
+        ckpt.replay_beside({"replay": "replay-9.npz"}, file)
+    for data in ({}, {"replay": ""}, {"replay": 3}):
+        with pytest.raises(ValueError, match=r"checkpoint.pt names no replay file"):
+            ckpt.replay_beside(data, file)
+
+
+def test_a_resume_whose_replay_file_is_gone_is_refused_in_one_line(tmp_path: Path, run_dir: Path) -> None:
+    import shutil
+
+    from click.testing import CliRunner
+
+    from agent.cli.train import train
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    for replay in run.glob("replay-*.npz"):
+        replay.unlink()
+    res = CliRunner().invoke(train, ["--resume", "--run-dir", str(run), "--no-progress"])
+    assert res.exit_code == 1, res.output
+    assert "names the replay file replay-" in error_line(res.output) and "which is not beside it" in res.output

@@ -288,7 +288,7 @@ def test_init_replay_takes_the_sources_rows_and_keeps_its_own_sampling(tmp_path,
                 tensorboard=False, init=tmp_path / "a")  # fmt: skip
     (tmp_path / "e").mkdir()
     shutil.copy(tmp_path / "a" / "checkpoint.pt", tmp_path / "e")
-    with pytest.raises(ValueError, match="names no replay file beside it"):
+    with pytest.raises(ValueError, match="names the replay file replay-.*, which is not beside it.*init_replay=false"):
         Trainer(fast_config("train.init_replay=true"), tmp_path / "f", progress=False, tensorboard=False,
                 init=tmp_path / "e" / "checkpoint.pt")  # fmt: skip
 

@@ -118,6 +118,18 @@ def check_resumable(data: dict[str, Any], file: str | Path) -> None:
         raise ValueError(f"{file} is not a complete checkpoint: its replay is not a file name")
 
 
+def replay_beside(data: dict[str, Any], file: str | Path) -> Path:
+    """The replay file that the checkpoint `data` (read from `file`) names, which lies beside it;
+    a ValueError naming `file` when it names none or the file is not there."""
+    name = data.get("replay")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{file} names no replay file")
+    path = Path(file).parent / name
+    if not path.is_file():
+        raise ValueError(f"{file} names the replay file {name}, which is not beside it")
+    return path
+
+
 def load_optimizer_state(agent: Any, state: dict[str, Any], what: str) -> None:
     """Restore the agent's optimisers; a state that does not fit is a ValueError naming `what`."""
     try:

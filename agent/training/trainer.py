@@ -649,15 +649,8 @@ class Trainer:
             except ValueError as exc:
                 raise ValueError(f"{what}: {exc} (train.init_optimizer=false starts the optimisers fresh)") from exc
         if self.cfg.train.init_replay:
-            name = data.get("replay")
-            replay_file = file.parent / name if isinstance(name, str) and name else None
-            if replay_file is None or not replay_file.is_file():
-                raise ValueError(
-                    f"{what} names no replay file beside it ({name or 'none'}): "
-                    "leave train.init_replay false to start from an empty replay"
-                )
             try:
-                self.replay.load(replay_file, rows_only=True)
+                self.replay.load(ckpt.replay_beside(data, file), rows_only=True)
             except ValueError as exc:
                 raise ValueError(f"{exc} (train.init_replay=false starts from an empty replay)") from exc
 
@@ -671,10 +664,7 @@ class Trainer:
             raise ValueError(f"the checkpoint ran {saved.train.envs} games; train.envs must stay the same on resume")
         ckpt.load_model_state(self.agent, data["model"], str(self.run_dir))
         ckpt.load_optimizer_state(self.agent, data["optimizer"], str(file))
-        replay_file = self.run_dir / data["replay"]
-        if not replay_file.is_file():
-            raise ValueError(f"checkpoint names replay file {replay_file}, which is missing")
-        self.replay.load(replay_file)
+        self.replay.load(ckpt.replay_beside(data, file))
         c = data["counters"]
         self.env_steps, self.updates, self.episodes = int(c["env_steps"]), int(c["updates"]), int(c["episodes"])
         self.decisions = int(c.get("decisions", self.env_steps))  # checkpoints before the repeat: one per env step
