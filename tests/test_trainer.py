@@ -741,3 +741,23 @@ def test_the_progress_bar_runs(tmp_path: Path, fast_config) -> None:
     tr = Trainer(fast_config("train.steps=100", "train.eval_every=0"), tmp_path, progress=True, tensorboard=False)
     assert not tr.train()["interrupted"]
     tr.close()
+
+
+def test_the_progress_display_fits_an_80_column_terminal() -> None:
+    """The bar on one line, the rates and the news on the next: folded, never cut with an ellipsis."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=80, file=io.StringIO(), record=True, force_terminal=False)
+    progress = Trainer._progress(console)
+    status = "eval won: strong 36%, weak 71%; league rating 1179; worst 25% vs strong over 8"
+    progress.add_task("train", total=1_000_000, completed=25_400, ups=1.95, eps=3.9, win="59%", status=status)
+    console.print(progress.get_renderable())
+    text = console.export_text()
+    assert "…" not in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "25400/1000000 env steps" in text
+    flat = " ".join(line.strip() for line in text.splitlines())
+    assert "1.95 updates/s, 3.9 env steps/s, rounds won 59%; eval won: strong 36%, weak 71%" in flat
+    assert "league rating 1179; worst 25% vs strong over 8" in flat

@@ -752,7 +752,7 @@ class Trainer:
                         progress.update(task, ups=ups, eps=eps)
                     wr = self.win_rate()
                     progress.update(
-                        task, completed=self.env_steps, win="-" if np.isnan(wr) else f"{wr:.2f}", status=self.status()
+                        task, completed=self.env_steps, win="-" if np.isnan(wr) else f"{wr:.0%}", status=self.status()
                     )
             if not self._stop and t.eval_every > 0 and self.last_eval_step != self.env_steps:
                 self.evaluate()
@@ -791,17 +791,25 @@ class Trainer:
         self.metrics.close()
 
     @staticmethod
-    def _progress() -> Any:
+    def _progress(console: Any = None) -> Any:
+        """The progress display: the bar on one line; the rates, the rounds won lately and the
+        news (`status`) on the next, folded to the terminal's width rather than cut."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.text import Text
 
-        return Progress(
+        class TrainingProgress(Progress):
+            def get_renderables(self) -> Any:
+                yield self.make_tasks_table(self.tasks)
+                for task in self.tasks:
+                    f = task.fields
+                    line = f"{f['ups']:.2f} updates/s, {f['eps']:.1f} env steps/s, rounds won {f['win']}"
+                    yield Text(line + (f"; {f['status']}" if f["status"] else ""), overflow="fold")
+
+        return TrainingProgress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TextColumn("env steps"),
-            TextColumn("{task.fields[ups]:.2f} updates/s"),
-            TextColumn("{task.fields[eps]:.1f} env steps/s"),
-            TextColumn("win {task.fields[win]}"),
-            TextColumn("{task.fields[status]}"),
             TimeRemainingColumn(),
+            console=console,
         )
