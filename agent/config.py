@@ -355,9 +355,10 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # `hockey-agent train --selfplay` without --preset, the main job: the `small` model with the
     # recipe that taught models/weak-s1-145k to beat `weak` (three of eight games on the mixed
-    # drills, the `mix` reward: docs/results.md), in a league whose scripted rounds go to the
-    # two players that teach (`weak`, `strong` from the first step, by PFSP), a quarter to its
-    # latest self and the rest to its frozen snapshots. It runs until stopped or 1,000,000
+    # drills, the `mix` reward: docs/results.md), in a league: half the full-game rounds against
+    # every scripted player by PFSP (from the first step; `keeper`, `shooter` and `strong`, which
+    # the best agent loses to, get most), a quarter against its latest self, a quarter against
+    # its frozen snapshots. It runs until stopped or 1,000,000
     # env steps (days on 2 CPU cores): a snapshot, rated and written as agent.onnx, every 30-60
     # minutes there; the same command continues it.
     "selfplay": {
@@ -367,7 +368,6 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             "reward": "mix",
             "scripted_share": 0.5,
             "latest_share": 0.25,
-            "scripted_opponents": ("weak", "strong"),
             "snapshot_every": 10_000,
             "eval_every": 10_000,
             "eval_rounds": 52,

@@ -140,7 +140,7 @@ def test_selfplay_command_defaults_yield_to_the_user(monkeypatch, tmp_path):
     assert res.exit_code == 0, res.output
     assert seen["preset"] == "selfplay" and seen["run_dir"] == Path("runs") / "selfplay"
     assert seen["cfg"] == PRESETS["selfplay"] and seen["cfg"].model == PRESETS["small"].model
-    assert seen["cfg"].train.scripted_opponents == ("weak", "strong") and seen["cfg"].train.drill_envs == 3
+    assert seen["cfg"].train.scripted_opponents == SCRIPTED and seen["cfg"].train.drill_envs == 3
     res = CliRunner().invoke(train_cmd.train, ["--selfplay", "--steps", "600", "--set", "train.snapshot_every=300"])
     assert res.exit_code == 0, res.output
     assert (seen["cfg"].train.steps, seen["cfg"].train.snapshot_every) == (600, 300)

@@ -113,7 +113,7 @@ def _saved_league(run_dir: Path) -> dict[str, Any] | None:
     help="Train against a league of frozen snapshots and the scripted players (PFSP), snapshot "
     "every train.snapshot_every env steps, rate them and write each as <run dir>/agent.onnx. Without "
     "--preset: the selfplay preset, the main job (the small model, mixed drills, the mix reward, half "
-    "the rounds against weak and strong; a snapshot every 10,000 env steps, 30-60 minutes on 2 cores; "
+    "the rounds against the scripted players; a snapshot every 10,000 env steps, 30-60 minutes on 2 cores; "
     "it runs until Ctrl-C, and the same command continues it in runs/selfplay). "
     "With --set train.lineages=N, train.main_exploiters=N or train.league_exploiters=N: a league of "
     "main agents and exploiters taking turns in one process (selfplay/roles.py), champion.onnx the "
