@@ -1,12 +1,12 @@
 # The tournament client with an exported agent: the client extra only (no torch, no game).
-#   docker build -t hockey-client .                                  (agent: models/agent.onnx)
+#   docker build -t hockey-client .                                  (agent: models/champion.onnx)
 #   docker build -t hockey-client --build-arg AGENT=models/other.onnx .
 #   docker run --rm -e COMPRL_SERVER_URL=host -e COMPRL_SERVER_PORT=65335 \
 #       -e COMPRL_ACCESS_TOKEN=... hockey-client
 # Without an agent file at build time, mount one: -v "$PWD/my.onnx:/agent/agent.onnx:ro".
 FROM python:3.11-slim
 
-ARG AGENT=models/agent.onnx
+ARG AGENT=models/champion.onnx
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

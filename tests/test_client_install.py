@@ -90,6 +90,8 @@ def test_dockerfile_matches_the_repository() -> None:
                     continue
                 assert (REPO / source).exists(), f"Dockerfile copies {source}, which is missing"
                 assert f"!{source.rstrip('/')}/" in ignore or f"!{source}" in ignore, f".dockerignore excludes {source}"
+    (default,) = [args.split("=", 1)[1] for op, args in instructions if op == "ARG" and args.startswith("AGENT=")]
+    assert (REPO / default).is_file() and default.startswith("models/") and default.endswith(".onnx"), default
     (entry,) = [args for op, args in instructions if op == "ENTRYPOINT"]
     command = json.loads(entry)
     assert command[:2] == ["hockey-agent", "client"] and command[1] in COMMANDS
