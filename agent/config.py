@@ -369,6 +369,9 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             "scripted_share": 0.5,
             "latest_share": 0.25,
             "snapshot_every": 10_000,
+            # 8 games per new pair (2 by default) so the worst case that picks champion.onnx is
+            # read from 8 games, not 2 (8 games against one member take 1-2 s on 2 cores)
+            "snapshot_games": 8,
             "eval_every": 10_000,
             "eval_rounds": 52,
             "checkpoint_every": 2_500,
