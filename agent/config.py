@@ -193,7 +193,7 @@ class TrainConfig:
     latest_share: float = 0.5
     scripted_share: float = 0.2
     # the scripted players that share draws from by PFSP (every scripted player stays a league
-    # member, rated with the rest); fewer keeps the rounds on those that teach, weak and strong say
+    # member, rated with the rest); a subset keeps the scripted rounds on the players named
     scripted_opponents: tuple[str, ...] = SCRIPTED_PLAYERS
     league_dir: str = ""  # self-play league; empty: <run dir>/league
     snapshot_games: int = 2  # games per pair when a new snapshot is rated
@@ -358,9 +358,9 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # drills, the `mix` reward: docs/results.md), in a league: half the full-game rounds against
     # every scripted player by PFSP (from the first step; `keeper`, `shooter` and `strong`, which
     # the best agent loses to, get most), a quarter against its latest self, a quarter against
-    # its frozen snapshots. It runs until stopped or 1,000,000
-    # env steps (days on 2 CPU cores): a snapshot, rated and written as agent.onnx, every 30-60
-    # minutes there; the same command continues it.
+    # its frozen snapshots. It runs until stopped or 1,000,000 env steps (days on 2 CPU cores):
+    # a snapshot, rated and written as agent.onnx, every 30-60 minutes there; the same command
+    # continues it.
     "selfplay": {
         "train": {
             "drill_envs": 3,
