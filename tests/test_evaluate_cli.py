@@ -160,3 +160,53 @@ def test_a_scripted_player_has_one_table_and_no_policies() -> None:
     assert refused.exit_code == 2 and "scripted players act by their own rules" in one_line_error(refused)
     clash = _eval("weak", *DRILL, "--stochastic", "--policy", "mean")
     assert clash.exit_code == 2 and "--stochastic means --policy sample" in one_line_error(clash)
+
+
+def _scores(output: str) -> dict[tuple[str, str], list[str]]:
+    """The closing table's rows by (agent, policy), in the printed order (dicts keep it)."""
+    body = output.split("best worst case first", 1)[1]
+    cells = [[c.strip() for c in line.split("│")] for line in body.splitlines() if "│" in line]
+    return {(row[0], row[1]): row[2:] for row in cells}  # the header's rules are not │
+
+
+def test_several_agents_and_opponents_are_scored_and_ranked_by_their_worst_case() -> None:
+    args = ("--opponent", "still,random", "--games", "2", "--seed", "7")
+    result = _eval("still", "weak", *args, "--brief")
+    assert result.exit_code == 0, result.output
+    assert " vs " not in result.output  # --brief: the closing table alone
+    scores = _scores(result.output)
+    assert list(scores) == [("weak", "-"), ("still", "-")]  # still never scores: it ranks last
+    for (agent, _), cells in scores.items():
+        still, random_, worst, mean = (float(c) for c in cells)
+        assert worst == min(still, random_) and mean == pytest.approx((still + random_) / 2, abs=1e-3)
+        # each score is the detailed table's: (won + drawn / 2) / rounds, on the same seeds
+        for opp, value in (("still", still), ("random", random_)):
+            rounds = _rows(_eval(agent, "--opponent", opp, "--games", "2", "--seed", "7").output)["rounds"]
+            won, drawn = (int(rounds[i].split()[0]) for i in (1, 3))
+            assert value == pytest.approx((won + drawn / 2) / int(rounds[0]), abs=1e-3)
+    assert float(scores[("still", "-")][0]) == 0.5  # two players that never move draw every round
+    # without --brief the detailed tables come first, one per agent and opponent
+    full = _eval("still", "weak", *args)
+    assert full.exit_code == 0 and full.output.count(" vs ") == 4 and _scores(full.output) == scores
+
+
+def test_a_sampled_policy_plays_each_opponent_as_if_it_came_first(run_dir: Path) -> None:
+    pair = _eval(str(run_dir), "--opponent", "still,weak", "--games", "2", "--mode", "shooting", "--policy", "sample")
+    alone = _eval(str(run_dir), "--opponent", "weak", "--games", "2", "--mode", "shooting", "--policy", "sample")
+    assert pair.exit_code == 0 and alone.exit_code == 0, pair.output + alone.output
+    assert _scores(pair.output)[(str(run_dir), "sample")][1] == _scores_of_one(alone.output)
+
+
+def _scores_of_one(output: str) -> str:
+    rounds = _rows(output)["rounds"]
+    won, drawn = (int(rounds[i].split()[0]) for i in (1, 3))
+    return f"{(won + drawn / 2) / int(rounds[0]):.3f}"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("weak,nobody", "unknown opponent 'nobody'"), ("weak,weak", "named twice"), (",", "at least one opponent")],
+)
+def test_a_bad_opponent_list_is_refused_before_any_game(spec: str, message: str) -> None:
+    result = _eval("weak", "--opponent", spec, "--games", "1")
+    assert result.exit_code == 2 and message in one_line_error(result)

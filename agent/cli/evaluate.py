@@ -17,10 +17,19 @@ The sampled policy draws from a generator of its own seeded `--seed` +
 SEED_POLICY_SAMPLES, so an evaluation repeats for a seed and the agent's own random
 stream (train.seed) is left alone. An ONNX file acts the policy it was exported with
 (old files: mean), scripted players their own rules.
+
+Several agents and several opponents are one call (`hockey-agent eval runs/x/ckpts/*.pt
+--opponent weak,strong,keeper,shooter --policy mean --brief`): every agent meets every
+opponent on the same seeds, and a closing table gives each agent's score against each
+opponent (rounds won plus half the rounds drawn, the tournament's points per round
+divided by two) and its worst case over them, best worst case first. That is how a
+champion is picked among checkpoints: results swing by tens of points between
+checkpoints a thousand updates apart, so every candidate is measured on the same games.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +51,13 @@ def _cells(outcomes: list[int]) -> list[str]:
     return cells
 
 
-def _players(spec: str, policy: str | None, games: int, seed: int) -> dict[str, Any]:
-    """AGENT's batch players by policy label ('mean', 'sample'; '' for a scripted player)."""
+def _players(spec: str, policy: str | None, games: int, seed: int) -> dict[str, Callable[[], Any]]:
+    """AGENT's batch players by policy label ('mean', 'sample'; '' for a scripted player), as factories.
+
+    The agent is loaded (and refused, for bad input) once; each factory call makes a fresh
+    player whose sampled policy draws from a generator seeded anew, so the games against
+    one opponent do not depend on which opponents came before.
+    """
     from agent.config import SEED_POLICY_SAMPLES
     from agent.players.scripted import SCRIPTED
     from league.members import describe_choices, load_batch_player
@@ -56,7 +70,7 @@ def _players(spec: str, policy: str | None, games: int, seed: int) -> dict[str, 
                 "(scripted players act by their own rules)",
                 param_hint="--policy",
             )
-        return {"": load_batch_player(spec, games, seed=seed)}
+        return {"": lambda: load_batch_player(spec, games, seed=seed)}
     if path.suffix.lower() == ".onnx":
         from export.runtime import OnnxAgent
 
@@ -72,8 +86,13 @@ def _players(spec: str, policy: str | None, games: int, seed: int) -> dict[str, 
                 "needs a run directory or checkpoint",
                 param_hint="--policy",
             )
-        onnx_agent.reset_batch(games)
-        return {onnx_agent.policy: onnx_agent}
+
+        def onnx_player() -> Any:
+            fresh = OnnxAgent(path, seed=seed + SEED_POLICY_SAMPLES)
+            fresh.reset_batch(games)
+            return fresh
+
+        return {onnx_agent.policy: onnx_player}
     if not path.exists():
         raise click.BadParameter(f"unknown player {spec!r}; expected {describe_choices()}", param_hint="AGENT")
     import torch
@@ -85,20 +104,51 @@ def _players(spec: str, policy: str | None, games: int, seed: int) -> dict[str, 
         dreamer, cfg, _ = load_agent(path, device="cpu")
     except (ValueError, FileNotFoundError) as exc:
         raise click.BadParameter(str(exc), param_hint="AGENT") from exc
-    players: dict[str, Any] = {}
-    if policy in (None, "both", "mean"):
-        players["mean"] = BatchActingPolicy(dreamer, games, deterministic=True, action_repeat=cfg.train.action_repeat)
-    if policy in (None, "both", "sample"):
+    repeat = cfg.train.action_repeat
+
+    def mean_player() -> Any:
+        return BatchActingPolicy(dreamer, games, deterministic=True, action_repeat=repeat)
+
+    def sampled_player() -> Any:
         generator = torch.Generator(dreamer.device).manual_seed(seed + SEED_POLICY_SAMPLES)
-        players["sample"] = BatchActingPolicy(
-            dreamer, games, deterministic=False, generator=generator, action_repeat=cfg.train.action_repeat
-        )
+        return BatchActingPolicy(dreamer, games, deterministic=False, generator=generator, action_repeat=repeat)
+
+    players: dict[str, Callable[[], Any]] = {}
+    if policy in (None, "both", "mean"):
+        players["mean"] = mean_player
+    if policy in (None, "both", "sample"):
+        players["sample"] = sampled_player
     return players
 
 
+def _opponents(spec: str) -> list[str]:
+    from agent.players.scripted import SCRIPTED
+
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter("name at least one opponent", param_hint="--opponent")
+    for name in names:
+        if name not in SCRIPTED:
+            raise click.BadParameter(
+                f"unknown opponent {name!r}; choices: {', '.join(SCRIPTED)}", param_hint="--opponent"
+            )
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"an opponent is named twice in {spec!r}", param_hint="--opponent")
+    return names
+
+
+def score(outcomes: list[int]) -> float:
+    """Rounds won plus half the rounds drawn, over all rounds: 1 wins everything, 0.5 is level."""
+    return (outcomes.count(1) + 0.5 * outcomes.count(0)) / len(outcomes)
+
+
 @click.command()
-@click.argument("agent")
-@click.option("--opponent", required=True, help="A scripted player: weak, strong, still, random, shooter, keeper.")
+@click.argument("agents", nargs=-1, required=True, metavar="AGENT...")
+@click.option(
+    "--opponent",
+    required=True,
+    help="Scripted players, comma-separated: weak, strong, still, random, shooter, keeper.",
+)
 @click.option(
     "--games", type=click.IntRange(min=1), default=100, show_default=True, help="Tournament games (4 rounds)."
 )
@@ -112,60 +162,127 @@ def _players(spec: str, policy: str | None, games: int, seed: int) -> dict[str, 
 )
 @click.option("--stochastic", is_flag=True, hidden=True, help="Old spelling of --policy sample.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Game i uses seed + i; seeds the samples too.")
-def evaluate(agent: str, opponent: str, games: int, mode: str, policy: str | None, stochastic: bool, seed: int) -> None:
-    """Evaluate AGENT (run dir, checkpoint, .onnx or scripted name) against a scripted opponent."""
+@click.option("--brief", is_flag=True, help="Print only the closing table of scores (one row per agent and policy).")
+def evaluate(
+    agents: tuple[str, ...],
+    opponent: str,
+    games: int,
+    mode: str,
+    policy: str | None,
+    stochastic: bool,
+    seed: int,
+    brief: bool,
+) -> None:
+    """Evaluate each AGENT (run dir, checkpoint, .onnx or scripted name) against scripted opponents.
+
+    One opponent and one agent print the detailed tables; several of either add a closing
+    table of scores and worst cases, best worst case first.
+    """
     from rich.console import Console
-    from rich.table import Table
+    from rich.progress import Progress
 
     from agent.players.match import play_games
-    from agent.players.scripted import SCRIPTED
     from league.members import load_batch_player
 
-    if opponent not in SCRIPTED:
-        raise click.BadParameter(
-            f"unknown opponent {opponent!r}; choices: {', '.join(SCRIPTED)}", param_hint="--opponent"
-        )
+    opponents = _opponents(opponent)
     if mode not in MODE_NAMES:
         raise click.BadParameter(f"unknown mode {mode!r}; choices: {', '.join(MODE_NAMES)}", param_hint="--mode")
     if stochastic:
         if policy not in (None, "sample"):
             raise click.BadParameter(f"--stochastic means --policy sample, not {policy}", param_hint="--stochastic")
         policy = "sample"
-    players = _players(agent, policy, games, seed)
+    # every agent is loaded (and bad input refused) before the first game is played
+    loaded = {spec: _players(spec, policy, games, seed) for spec in dict.fromkeys(agents)}
 
     console = Console()
-    won: dict[str, int] = {}
-    for label, player in players.items():
-        # every policy meets the same opponents on the same seeds: a paired comparison
-        other = load_batch_player(opponent, games, seed=seed + 1)
-        tally = play_games(player, other, games, a_side="alternate" if mode == "normal" else "p1", seed=seed, mode=mode)
-        won[label] = tally.game_outcomes().count(1)
-        # the title on a line of its own: a table's title wraps at the table's width
-        console.print(
-            f"{agent} vs {opponent} ({mode}" + (f", {label} policy)" if label else ")"), style="bold", markup=False
+    scores: dict[tuple[str, str], dict[str, float]] = {}
+    total = sum(len(players) for players in loaded.values()) * len(opponents)
+    with Progress(console=console, transient=True, disable=not brief) as progress:
+        task = progress.add_task("evaluating", total=total)
+        for spec, players in loaded.items():
+            won: dict[str, int] = {}
+            for opp in opponents:
+                for label, make_player in players.items():
+                    # every policy and agent meets the same opponents on the same seeds: a paired comparison
+                    other = load_batch_player(opp, games, seed=seed + 1)
+                    tally = play_games(
+                        make_player(),
+                        other,
+                        games,
+                        a_side="alternate" if mode == "normal" else "p1",
+                        seed=seed,
+                        mode=mode,
+                    )
+                    won[label] = won.get(label, 0) + tally.game_outcomes().count(1)
+                    scores.setdefault((spec, label), {})[opp] = score(tally.round_outcomes())
+                    progress.advance(task)
+                    if not brief:
+                        _print_table(console, tally, f"{spec} vs {opp}", label, mode)
+            if len(won) == 2 and not brief:
+                _print_policy_choice(console, spec, won, games * len(opponents))
+    if brief or len(scores) > 1 or len(opponents) > 1:
+        _print_scores(console, scores, opponents, games)
+
+
+def _print_table(console: Any, tally: Any, title: str, label: str, mode: str) -> None:
+    from rich.table import Table
+
+    # the title on a line of its own: a table's title wraps at the table's width
+    console.print(f"{title} ({mode}" + (f", {label} policy)" if label else ")"), style="bold", markup=False)
+    table = Table(show_edge=False)
+    table.add_column("")
+    table.add_column("n", justify="right")
+    for col in ("win", "draw", "loss"):
+        table.add_column(col, justify="right")
+        table.add_column("95% CI", justify="right")
+    for row_label, outcomes in tally.rows(by_side=mode == "normal"):
+        table.add_row(row_label, str(len(outcomes)), *_cells(outcomes))
+    if mode == "normal":
+        table.caption = (
+            "as p1 / as p2: the rounds it played as player 1 / player 2; starts / receives: "
+            "the rounds that began with the puck in its half / the opponent's"
         )
-        table = Table(show_edge=False)
-        table.add_column("")
-        table.add_column("n", justify="right")
-        for col in ("win", "draw", "loss"):
-            table.add_column(col, justify="right")
-            table.add_column("95% CI", justify="right")
-        for row_label, outcomes in tally.rows(by_side=mode == "normal"):
-            table.add_row(row_label, str(len(outcomes)), *_cells(outcomes))
-        if mode == "normal":
-            table.caption = (
-                "as p1 / as p2: the rounds it played as player 1 / player 2; starts / receives: "
-                "the rounds that began with the puck in its half / the opponent's"
-            )
-        console.print(table)
-    if len(won) == 2:
-        mean, sample = won["mean"], won["sample"]
-        if mean == sample:
-            console.print(f"mean and sample won as many games ({mean} of {games})", markup=False)
-        else:
-            best = "mean" if mean > sample else "sample"
-            console.print(
-                f"{best} won more games ({max(mean, sample)} vs {min(mean, sample)} of {games}): "
-                f"hockey-agent export {agent} -o AGENT.onnx --policy {best}",
-                markup=False,
-            )
+    console.print(table)
+
+
+def _print_policy_choice(console: Any, spec: str, won: dict[str, int], games: int) -> None:
+    mean, sample = won["mean"], won["sample"]
+    if mean == sample:
+        console.print(f"mean and sample won as many games ({mean} of {games})", markup=False)
+    else:
+        best = "mean" if mean > sample else "sample"
+        console.print(
+            f"{best} won more games ({max(mean, sample)} vs {min(mean, sample)} of {games}): "
+            f"hockey-agent export {spec} -o AGENT.onnx --policy {best}",
+            markup=False,
+        )
+
+
+def _print_scores(
+    console: Any, scores: dict[tuple[str, str], dict[str, float]], opponents: list[str], games: int
+) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"score = (rounds won + rounds drawn / 2) / rounds, {4 * games} rounds per opponent; best worst case first",
+        style="bold",
+        markup=False,
+    )
+    table = Table(show_edge=False)
+    table.add_column("agent")
+    table.add_column("policy")
+    for opp in opponents:
+        table.add_column(opp, justify="right")
+    table.add_column("worst", justify="right")
+    table.add_column("mean", justify="right")
+    ranked = sorted(scores.items(), key=lambda item: -min(item[1].values()))
+    for (spec, label), by_opp in ranked:
+        values = [by_opp[opp] for opp in opponents]
+        table.add_row(
+            spec,
+            label or "-",
+            *(f"{v:.3f}" for v in values),
+            f"{min(values):.3f}",
+            f"{sum(values) / len(values):.3f}",
+        )
+    console.print(table)
