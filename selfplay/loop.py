@@ -18,9 +18,10 @@ the same rate, since metrics rows hold numbers only) and onto the progress line,
 main agents' snapshot with the highest worst case, the champion candidate, is copied to
 <run dir>/champion.onnx with champion.json saying which member it is and why.
 
-With league roles (several lineages, exploiters: selfplay/roles.py) `run_selfplay` trains
-the league of learners in turns (selfplay/league_loop.py); the sampler below serves every
-role.
+`run_learner` trains one main agent this way; with league roles (several lineages,
+exploiters: selfplay/roles.py) the league of learners trains in turns instead
+(selfplay/league_loop.py; selfplay/run.py chooses), and the sampler, hub and snapshotter
+below serve every role.
 
 Resume: the sampler's PFSP state is saved in the trainer's checkpoint; snapshots
 already in the database when a run resumes are kept, and the next snapshot is the
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.config import SEED_LEAGUE, Config, league_roles, scripted_seed
+from agent.config import SEED_LEAGUE, Config, scripted_seed
 from agent.players.policy import Policy
 from league.members import LeagueError
 from selfplay.pfsp import PFSPSampler
@@ -384,7 +385,7 @@ def _league_row(league_dir: Path, sampler: LeagueSampler, newest: str) -> dict[s
     return row
 
 
-def run_selfplay(
+def run_learner(
     cfg: Config,
     run_dir: str | Path,
     resume: bool = False,
@@ -393,22 +394,17 @@ def run_selfplay(
     progress: bool = True,
     init: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train with self-play until cfg.train.steps; returns the trainer's result plus paths.
+    """Train one main agent with self-play until cfg.train.steps; returns the trainer's result plus paths.
 
     Every snapshot is also written to <run dir>/agent.onnx, ready for `hockey-agent
     client`, so the newest agent is always there while the run goes on; at the end
     (unless interrupted) the learner is snapshotted once more. `init` starts a new run
-    from another agent's weights (Trainer). With league roles configured
-    (agent.config.league_roles) the league of learners trains instead
-    (selfplay.league_loop.run_league).
+    from another agent's weights (Trainer). A run directory holding a league of roles is
+    refused.
     """
     from agent.training.trainer import Trainer
 
     run_dir = Path(run_dir)
-    if league_roles(cfg):
-        from selfplay.league_loop import run_league
-
-        return run_league(cfg, run_dir, resume, preset=preset, progress=progress, init=init)
     if (run_dir / LEAGUE_STATE).is_file():
         raise ValueError(
             f"{run_dir} holds a league of roles; continue it with its roles (train.lineages, "

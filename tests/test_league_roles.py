@@ -313,7 +313,7 @@ def test_a_tiny_league_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
 
 def test_a_league_and_a_single_main_run_keep_to_their_own_run_directories(tmp_path: Path) -> None:
     from selfplay.league_loop import run_league
-    from selfplay.loop import run_selfplay
+    from selfplay.run import run_selfplay
 
     single = tmp_path / "single"
     single.mkdir()

@@ -12,7 +12,8 @@ from agent.config import make_config
 from agent.dreamer.agent import DreamerAgent
 from agent.players.scripted import SCRIPTED
 from league.db import LeagueDB
-from selfplay.loop import SELF, LeagueSampler, run_selfplay
+from selfplay.loop import SELF, LeagueSampler
+from selfplay.run import run_selfplay
 
 torch.set_num_threads(1)
 

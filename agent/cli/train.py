@@ -261,7 +261,8 @@ def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool
     from agent.training.trainer import TrainingError
     from league.cli import print_leaderboard
     from league.members import LeagueError
-    from selfplay.loop import league_dir_for, run_selfplay
+    from selfplay.loop import league_dir_for
+    from selfplay.run import run_selfplay
 
     console = Console()
     console.print(f"self-play run dir [bold]{run_dir}[/], league {league_dir_for(cfg, run_dir)}")
