@@ -179,6 +179,10 @@ class TrainConfig:
     eval_rounds: int = 100  # rounds per eval opponent, rounded up to whole 4-round games
     eval_opponents: tuple[str, ...] = ("weak", "strong")
     checkpoint_every: int = 50_000
+    # also keep every checkpoint as <run dir>/checkpoints/ckpt-<env steps>.pt (weights,
+    # optimiser and counters, no replay; ~8 MB each for small): the candidates to screen with
+    # `hockey-agent eval <run dir>/checkpoints/*.pt --opponent ... --brief` when picking a champion
+    keep_checkpoints: bool = False
     log_every: int = 1_000
     seed: int = 0
     device: str = "auto"

@@ -54,6 +54,34 @@ def test_short_run_writes_metrics_checkpoint_and_config(tmp_path: Path, fast_con
     assert data["counters"]["env_steps"] == 240 and data["replay"] == "replay-240.npz"
 
 
+def test_kept_checkpoints_hold_every_save_by_env_steps_and_load_as_agents(tmp_path: Path, fast_config) -> None:
+    from click.testing import CliRunner
+
+    from agent.cli.main import main
+
+    cfg = fast_config(
+        "train.steps=240", "train.eval_every=0", "train.checkpoint_every=100", "train.keep_checkpoints=true"
+    )
+    tr = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    tr.train()
+    tr.close()
+    kept = sorted((tmp_path / "checkpoints").glob("*.pt"))
+    assert [p.name for p in kept] == ["ckpt-00000100.pt", "ckpt-00000200.pt", "ckpt-00000240.pt"]
+    for path in kept:
+        data = load_checkpoint(path)
+        assert data["counters"]["env_steps"] == int(path.stem.split("-")[1]) and "replay" not in data
+    newest, last = load_checkpoint(kept[-1]), load_checkpoint(tmp_path)
+    assert all(torch.equal(newest["model"][k], v) for k, v in last["model"].items())
+    assert not torch.equal(load_checkpoint(kept[0])["model"]["actor.out.weight"], last["model"]["actor.out.weight"])
+    args = ["eval", *map(str, kept[:2]), "--opponent", "still", "--games", "1", "--mode", "shooting"]
+    result = CliRunner().invoke(main, [*args, "--policy", "mean", "--brief"])
+    assert result.exit_code == 0, result.output
+    # the folder they share is said once, above rows that name each checkpoint in full
+    assert f"agents in {tmp_path / 'checkpoints'}/" in result.output
+    rows = [line.split("│")[0].strip() for line in result.output.splitlines() if "│" in line]
+    assert sorted(rows) == ["ckpt-00000100.pt", "ckpt-00000200.pt"]
+
+
 def test_resume_gives_bit_identical_next_updates(tmp_path: Path, fast_config) -> None:
     cfg = fast_config("train.steps=160", "train.eval_every=0")
     first = Trainer(cfg, tmp_path, progress=False, tensorboard=False)

@@ -268,8 +268,12 @@ def _print_scores(
         style="bold",
         markup=False,
     )
+    specs = list(dict.fromkeys(spec for spec, _ in scores))
+    folder = _common_folder(specs)
+    if folder:
+        console.print(f"agents in {folder}/", markup=False, soft_wrap=True)  # a path copies whole
     table = Table(show_edge=False)
-    table.add_column("agent")
+    table.add_column("agent", overflow="fold")  # a name is never cut short: it is what the table picks
     table.add_column("policy")
     for opp in opponents:
         table.add_column(opp, justify="right")
@@ -279,10 +283,20 @@ def _print_scores(
     for (spec, label), by_opp in ranked:
         values = [by_opp[opp] for opp in opponents]
         table.add_row(
-            spec,
+            spec[len(folder) + 1 :] if folder else spec,
             label or "-",
             *(f"{v:.3f}" for v in values),
             f"{min(values):.3f}",
             f"{sum(values) / len(values):.3f}",
         )
     console.print(table)
+
+
+def _common_folder(specs: list[str]) -> str:
+    """The folder that every agent path lies in (said once above the table), or '' when none is shared."""
+    import os
+
+    if len(specs) < 2 or not all("/" in spec for spec in specs):
+        return ""
+    folder = os.path.commonpath(specs)
+    return "" if folder in specs else folder

@@ -20,6 +20,7 @@ from typing import Any
 from agent.atomic import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
+KEPT_CHECKPOINTS = "checkpoints"  # train.keep_checkpoints: every checkpoint, kept here by env steps
 CONFIG_FILE = "config.json"
 FORMAT = 1
 

@@ -602,25 +602,27 @@ class Trainer:
         trainer_state: dict[str, Any] = {"recent": list(self.recent), "env_builds": self._env_builds}
         if hasattr(self.sampler, "state_dict"):
             trainer_state["sampler"] = self.sampler.state_dict()
-        path = ckpt.save(
-            self.run_dir / ckpt.CHECKPOINT_FILE,
-            {
-                "preset": self.preset,
-                "config": config_to_dict(self.cfg),
-                "model": self.agent.state_dict(),
-                "optimizer": self.agent.optimizer_state(),
-                "counters": {
-                    "env_steps": self.env_steps,
-                    "decisions": self.decisions,
-                    "updates": self.updates,
-                    "episodes": self.episodes,
-                    "time": self.elapsed(),
-                },
-                "rng": rng,
-                "trainer": trainer_state,
-                "replay": replay_name,
+        payload = {
+            "preset": self.preset,
+            "config": config_to_dict(self.cfg),
+            "model": self.agent.state_dict(),
+            "optimizer": self.agent.optimizer_state(),
+            "counters": {
+                "env_steps": self.env_steps,
+                "decisions": self.decisions,
+                "updates": self.updates,
+                "episodes": self.episodes,
+                "time": self.elapsed(),
             },
-        )
+            "rng": rng,
+            "trainer": trainer_state,
+        }
+        path = ckpt.save(self.run_dir / ckpt.CHECKPOINT_FILE, {**payload, "replay": replay_name})
+        if self.cfg.train.keep_checkpoints:
+            # the replay is not kept with it: only the run's newest checkpoint names one
+            kept = self.run_dir / ckpt.KEPT_CHECKPOINTS
+            kept.mkdir(exist_ok=True)
+            ckpt.save(kept / f"ckpt-{self.env_steps:08d}.pt", payload)
         self.checkpoint_step = self.env_steps
         for old in self.run_dir.glob("replay-*.npz"):
             if old.name != replay_name:
