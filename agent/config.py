@@ -170,6 +170,10 @@ class TrainConfig:
     # with --init: also start from the replay the source's checkpoint names (same train.envs and
     # replay_capacity); the prefill then adds train.prefill new env steps on top of it
     init_replay: bool = False
+    # with init_replay: take the rows of this replay file (.npz) instead of the one the source's
+    # checkpoint names, for an agent shipped without its replay (models/champion and a leg's
+    # replay kept apart under models/resume/)
+    init_replay_file: str = ""
     opponent: str = "weak"
     mode: str = "normal"
     drill_envs: int = 0  # of the `envs` games, how many play `drill_mode` rounds throughout
@@ -506,6 +510,8 @@ def validate(cfg: Config) -> Config:
         raise ValueError("train.latest_share + train.scripted_share must be <= 1")
     if not t.eval_opponents:
         raise ValueError("train.eval_opponents needs at least one opponent")
+    if t.init_replay_file and not t.init_replay:
+        raise ValueError("train.init_replay_file is read only with train.init_replay=true")
     if t.scripted_share > 0 and not t.scripted_opponents:
         raise ValueError("train.scripted_share > 0 needs at least one player in train.scripted_opponents")
     if len(set(t.scripted_opponents)) != len(t.scripted_opponents):

@@ -292,6 +292,17 @@ def test_init_replay_takes_the_sources_rows_and_keeps_its_own_sampling(tmp_path,
     with pytest.raises(ValueError, match="names the replay file replay-.*, which is not beside it.*init_replay=false"):
         Trainer(fast_config("train.init_replay=true"), tmp_path / "f", progress=False, tensorboard=False,
                 init=tmp_path / "e" / "checkpoint.pt")  # fmt: skip
+    # an agent shipped without its replay starts from a replay file kept apart
+    replay = next((tmp_path / "a").glob("replay-*.npz"))
+    apart = Trainer(fast_config("train.seed=7", "train.init_replay=true", f"train.init_replay_file={replay}"),
+                    tmp_path / "g", progress=False, tensorboard=False, init=tmp_path / "e")  # fmt: skip
+    np.testing.assert_array_equal(apart.replay.obs, source.replay.obs)
+    apart.close()
+    with pytest.raises(ValueError, match="init_replay_file .*nothing.npz is not a file.*init_replay=false"):
+        Trainer(fast_config("train.init_replay=true", f"train.init_replay_file={tmp_path / 'nothing.npz'}"),
+                tmp_path / "h", progress=False, tensorboard=False, init=tmp_path / "e")  # fmt: skip
+    with pytest.raises(ValueError, match="read only with train.init_replay=true"):
+        fast_config(f"train.init_replay_file={replay}")
 
 
 def test_the_progress_line_shows_the_evaluation_and_the_league_rating(tmp_path, fast_config):

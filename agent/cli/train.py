@@ -134,9 +134,9 @@ def _saved_league(run_dir: Path) -> dict[str, Any] | None:
     type=click.Path(exists=True, path_type=Path),
     default=None,
     help="Start a new run from the weights of another run directory or checkpoint of the same model "
-    "size (the shipped models/weak-s1-145k among them); the replay starts empty unless --set "
-    "train.init_replay=true takes the source's replay, and the optimisers start fresh unless --set "
-    "train.init_optimizer=true takes the source's moments.",
+    "size (the shipped models/champion among them); the replay starts empty unless --set "
+    "train.init_replay=true takes the source's replay (or --set train.init_replay_file=FILE.npz one kept "
+    "apart), and the optimisers start fresh unless --set train.init_optimizer=true takes the source's moments.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def train(

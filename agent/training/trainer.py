@@ -632,7 +632,8 @@ class Trainer:
     def _init_from(self, source: str | Path) -> None:
         """Start from another agent's weights (refused when its model configuration differs)
         and, with train.init_optimizer, its optimiser moments; with train.init_replay, from the
-        rows of the replay its checkpoint names (this run's own sampling generator kept)."""
+        rows of the replay its checkpoint names, or of train.init_replay_file (this run's own
+        sampling generator kept)."""
         data = ckpt.load(source, device="cpu")
         file = ckpt.resolve(source)
         what = str(file)
@@ -651,8 +652,11 @@ class Trainer:
             except ValueError as exc:
                 raise ValueError(f"{what}: {exc} (train.init_optimizer=false starts the optimisers fresh)") from exc
         if self.cfg.train.init_replay:
+            named = self.cfg.train.init_replay_file
             try:
-                self.replay.load(ckpt.replay_beside(data, file), rows_only=True)
+                if named and not Path(named).is_file():
+                    raise ValueError(f"train.init_replay_file {named} is not a file")
+                self.replay.load(Path(named) if named else ckpt.replay_beside(data, file), rows_only=True)
             except ValueError as exc:
                 raise ValueError(f"{exc} (train.init_replay=false starts from an empty replay)") from exc
 
