@@ -69,9 +69,10 @@ class ModelConfig:
     init: str = "torch"
     # matmul precision of imagination and the actor-critic passes: 'float32', or
     # 'bfloat16' autocast (the official code computes in bfloat16; here parameters, the
-    # GRU state and every distribution stay float32). The world model's sequential
-    # pass over 16 rows gains nothing from it on CPU and stays float32; so does acting.
-    compute_dtype: str = "float32"
+    # GRU state and every distribution stay float32), or 'auto': bfloat16 on a CPU with
+    # AMX (its bfloat16 products run 5-7x faster), float32 elsewhere. The world model's
+    # sequential pass over 16 rows stays float32, and so does acting.
+    compute_dtype: str = "auto"
 
 
 @dataclass
@@ -195,7 +196,9 @@ class TrainConfig:
     threads: int = 0
     share_cpu: bool = False
     cuda_graph: bool = True  # on a GPU, replay the update from a CUDA graph (same maths, far fewer launches)
-    compile: bool = False  # torch.compile the recurrent steps (fuses their elementwise work; pays on a GPU)
+    # on a CPU, torch.compile the imagination step and the actor-critic losses (their elementwise
+    # work fused: the small update ~1.1-1.2x faster; compiling takes 15-30 s at the start)
+    compile: bool = True
     snapshot_every: int = 100_000
     pfsp: str = "squared"  # 'squared' | 'variance'
     latest_share: float = 0.5
@@ -242,7 +245,7 @@ MIX = ("weak", "strong")  # opponent 'mix': one of these drawn per round
 DEVICES = ("auto", "cpu", "cuda")
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("model", "compute_dtype"): ("float32", "bfloat16"),
+    ("model", "compute_dtype"): ("auto", "float32", "bfloat16"),
     ("model", "init"): ("torch", "official"),
     ("optim", "name"): ("adam", "laprop"),
     ("actor", "dist"): ("bounded_normal", "tanh_normal", "discrete"),
@@ -350,6 +353,7 @@ _TINY = {
         "prefill": 500,
         "replay_capacity": 100_000,
         "envs": 4,
+        "compile": False,  # compiling would take longer than a smoke run's updates
     },
 }
 _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {

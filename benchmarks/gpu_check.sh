@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: install what its image lacks, run the CUDA tests, time the
-# update (eager, CUDA graph, compiled steps, the batch-shape and imagination knobs) and
+# update (eager, CUDA graph, the batch-shape and imagination knobs) and
 # the whole training loop. GPU time comes in short windows, so everything is one script
 # whose sections run even when an earlier one fails; logs go to $OUT (or /tmp/gpu-check).
 #   bash benchmarks/gpu_check.sh            # wheels for missing packages in .whl/ are installed first
@@ -37,9 +37,6 @@ timeout 300 python3 benchmarks/bench_train.py --device cuda --threads 4 --preset
   | tee "$OUT/loop.txt"
 timeout 200 python3 benchmarks/bench_train.py --device cuda --threads 4 --presets small --steps 800 \
   $(for k in $OFFICIAL train.replay_context=true train.online=true; do echo --set "$k"; done) 2>&1 | tee -a "$OUT/loop.txt"
-
-section "update: compiled steps + graph (compiles first)"
-timeout ${COMPILE_S:-200} $U --configs small --graph --set train.compile=true 2>&1 | grep "updates/s" | tee -a "$OUT/update.txt"
 
 section "summary"
 grep -h "updates/s" "$OUT/update.txt" | sed -E 's/^(.*) params +[0-9.]+M +([0-9.]+) updates\/s.*achieved +([0-9.]+) GFLOP\/s.*/\1: \2 updates\/s, \3 GFLOP\/s/'

@@ -17,6 +17,7 @@ from agent.config import (
     save_config,
 )
 from agent.dreamer import ActingPolicy, BatchActingPolicy, DreamerAgent
+from agent.dreamer.behavior import imagine
 from agent.players.policy import Policy
 
 torch.set_num_threads(1)
@@ -209,6 +210,63 @@ def test_resume_is_bit_identical(explore, random_batch):
     assert ma == mb
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
+
+
+@pytest.mark.parametrize("dist", ["bounded_normal", "discrete"])
+def test_imagination_draws_as_sampling_the_actor_then_the_prior(dist):
+    """The rollout from pre-drawn noise is the step-by-step definition: sample the actor
+    from its distribution, then `img_step`, draw for draw from the same generator."""
+    torch.manual_seed(0)
+    cfg = tiny_config(f"actor.dist={dist}", "model.compute_dtype=float32")
+    agent = DreamerAgent(cfg)
+    wm, actor = agent.wm, agent.actor
+    deter = torch.randn(6, wm.deter_size)
+    stoch = torch.nn.functional.one_hot(torch.randint(0, cfg.model.classes, (6, cfg.model.stoch)), cfg.model.classes)
+    stoch = stoch.float().flatten(-2)
+    imag = imagine(wm, actor, deter, stoch, 4, torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    feats, raws = [torch.cat([deter, stoch], -1)], []
+    with torch.no_grad():
+        for _ in range(4):
+            dist_t = actor(feats[-1])
+            raws.append(dist_t.sample(gen))
+            deter, stoch = wm.img_step(deter, stoch, dist_t.to_action(raws[-1]), gen)
+            feats.append(torch.cat([deter, stoch], -1))
+    torch.testing.assert_close(imag.feat, torch.stack(feats), rtol=0, atol=1e-6)
+    torch.testing.assert_close(imag.raw, torch.stack(raws), rtol=0, atol=1e-6)
+    assert not imag.feat.requires_grad and imag.action.abs().max() <= 1.0
+
+
+def test_compiled_update_is_the_eager_update(random_batch):
+    """train.compile (torch.compile of the imagination step and the actor-critic losses on a
+    CPU) changes rounding only: two updates give the same metrics and weights as eager ones."""
+    cfg = tiny_config("model.compute_dtype=float32")
+    compiled_cfg = tiny_config("model.compute_dtype=float32", "train.compile=true")
+    batches = [random_batch(cfg, 1), random_batch(cfg, 2)]
+    torch.manual_seed(0)
+    eager = DreamerAgent(cfg)
+    torch.manual_seed(0)
+    compiled = DreamerAgent(compiled_cfg)
+    for batch in batches:
+        me, mc = eager.update(batch), compiled.update(batch)
+    assert compiled._compiled is not None  # the compiled functions ran
+    for key, value in me.items():
+        assert mc[key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+    for (name, pe), pc in zip(eager.state_dict().items(), compiled.state_dict().values()):
+        torch.testing.assert_close(pc, pe, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_compute_dtype_auto_is_bfloat16_only_on_a_cpu_with_amx(monkeypatch):
+    import agent.dreamer.agent as agent_module
+
+    for amx, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(agent_module, "amx_available", lambda amx=amx: amx)
+        assert agent_module.compute_dtype("auto", "cpu") == expected
+        assert agent_module.compute_dtype("auto", "cuda") == torch.float32
+        assert agent_module.compute_dtype("float32", "cpu") == torch.float32
+        assert agent_module.compute_dtype("bfloat16", "cuda") == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown compute dtype 'fp16'; choices: auto, float32, bfloat16"):
+        make_config("small", ["model.compute_dtype=fp16"])
 
 
 # ---- acting ----------------------------------------------------------------------

@@ -214,10 +214,13 @@ def train(
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot write the run directory {run_dir}: {exc}") from exc
+    from agent.dreamer.agent import describe_update
+
     repeat = f", action repeat {cfg.train.action_repeat}" if cfg.train.action_repeat != 1 else ""
     console.print(
         f"run dir [bold]{run_dir}[/] on {trainer.device}: {trainer.preset or name} preset, "
-        f"opponent {cfg.train.opponent}, mode {cfg.train.mode}{repeat}, from env step {trainer.env_steps}; {cpu_line}"
+        f"opponent {cfg.train.opponent}, mode {cfg.train.mode}{repeat}, from env step {trainer.env_steps}; {cpu_line}; "
+        f"{describe_update(trainer.cfg, trainer.device)}"
     )
     try:
         result = trainer.train()
@@ -258,14 +261,18 @@ def _selfplay(cfg: Any, run_dir: Path, resume: bool, preset: str, progress: bool
     """Run self-play and print where the league and the exported agent are."""
     from rich.console import Console
 
-    from agent.training.trainer import TrainingError
+    from agent.dreamer.agent import describe_update
+    from agent.training.trainer import TrainingError, resolve_device
     from league.cli import print_leaderboard
     from league.members import LeagueError
     from selfplay.loop import league_dir_for
     from selfplay.run import run_selfplay
 
     console = Console()
-    console.print(f"self-play run dir [bold]{run_dir}[/], league {league_dir_for(cfg, run_dir)}")
+    console.print(
+        f"self-play run dir [bold]{run_dir}[/], league {league_dir_for(cfg, run_dir)}; "
+        f"{describe_update(cfg, resolve_device(cfg.train.device))}"
+    )
     try:
         result = run_selfplay(cfg, run_dir, resume, preset=preset, progress=progress, init=init)
     except TrainingError as exc:

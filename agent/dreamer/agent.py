@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from agent.config import Config
-from agent.dreamer.behavior import behavior_losses, eta_at, imagine
+from agent.dreamer.behavior import behavior_losses, eta_at, imagine, rollout_step
 from agent.dreamer.explore import Disagreement
 from agent.dreamer.maths import ReturnNormalizer, replay_return, twohot_mean, twohot_nll
 from agent.dreamer.nets import Actor, TwoHotHead, official_init, onehot_at
@@ -116,8 +116,7 @@ class DreamerAgent(nn.Module):
         self._generator: torch.Generator | None = None
         # the entropy scale of the current update, a buffer so a captured graph reads it
         self.register_buffer("_eta", torch.zeros((), dtype=torch.float64), persistent=False)
-        if cfg.train.compile:
-            self.compile_steps()
+        self._compiled: tuple[Any, Any] | None = None  # (rollout step, behaviour losses), built at the first update
         self.posterior: tuple[Tensor, Tensor] | None = None  # the last update's posterior states
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static_in: dict[str, Tensor] = {}
@@ -313,7 +312,9 @@ class DreamerAgent(nn.Module):
             first_action = batch["start_action"].unsqueeze(1)
         prev_action = torch.cat([first_action, action[:, :-1]], 1)
         prev_action = prev_action * (~is_first).unsqueeze(-1).float()
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.model.compute_dtype == "bfloat16")
+        bf16 = compute_dtype(cfg.model.compute_dtype, self.device) == torch.bfloat16
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
+        rollout, losses = self._update_functions()
         with record_function("dreamer/wm_loss"):
             wm_out = self.wm.loss(obs, prev_action, reward, is_first, is_terminal, gen, keep_graph=joint, start=start)
         # the posterior states, for a replay that keeps them (the context of later samples)
@@ -342,14 +343,14 @@ class DreamerAgent(nn.Module):
             pick = torch.rand(start_cont.shape, generator=gen, device=start_cont.device).topk(count).indices
             start_deter, start_stoch, start_cont = start_deter[pick], start_stoch[pick], start_cont[pick]
         with record_function("dreamer/imagine"), autocast:
-            imag = imagine(self.wm, self.actor, start_deter, start_stoch, cfg.actor.horizon, gen)
+            imag = imagine(self.wm, self.actor, start_deter, start_stoch, cfg.actor.horizon, gen, rollout)
         bonus = None
         if self.explore is not None:
             bonus = self.explore.bonus(imag.feat[:-1], imag.action)
             out["explore/bonus"] = bonus.mean()
             bonus = cfg.explore.scale * bonus
         with record_function("dreamer/ac_loss"), autocast:
-            beh = behavior_losses(
+            beh = losses(
                 self.wm,
                 self.actor,
                 self.critic,
@@ -426,16 +427,23 @@ class DreamerAgent(nn.Module):
         nll = twohot_nll(value_logits[:, :-1], ((ret, 1.0), (slow_value, cfg.critic.slow_reg)), bins)
         return (weight * nll).mean()
 
-    def compile_steps(self) -> None:
-        """torch.compile the functions every recurrent step calls (GRU, prior, posterior,
-        actor head): their elementwise work fuses into few kernels, forward and backward.
-        The maths is the same up to float rounding; compiling takes a minute or two. The
-        world model then trains through these compiled steps instead of its fused filter."""
-        self.wm.fused_filter = False
-        self.wm.gru = torch.compile(self.wm.gru, dynamic=False)  # type: ignore[method-assign]
-        self.wm.prior_probs = torch.compile(self.wm.prior_probs, dynamic=False)  # type: ignore[method-assign]
-        self.wm.post_probs = torch.compile(self.wm.post_probs, dynamic=False)  # type: ignore[method-assign]
-        self.actor.head = torch.compile(self.actor.head, dynamic=False)  # type: ignore[method-assign]
+    def _update_functions(self) -> tuple[Any, Any]:
+        """The imagination step and the actor-critic losses the update calls: `rollout_step`
+        and `behavior_losses` as they are, or with train.compile on a CPU their torch.compile
+        copies. Compiled, the elementwise work of each imagined step and of the losses (norms,
+        gates, 255-bin softmaxes, two-hot decoding) runs as a few fused loops instead of
+        hundreds of passes over [1,024 x 512] tensors; the maths is the same up to float
+        rounding. Compiling takes 15-30 s at the first update of a process (less once the
+        compiler's cache in the temporary directory holds it). On a GPU the CUDA graph
+        (train.cuda_graph) takes this role and the eager functions are captured instead."""
+        if not (self.cfg.train.compile and self.device.type == "cpu"):
+            return rollout_step, behavior_losses
+        if self._compiled is None:
+            self._compiled = (
+                torch.compile(rollout_step, dynamic=False),
+                torch.compile(behavior_losses, dynamic=False),
+            )
+        return self._compiled
 
     @property
     def graph_captured(self) -> bool:
@@ -572,6 +580,39 @@ def optimizer_names(cfg: Config) -> tuple[str, ...]:
     """The names of the optimisers a DreamerAgent with this config keeps (its checkpoint's parts)."""
     names = ("all",) if cfg.optim.name == "laprop" else ("wm", "actor", "critic")
     return names + (("explore",) if cfg.explore.scale > 0 else ())
+
+
+def amx_available() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), whose bfloat16
+    matrix products run several times faster than float32 ones."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
+
+
+def compute_dtype(name: str, device: torch.device | str) -> torch.dtype:
+    """The matmul precision of imagination and the actor-critic losses for model.compute_dtype.
+
+    'auto' is bfloat16 on a CPU with AMX, where it makes the small preset's update about
+    1.25x faster (docs/results.md, "Training speed"), and float32 elsewhere: CPUs without
+    AMX run bfloat16 products slower than float32 ones, and a GPU gains nothing measurable.
+    """
+    if name == "bfloat16" or (name == "auto" and torch.device(device).type == "cpu" and amx_available()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def describe_update(cfg: Config, device: torch.device | str) -> str:
+    """How the update computes on `device`, for the line a training job starts with."""
+    dtype = compute_dtype(cfg.model.compute_dtype, device)
+    parts = [f"imagination in {str(dtype).removeprefix('torch.')}"]
+    if dtype == torch.bfloat16 and cfg.model.compute_dtype == "auto":
+        parts[0] += " (this CPU has AMX)"
+    if cfg.train.compile and torch.device(device).type == "cpu":
+        parts.append("compiled (the first update takes 15-30 s longer)")
+    return "update: " + ", ".join(parts)
 
 
 def metrics_to_host(metrics: dict[str, Tensor]) -> dict[str, float | list[float]]:

@@ -2,10 +2,12 @@
 
 From every replayed posterior state the world model imagines `horizon` steps with
 the actor's sampled actions. The actor is trained with REINFORCE, so no gradient
-flows through the dynamics: the world model steps run under `torch.no_grad`. The
-actor's outputs on the imagined states keep their graph, so its loss reuses them
-instead of a second actor pass; the critic is evaluated on the detached features in
-one batched pass.
+flows through the dynamics: the whole rollout runs under `torch.no_grad`, one
+`rollout_step` per imagined step (the actor's sample, the GRU, the prior's sample),
+from noise drawn beforehand. That keeps the step a pure tensor function, which
+`torch.compile` can fuse (DreamerAgent does on the CPU). The losses then run the actor
+and the critic once each over all H x N imagined states, with their graphs: the same
+values as the rollout's actor outputs, in one large product instead of H small ones.
 
 Per imagined state t (0..H-1), with weight w_t = prod_{k<=t} (gamma c_k) / gamma:
 - lambda-return R_t from predicted rewards, continues and critic values,
@@ -28,6 +30,7 @@ distributions only.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -35,37 +38,67 @@ from torch import Tensor
 
 from agent.config import CHOICES, ActorConfig, CriticConfig
 from agent.dreamer.maths import ReturnNormalizer, lambda_return, quantiles, twohot_mean, twohot_nll
-from agent.dreamer.nets import Actor, TwoHotHead, max_discrete_entropy
+from agent.dreamer.nets import Actor, TwoHotHead, max_discrete_entropy, onehot_at
 from agent.dreamer.world_model import WorldModel
 
 
 @dataclass
 class Imagined:
-    """An imagined batch, time first: feat [H+1, N, F] (detached), actor head outputs
-    [H, N, P] (with their graph), raw [H, N, R] and action [H, N, A] (detached); P and R
-    are 2A and A for the continuous distributions, G*C and G*C for the discrete one."""
+    """An imagined batch, time first, all detached: feat [H+1, N, F], raw [H, N, R] and
+    action [H, N, A]; R is A for the continuous distributions, G*C for the discrete one."""
 
     feat: Tensor
-    head: Tensor
     raw: Tensor  # the distribution's own sample (pre-clip / pre-tanh, or one-hot), for log pi
     action: Tensor  # what the dynamics saw, in [-1, 1]
 
 
+RolloutStep = Callable[[WorldModel, Actor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]
+
+
+def rollout_step(
+    wm: WorldModel, actor: Actor, deter: Tensor, stoch: Tensor, noise: Tensor, latent_noise: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One imagined step from given noise: the actor's sample, its action, the GRU and
+    the prior's sample. noise [N, actor.noise_size] of kind actor.noise_kind picks the
+    actor's sample (`sample_from`), latent_noise [N, L, 1] uniform the prior's classes
+    (`onehot_at`). Returns the next deter and stoch, and the sample raw and its action."""
+    dist = actor.dist_from(actor.head(torch.cat([deter, stoch], -1)))
+    raw = dist.sample_from(noise)
+    action = dist.to_action(raw)
+    deter = wm.gru(deter, stoch, wm.in_action(action))
+    stoch = onehot_at(wm.prior_probs(deter), latent_noise).flatten(-2)
+    return deter, stoch, raw, action
+
+
 def imagine(
-    wm: WorldModel, actor: Actor, deter: Tensor, stoch: Tensor, horizon: int, generator: torch.Generator
+    wm: WorldModel,
+    actor: Actor,
+    deter: Tensor,
+    stoch: Tensor,
+    horizon: int,
+    generator: torch.Generator,
+    step: RolloutStep = rollout_step,
 ) -> Imagined:
-    """Roll the prior forward `horizon` steps from start states deter [N, D], stoch [N, S]."""
-    feats = [torch.cat([deter, stoch], -1)]
-    heads, raws, actions = [], [], []
-    for t in range(horizon):
-        heads.append(actor.head(feats[t]))
-        with torch.no_grad():
-            dist = actor.dist_from(heads[t])
-            raws.append(dist.sample(generator))
-            actions.append(dist.to_action(raws[t]))
-            deter, stoch = wm.img_step(deter, stoch, actions[t], generator)
-            feats.append(torch.cat([deter, stoch], -1))
-    return Imagined(torch.stack(feats), torch.stack(heads), torch.stack(raws), torch.stack(actions))
+    """Roll the prior forward `horizon` steps from start states deter [N, D], stoch [N, S].
+
+    Each step draws the actor's noise, then the prior's uniforms, from `generator`: the
+    draws, in number and order, of sampling the actor and then `WorldModel.img_step`.
+    `step` is `rollout_step` or a compiled copy of it.
+    """
+    n, dev = deter.shape[0], deter.device
+    feats, raws, actions = [torch.cat([deter, stoch], -1)], [], []
+    with torch.no_grad():
+        for _ in range(horizon):
+            if actor.noise_kind == "normal":
+                noise = torch.randn((n, actor.noise_size), generator=generator, device=dev)
+            else:
+                noise = torch.rand((n, actor.noise_size), generator=generator, device=dev)
+            latent_noise = torch.rand((n, wm.cfg.stoch, 1), generator=generator, device=dev)
+            deter, stoch, raw, action = step(wm, actor, deter, stoch, noise, latent_noise)
+            feats.append(torch.cat([deter.float(), stoch.float()], -1))
+            raws.append(raw)
+            actions.append(action)
+    return Imagined(torch.stack(feats), torch.stack(raws), torch.stack(actions))
 
 
 def entropy_bounds(act_dim: int, min_std: float, max_std: float) -> tuple[float, float]:
@@ -152,7 +185,7 @@ def behavior_losses(
     retnorm.update(ret)
     adv = (ret - value[:-1]) / retnorm.divisor()
 
-    dist = actor.dist_from(imag.head)
+    dist = actor(feat[:-1])  # the rollout's distributions, now with their graph
     logpi = dist.log_prob(imag.raw)
     ent = dist.entropy(generator)
     w = weight[:-1]

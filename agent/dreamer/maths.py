@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -142,13 +143,15 @@ def lambda_return(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam
 
 def quantiles(x: Tensor, levels: tuple[float, ...]) -> Tensor:
     """torch.quantile of a flat tensor at `levels` (linear interpolation), with the levels
-    as Python numbers: no tensor is copied from the host, so it can run in a CUDA graph."""
+    as Python numbers: no tensor is copied from the host or to it, so it can run in a
+    CUDA graph and be compiled whole."""
     flat = x.flatten().sort().values
     n = flat.shape[0]
     # the ranks in the tensor's precision, as torch.quantile computes them
-    ranks = torch.tensor(levels, dtype=flat.dtype) * (n - 1)
+    real = np.float64 if flat.dtype == torch.float64 else np.float32
     out = []
-    for rank in ranks.tolist():
+    for level in levels:
+        rank = float(real(level) * real(n - 1))
         lo = min(int(rank), n - 1)
         out.append(torch.lerp(flat[lo], flat[min(lo + 1, n - 1)], rank - lo))
     return torch.stack(out)
