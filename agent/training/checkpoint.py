@@ -152,8 +152,8 @@ def check_compatible(expected: Any, found: Any, what: str) -> None:
         for key in sorted(set(exp) | set(got)):
             if section == "actor" and key not in ("dist", "min_std", "max_std"):
                 continue  # other actor fields are training settings, not shapes
-            if section == "model" and key == "init":
-                continue  # how the weights were first drawn, not what they are
+            if section == "model" and key in ("init", "compute_dtype"):
+                continue  # how the weights were first drawn, and the precision of products: not what they are
             if exp.get(key) != got.get(key):
                 diffs.append(f"{section}.{key}: run {exp.get(key)!r} vs checkpoint {got.get(key)!r}")
     if diffs:
