@@ -82,6 +82,18 @@ def test_kept_checkpoints_hold_every_save_by_env_steps_and_load_as_agents(tmp_pa
     assert sorted(rows) == ["ckpt-00000100.pt", "ckpt-00000200.pt"]
 
 
+def test_saves_during_the_prefill_keep_the_unchanged_weights_once(tmp_path: Path, fast_config) -> None:
+    cfg = fast_config("train.steps=240", "train.eval_every=0", "train.checkpoint_every=50", "train.prefill=160",
+                      "train.keep_checkpoints=true")  # fmt: skip
+    tr = Trainer(cfg, tmp_path, progress=False, tensorboard=False)
+    tr.train()
+    tr.close()
+    kept = [p.name for p in sorted((tmp_path / "checkpoints").glob("*.pt"))]
+    # 50, 100 and 150 come before the first update: only the first of them is kept
+    assert kept == ["ckpt-00000050.pt", "ckpt-00000200.pt", "ckpt-00000240.pt"]
+    assert load_checkpoint(tmp_path / "checkpoints" / kept[0])["counters"]["updates"] == 0
+
+
 def test_resume_gives_bit_identical_next_updates(tmp_path: Path, fast_config) -> None:
     cfg = fast_config("train.steps=160", "train.eval_every=0")
     first = Trainer(cfg, tmp_path, progress=False, tensorboard=False)

@@ -341,6 +341,7 @@ class Trainer:
         self._graph_failed = ""
         self.last_eval_step = -1
         self.checkpoint_step: int | None = None  # env step of the newest checkpoint on disk
+        self._kept_updates: int | None = None  # updates of the newest kept checkpoint (train.keep_checkpoints)
 
         if resume:
             if init is not None:
@@ -618,8 +619,10 @@ class Trainer:
             "trainer": trainer_state,
         }
         path = ckpt.save(self.run_dir / ckpt.CHECKPOINT_FILE, {**payload, "replay": replay_name})
-        if self.cfg.train.keep_checkpoints:
-            # the replay is not kept with it: only the run's newest checkpoint names one
+        if self.cfg.train.keep_checkpoints and self.updates != self._kept_updates:
+            # the replay is not kept with it: only the run's newest checkpoint names one; saves
+            # without an update since the last kept one (a long prefill) hold the same weights
+            self._kept_updates = self.updates
             kept = self.run_dir / ckpt.KEPT_CHECKPOINTS
             kept.mkdir(exist_ok=True)
             ckpt.save(kept / f"ckpt-{self.env_steps:08d}.pt", payload)
