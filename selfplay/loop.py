@@ -331,7 +331,10 @@ class LeagueHub:
 class Snapshotter:
     """Every `every` env steps: snapshot the learner into the league as `<name>-<env step>`.
 
-    Each snapshot is also the learner's <run dir>/agent.onnx, ready for the client.
+    Each snapshot is also the learner's <run dir>/agent.onnx, ready for the client. A
+    periodic snapshot with no update since the previous one (a prefill longer than
+    `every`, the start of an --init run) is skipped: the league would hold the same
+    weights twice, and PFSP would count them as two opponents.
     """
 
     def __init__(
@@ -345,10 +348,12 @@ class Snapshotter:
         self.next = (start_step // every + 1) * every if every > 0 else None
         self.latest: Path | None = None
         self.latest_step = -1
+        self.latest_updates: int | None = None  # updates of the newest snapshot (None: none this process)
 
     def __call__(self, trainer: Trainer) -> None:
         if self.next is not None and trainer.env_steps >= self.next:
-            self.snapshot(trainer)
+            if trainer.updates != self.latest_updates:
+                self.snapshot(trainer)
             while self.next <= trainer.env_steps:
                 self.next += self.every
 
@@ -356,7 +361,7 @@ class Snapshotter:
         """Freeze the learner as an ONNX member named <name>-<step> and rate it."""
         path = self.hub.snapshot(trainer, self.sampler, f"{self.name}-{trainer.env_steps}", self.parent_run)
         _copy_atomically(path, trainer.run_dir / "agent.onnx")  # the newest agent, ready for the client
-        self.latest, self.latest_step = path, trainer.env_steps
+        self.latest, self.latest_step, self.latest_updates = path, trainer.env_steps, trainer.updates
         return path
 
 

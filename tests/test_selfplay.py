@@ -315,3 +315,28 @@ def test_the_progress_line_shows_the_evaluation_and_the_league_rating(tmp_path, 
     tr.status_fields["league"] = "league rating 1012"
     assert tr.status() == "eval won: strong 10%, weak 25%; league rating 1012"
     tr.close()
+
+
+def test_a_periodic_snapshot_without_an_update_since_the_last_one_is_skipped(tmp_path):
+    """A prefill longer than snapshot_every would put the same weights into the league twice."""
+    from selfplay.loop import Snapshotter
+
+    taken = []
+
+    class Hub:
+        def snapshot(self, trainer, sampler, name, parent_run):
+            path = tmp_path / f"{name}.onnx"
+            path.write_bytes(b"onnx")
+            taken.append(name)
+            return path
+
+    trainer = SimpleNamespace(env_steps=0, updates=0, run_dir=tmp_path)
+    snapshots = Snapshotter(Hub(), None, "run", "run", every=100, start_step=0)
+    for env_steps, updates in [(100, 0), (200, 0), (300, 0), (400, 50), (500, 50), (600, 90)]:
+        trainer.env_steps, trainer.updates = env_steps, updates
+        snapshots(trainer)
+    assert taken == ["run-100", "run-400", "run-600"]
+    assert (tmp_path / "agent.onnx").is_file() and snapshots.latest_step == 600
+    # an explicit snapshot (the end of a run, a league's first) is always taken
+    snapshots.snapshot(trainer)
+    assert taken[-1] == "run-600" and len(taken) == 4
