@@ -11,15 +11,22 @@ from pathlib import Path
 
 import click
 
-# Scripted players the client may use for testing: the ones that need no game engine.
-# ('weak' and 'strong' wrap agent.game.BasicOpponent, which imports Box2D.)
+# Scripted players the client may use for testing.
+# 'weak' and 'strong' wrap agent.game.BasicOpponent, which needs the game (Box2D, the
+# train extra); the client extra alone plays the others.
 _NEEDS_GAME = ("weak", "strong")
+
+
+def _has_game() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("Box2D") is not None
 
 
 def _client_scripted_names() -> list[str]:
     from agent.players.scripted import SCRIPTED
 
-    return [name for name in SCRIPTED if name not in _NEEDS_GAME]
+    return [name for name in SCRIPTED if name not in _NEEDS_GAME or _has_game()]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,7 +75,10 @@ def _client_scripted_names() -> list[str]:
     help="Stop after this many games (0: play until stopped).",
 )
 @click.option(
-    "--scripted", metavar="NAME", help="Play a Box2D-free scripted player instead of an agent file (for testing)."
+    "--scripted",
+    metavar="NAME",
+    help="Play a scripted player instead of an agent file (for testing): still, random, shooter, keeper; "
+    "weak and strong too where the game is installed (the train extra).",
 )
 def client(
     agent_file: Path | None,
@@ -110,6 +120,12 @@ def client(
 
     if scripted is not None:
         names = _client_scripted_names()
+        if scripted in _NEEDS_GAME and scripted not in names:
+            raise click.BadParameter(
+                f"{scripted!r} needs the game (Box2D), which the client install lacks: pip install '.[train]'; "
+                f"choices here: {', '.join(names)}",
+                param_hint="--scripted",
+            )
         if scripted not in names:
             raise click.BadParameter(
                 f"unknown scripted player {scripted!r}; choices: {', '.join(names)}", param_hint="--scripted"

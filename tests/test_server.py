@@ -49,7 +49,8 @@ def test_onnx_and_scripted_clients_play_full_games(tmp_path: Path, agent_file: P
         port, tmp_path / "server.jsonl", "--games", "2", "--token", TOKEN, "--token", OTHER_TOKEN, "--seed", "3"
     )
     onnx_client = start_client(port, TOKEN, tmp_path / "onnx.jsonl", str(agent_file), "--games", "2")
-    scripted = start_client(port, OTHER_TOKEN, tmp_path / "scripted.jsonl", "--scripted", "keeper", "--games", "2")
+    # 'strong' needs the game, installed here (the client extra alone plays keeper, test_client_install.py)
+    scripted = start_client(port, OTHER_TOKEN, tmp_path / "scripted.jsonl", "--scripted", "strong", "--games", "2")
     for process in (onnx_client, scripted, server):
         code, out = finish(process)
         assert code == 0, out
@@ -412,3 +413,17 @@ def test_client_refuses_malformed_agent_metadata_in_one_line(tmp_path: Path, cas
     assert isinstance(result.exception, SystemExit), result.exception
     (line,) = result.output.strip().splitlines()
     assert line.startswith("Error: cannot use agent file:") and message in line
+
+
+def test_a_scripted_player_that_needs_the_game_is_refused_in_one_line_without_it(monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    import export.client_cli as client_cli
+
+    monkeypatch.setattr(client_cli, "_has_game", lambda: False)
+    args = ["--server-url", "127.0.0.1", "--token", TOKEN, "--scripted", "strong"]
+    res = CliRunner().invoke(client_cli.client, args)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "'strong' needs the game (Box2D)" in res.output and "pip install '.[train]'" in res.output
+    assert "choices here: still, random, shooter, keeper" in " ".join(res.output.split())
+    assert TOKEN not in res.output
