@@ -77,8 +77,8 @@ def _client_scripted_names() -> list[str]:
 @click.option(
     "--scripted",
     metavar="NAME",
-    help="Play a scripted player instead of an agent file (for testing): still, random, shooter, keeper; "
-    "weak and strong too where the game is installed (the train extra).",
+    help="Play a scripted player instead of an agent file (for testing); weak and strong need the game "
+    "(the train extra).",
 )
 def client(
     agent_file: Path | None,
@@ -120,16 +120,14 @@ def client(
 
     if scripted is not None:
         names = _client_scripted_names()
-        if scripted in _NEEDS_GAME and scripted not in names:
-            raise click.BadParameter(
-                f"{scripted!r} needs the game (Box2D), which the client install lacks: pip install '.[train]'; "
-                f"choices here: {', '.join(names)}",
-                param_hint="--scripted",
-            )
         if scripted not in names:
-            raise click.BadParameter(
-                f"unknown scripted player {scripted!r}; choices: {', '.join(names)}", param_hint="--scripted"
+            why = (
+                f"{scripted!r} needs the game (Box2D), which the client install lacks: pip install '.[train]'; "
+                "choices here"
+                if scripted in _NEEDS_GAME
+                else f"unknown scripted player {scripted!r}; choices"
             )
+            raise click.BadParameter(f"{why}: {', '.join(names)}", param_hint="--scripted")
         from agent.players.scripted import make_scripted
 
         policy = make_scripted(scripted)
